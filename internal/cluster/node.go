@@ -1,0 +1,604 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hagate/hagate/internal/election"
+)
+
+// Node is one member's state machine. Create it with New, feed it events with
+// Step and perform the actions it returns. Not safe for concurrent use.
+type Node struct {
+	cfg Config
+
+	role        Role
+	roleSince   time.Time
+	uptimeStart time.Time
+	holddown    time.Time // end of hello_holddown
+	failoverSet bool
+	stopped     bool
+
+	monitored map[string]bool
+	linkUp    map[string]bool
+	pingUp    int
+	witnessUp bool
+
+	peers     map[string]*peer
+	everHeard bool
+	split     bool
+	elected   election.Result
+	primary   string // the member acting as primary, as this node knows it
+	// holdNoted avoids logging a held-back preemption on every tick.
+	holdNoted bool
+	dual      string // another member claiming primary while this one is
+	// noPrimary is when the cluster last lost its acting primary.
+	noPrimary time.Time
+
+	selections []Selection
+	nextSend   time.Time
+	sendNow    bool
+	sent       uint64 // heartbeats sent, for Heartbeat.Count
+	out        []Action
+}
+
+// peer is what this member knows of another.
+type peer struct {
+	epoch     uint64
+	hb        Heartbeat
+	rxAt      time.Time // when hb arrived
+	alive     bool
+	left      bool // said it was leaving
+	lastHeard time.Time
+	links     map[string]*peerLink
+	warned    map[string]bool // configuration mismatches already logged
+}
+
+type peerLink struct {
+	lastHeard time.Time
+	lastSeq   uint64
+	received  uint64
+	lost      uint64
+}
+
+// Selection records one change of the acting primary and why, like FortiOS's
+// "Primary selected using:" list.
+type Selection struct {
+	Time    time.Time `json:"time"`
+	Primary string    `json:"primary"`
+	Reason  string    `json:"reason"`
+}
+
+const maxSelections = 8
+
+// New returns a member in the Hello role, starting at now.
+func New(cfg Config, now time.Time) *Node {
+	n := &Node{
+		cfg:         cfg,
+		role:        Hello,
+		roleSince:   now,
+		uptimeStart: now,
+		holddown:    now.Add(cfg.HelloHolddown),
+		monitored:   map[string]bool{},
+		linkUp:      map[string]bool{},
+		peers:       map[string]*peer{},
+		nextSend:    now,
+		noPrimary:   now,
+	}
+	// Until the link watcher says otherwise, links are assumed down: a
+	// member must not claim to be better than it is.
+	for _, m := range cfg.Monitored {
+		n.monitored[m] = false
+	}
+	for _, l := range cfg.Links {
+		n.linkUp[l.Interface] = false
+	}
+	n.pingUp = cfg.PingServers
+	return n
+}
+
+// Role is this member's current role.
+func (n *Node) Role() Role { return n.role }
+
+// Primary is the member acting as primary ("" if none is known).
+func (n *Node) Primary() string { return n.primary }
+
+// Step feeds one event and returns the actions to perform, in order.
+func (n *Node) Step(ev Event) []Action {
+	n.out = nil
+	if n.stopped {
+		return nil
+	}
+	now := ev.at()
+	switch e := ev.(type) {
+	case Tick:
+	case Received:
+		n.receive(e)
+	case LinkChange:
+		n.linkChange(e)
+	case PingChange:
+		if e.Up != n.pingUp {
+			if e.Up < n.pingUp {
+				n.notice(true, true, "ping servers answering: %d of %d", e.Up, n.cfg.PingServers)
+			}
+			n.pingUp = e.Up
+			n.sendNow = true
+		}
+	case WitnessChange:
+		if e.Up != n.witnessUp {
+			n.witnessUp = e.Up
+			n.notice(!e.Up, true, "witness %s", upDown(e.Up))
+		}
+	case Command:
+		n.command(e)
+		if n.stopped {
+			return n.out
+		}
+	}
+	n.evaluate(now)
+	n.maybeSend(now)
+	return n.out
+}
+
+func (n *Node) emit(a Action) { n.out = append(n.out, a) }
+
+func (n *Node) notice(warn, history bool, format string, args ...any) {
+	n.emit(Notice{Warn: warn, History: history, Msg: fmt.Sprintf(format, args...)})
+}
+
+func upDown(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+func (n *Node) receive(e Received) {
+	p := n.peers[e.From]
+	if p == nil {
+		p = &peer{links: map[string]*peerLink{}, warned: map[string]bool{}}
+		n.peers[e.From] = p
+	}
+	pl := p.links[e.Link]
+	if pl == nil {
+		pl = &peerLink{lastSeq: e.Seq}
+		p.links[e.Link] = pl
+	} else if e.Seq > pl.lastSeq {
+		pl.lost += e.Seq - pl.lastSeq - 1
+		pl.lastSeq = e.Seq
+	} else {
+		pl.lastSeq = e.Seq // the sender restarted its sequence: it rebooted
+	}
+	pl.received++
+	pl.lastHeard = e.Now
+	p.lastHeard = e.Now
+	// The same heartbeat arrives once per link, and a copy on a slow link
+	// may come after a newer one on a fast link: only news changes state.
+	if e.Epoch < p.epoch || (e.Epoch == p.epoch && e.HB.Count <= p.hb.Count && p.rxAt != (time.Time{})) {
+		return
+	}
+	p.epoch = e.Epoch
+	if !p.alive && !e.HB.Leaving {
+		p.alive = true
+		n.everHeard = true
+		n.notice(false, true, "member %s joined (role %s, priority %d)", e.From, e.HB.Role, e.HB.Priority)
+	}
+	if e.HB.Leaving && !p.left {
+		n.notice(false, true, "member %s is leaving the cluster", e.From)
+	}
+	p.left = e.HB.Leaving
+	p.hb = e.HB
+	p.rxAt = e.Now
+	if e.HB.Override != n.cfg.Override && !p.warned["override"] {
+		p.warned["override"] = true
+		n.notice(true, false, "member %s has override %v, this member %v: the election may differ between members", e.From, e.HB.Override, n.cfg.Override)
+	}
+	if e.HB.MonitoredTotal != len(n.cfg.Monitored) && !p.warned["monitor"] {
+		p.warned["monitor"] = true
+		n.notice(true, false, "member %s monitors %d interfaces, this member %d", e.From, e.HB.MonitoredTotal, len(n.cfg.Monitored))
+	}
+}
+
+func (n *Node) linkChange(e LinkChange) {
+	if up, ok := n.monitored[e.Interface]; ok && up != e.Up {
+		n.monitored[e.Interface] = e.Up
+		if !e.Up {
+			// FGCP resets the HA uptime of a member whose monitored link
+			// fails, so that it does not win back when the link returns.
+			n.uptimeStart = e.Now
+		}
+		n.notice(!e.Up, true, "monitored link %s %s (%d/%d up)", e.Interface, upDown(e.Up), n.monitoredUp(), len(n.cfg.Monitored))
+		n.sendNow = true
+	}
+	if up, ok := n.linkUp[e.Interface]; ok && up != e.Up {
+		n.linkUp[e.Interface] = e.Up
+		n.notice(!e.Up, true, "heartbeat link %s %s", e.Interface, upDown(e.Up))
+		n.sendNow = true
+	}
+}
+
+func (n *Node) command(e Command) {
+	switch e.Kind {
+	case FailoverSet:
+		n.failoverSet = true
+		n.uptimeStart = e.Now
+		n.notice(false, true, "failover set by operator: this member ranks last until unset")
+	case FailoverUnset:
+		n.failoverSet = false
+		n.notice(false, true, "failover unset by operator")
+	case ResetUptime:
+		n.uptimeStart = e.Now
+		n.notice(false, true, "HA uptime reset by operator")
+	case Shutdown:
+		if n.role == Primary {
+			n.setRole(e.Now, Subordinate, KindShutdown, "shutting down: handing over")
+		}
+		hb := n.heartbeatToSend(e.Now)
+		hb.Leaving = true
+		n.emit(Send{HB: hb})
+		n.stopped = true
+		return
+	}
+	n.sendNow = true
+}
+
+func (n *Node) monitoredUp() int {
+	c := 0
+	for _, up := range n.monitored {
+		if up {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *Node) uptime(now time.Time) time.Duration { return now.Sub(n.uptimeStart) }
+
+// heartbeat is what this member says of itself now.
+func (n *Node) heartbeat(now time.Time) Heartbeat {
+	return Heartbeat{
+		Role:           n.role,
+		Priority:       n.cfg.Priority,
+		Override:       n.cfg.Override,
+		MonitoredUp:    n.monitoredUp(),
+		MonitoredTotal: len(n.cfg.Monitored),
+		PingUp:         n.pingUp,
+		Uptime:         n.uptime(now),
+		FailoverSet:    n.failoverSet,
+		Elected:        n.elected.Primary,
+		HelloLeft:      n.helloLeft(now),
+	}
+}
+
+func (n *Node) helloLeft(now time.Time) time.Duration {
+	if n.role != Hello || !now.Before(n.holddown) {
+		return 0
+	}
+	return n.holddown.Sub(now)
+}
+
+func (n *Node) maybeSend(now time.Time) {
+	if !n.sendNow && now.Before(n.nextSend) {
+		return
+	}
+	if !now.Before(n.nextSend) {
+		n.nextSend = now.Add(n.cfg.Interval)
+	}
+	n.sendNow = false
+	n.emit(Send{HB: n.heartbeatToSend(now)})
+}
+
+func (n *Node) heartbeatToSend(now time.Time) Heartbeat {
+	n.sent++
+	hb := n.heartbeat(now)
+	hb.Count = n.sent
+	return hb
+}
+
+func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
+	from := n.role
+	n.role = to
+	n.roleSince = now
+	n.holdNoted = false
+	n.sendNow = true
+	n.emit(RoleChange{From: from, To: to, Kind: kind, Reason: reason})
+}
+
+func (n *Node) selfCandidate(now time.Time) election.Candidate {
+	return election.Candidate{
+		ID: n.cfg.NodeID, Priority: n.cfg.Priority, MonitoredUp: n.monitoredUp(),
+		PingUp: n.pingUp, Uptime: n.uptime(now), FailoverSet: n.failoverSet,
+	}
+}
+
+func (p *peer) candidate(id string, now time.Time) election.Candidate {
+	return election.Candidate{
+		ID: id, Priority: p.hb.Priority, MonitoredUp: p.hb.MonitoredUp, PingUp: p.hb.PingUp,
+		// The reported uptime has aged since it was sent.
+		Uptime: p.hb.Uptime + now.Sub(p.rxAt), FailoverSet: p.hb.FailoverSet,
+	}
+}
+
+// alivePeers returns the ids of the members heard within the dead interval,
+// sorted.
+func (n *Node) alivePeers() []string {
+	var ids []string
+	for id, p := range n.peers {
+		if p.alive {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// evaluate expires silent members, ends the hello state, runs the election
+// and changes roles.
+func (n *Node) evaluate(now time.Time) {
+	// lost_threshold heartbeats missed, with half an interval for jitter.
+	dead := n.cfg.DeadInterval() + n.cfg.Interval/2
+	for _, id := range n.sortedPeerIDs() {
+		p := n.peers[id]
+		if !p.alive {
+			continue
+		}
+		if p.left {
+			p.alive = false
+			continue
+		}
+		if now.Sub(p.lastHeard) > dead {
+			p.alive = false
+			n.notice(true, true, "member %s lost: silent for %s on all heartbeat links", id, now.Sub(p.lastHeard).Round(time.Millisecond))
+		}
+	}
+	alive := n.alivePeers()
+
+	// Split brain, as far as one member can tell: it has had peers and now
+	// hears none on any heartbeat link.
+	if split := n.everHeard && len(alive) == 0; split != n.split {
+		n.split = split
+		if split {
+			n.notice(true, true, "no member heard on any heartbeat link: if the others still run, the cluster is split (%s)", n.splitPolicy())
+		} else {
+			n.notice(false, true, "members heard again: cluster joined")
+		}
+	}
+
+	cands := []election.Candidate{}
+	selfCand := n.role != Hello
+	if selfCand {
+		cands = append(cands, n.selfCandidate(now))
+	}
+	claimant := ""
+	for _, id := range alive {
+		p := n.peers[id]
+		if p.hb.Role == Hello {
+			continue
+		}
+		cands = append(cands, p.candidate(id, now))
+		if p.hb.Role == Primary && claimant == "" {
+			claimant = id
+		}
+	}
+	if n.role == Hello {
+		n.endHello(now, alive, claimant)
+		if n.role == Hello {
+			n.elected = election.Elect(cands, n.rules())
+			n.track(now, claimant)
+			return
+		}
+		cands = append(cands, n.selfCandidate(now))
+	}
+	res := election.Elect(cands, n.rules())
+	n.elected = res
+	quorate, votes := n.quorum(len(alive))
+
+	switch n.role {
+	case Primary:
+		switch {
+		case !quorate:
+			n.setRole(now, Subordinate, KindQuorum, fmt.Sprintf("no quorum: %s", votes))
+		case res.Primary != n.cfg.NodeID:
+			kind, reason := n.loseReason(now, res)
+			if kind == KindPreempt && n.nominee(alive) == n.cfg.NodeID {
+				break // the others' elections keep this member: see nominee
+			}
+			if kind == KindPreempt && now.Sub(n.roleSince) < n.cfg.FailoverHoldTime {
+				if !n.holdNoted {
+					n.holdNoted = true
+					n.notice(false, false, "%s; held back by failover_hold_time until %s", reason, n.roleSince.Add(n.cfg.FailoverHoldTime).Format(time.RFC3339))
+				}
+				break
+			}
+			n.setRole(now, Subordinate, kind, reason)
+		}
+	case Subordinate:
+		// Take over only once no other member claims the role, so that the
+		// addresses are never held twice while the heartbeat links work: a
+		// primary that lost the election steps down with a heartbeat at once.
+		if !quorate || claimant != "" {
+			break
+		}
+		if n.deferToStarting(now, cands, alive) {
+			break
+		}
+		if res.Primary == n.cfg.NodeID {
+			kind, reason := n.takeoverReason(now, res)
+			n.setRole(now, Primary, kind, reason)
+		} else if n.primary == "" && now.Sub(n.noPrimary) >= n.cfg.DeadInterval() && now.Sub(n.roleSince) >= n.cfg.DeadInterval() && n.nominee(alive) == n.cfg.NodeID {
+			n.setRole(now, Primary, KindStartup, fmt.Sprintf("no primary for %s and the members' elections disagree (check that uptime_margin, override and priorities are the same everywhere): most members elect %s", now.Sub(n.noPrimary).Round(time.Millisecond), n.cfg.NodeID))
+		}
+	}
+	n.track(now, claimant)
+}
+
+// nominee is the member most members' elections name, ties going to the
+// highest node id. Members whose views differ (a configuration mismatch, an
+// uptime right at the margin) could each elect another and leave the cluster
+// with no primary; the nominee is the same on every member that hears the
+// same heartbeats, so it breaks such a deadlock: it may take the role after a
+// dead interval without a primary, and a primary that is the nominee is not
+// preempted.
+func (n *Node) nominee(alive []string) string {
+	votes := map[string]int{}
+	if n.role != Hello && n.elected.Primary != "" {
+		votes[n.elected.Primary]++
+	}
+	for _, id := range alive {
+		if p := n.peers[id]; p.hb.Role != Hello && p.hb.Elected != "" {
+			votes[p.hb.Elected]++
+		}
+	}
+	best, bv := "", 0
+	for id, v := range votes {
+		if v > bv || (v == bv && id > best) {
+			best, bv = id, v
+		}
+	}
+	return best
+}
+
+// deferToStarting reports whether a member about to take over should wait
+// for a member still in its hello holddown that would win and will be ready
+// within a dead interval: members that start together then agree on the
+// primary instead of each taking the role as the first to finish. A member
+// further from ready is not waited for: a missing primary costs more.
+func (n *Node) deferToStarting(now time.Time, cands []election.Candidate, alive []string) bool {
+	with := cands
+	for _, id := range alive {
+		p := n.peers[id]
+		if p.hb.Role == Hello && p.hb.HelloLeft-now.Sub(p.rxAt) <= n.cfg.DeadInterval() {
+			with = append(with, p.candidate(id, now))
+		}
+	}
+	if len(with) == len(cands) {
+		return false
+	}
+	return election.Elect(with, n.rules()).Primary != n.cfg.NodeID
+}
+
+// endHello moves a starting member to Subordinate when hello_holddown has
+// passed, or earlier when a primary already runs and this member would not
+// replace it: a subordinate holds nothing, so waiting longer gains nothing.
+func (n *Node) endHello(now time.Time, alive []string, claimant string) {
+	if !now.Before(n.holddown) {
+		n.setRole(now, Subordinate, KindStartup, "hello holddown over")
+		return
+	}
+	if claimant == "" {
+		return
+	}
+	cands := []election.Candidate{n.selfCandidate(now)}
+	for _, id := range alive {
+		if p := n.peers[id]; p.hb.Role != Hello {
+			cands = append(cands, p.candidate(id, now))
+		}
+	}
+	if election.Elect(cands, n.rules()).Primary != n.cfg.NodeID {
+		n.setRole(now, Subordinate, KindStartup, fmt.Sprintf("joined the cluster of primary %s", claimant))
+	}
+}
+
+func (n *Node) rules() election.Rules {
+	return election.Rules{Override: n.cfg.Override, UptimeMargin: n.cfg.UptimeMargin}
+}
+
+func (n *Node) quorum(alive int) (bool, string) {
+	if !n.cfg.Quorum {
+		return true, ""
+	}
+	votes, size := 1+alive, n.cfg.ClusterSize
+	if n.cfg.Witness {
+		size++
+		if n.witnessUp {
+			votes++
+		}
+	}
+	return 2*votes > size, fmt.Sprintf("%d of %d votes", votes, size)
+}
+
+func (n *Node) splitPolicy() string {
+	if n.cfg.Quorum {
+		return "quorum is on: primary only with a majority"
+	}
+	return "FGCP behaviour: each side elects its own primary"
+}
+
+// loseReason says why this primary lost the election to res.Primary.
+func (n *Node) loseReason(now time.Time, res election.Result) (Kind, string) {
+	self := n.selfCandidate(now)
+	win := n.peers[res.Primary].candidate(res.Primary, now)
+	switch {
+	case self.FailoverSet:
+		return KindManual, fmt.Sprintf("failover set by operator: %s takes over", res.Primary)
+	case self.MonitoredUp < win.MonitoredUp:
+		return KindLink, fmt.Sprintf("monitored links %d/%d up, %s has %d", self.MonitoredUp, len(n.cfg.Monitored), res.Primary, win.MonitoredUp)
+	case self.PingUp < win.PingUp:
+		return KindLink, fmt.Sprintf("ping servers %d answering, %s has %d", self.PingUp, res.Primary, win.PingUp)
+	}
+	return KindPreempt, res.Reason()
+}
+
+// takeoverReason says why this member takes over from the previous primary.
+func (n *Node) takeoverReason(now time.Time, res election.Result) (Kind, string) {
+	prev := n.primary
+	p := n.peers[prev]
+	switch {
+	case prev == "" || prev == n.cfg.NodeID || p == nil:
+		return KindStartup, res.Reason()
+	case p.left:
+		return KindShutdown, fmt.Sprintf("primary %s shut down", prev)
+	case !p.alive:
+		return KindDevice, fmt.Sprintf("primary %s silent for %s on all heartbeat links", prev, now.Sub(p.lastHeard).Round(time.Millisecond))
+	case p.hb.FailoverSet:
+		return KindManual, fmt.Sprintf("primary %s stepped down: failover set by operator", prev)
+	case p.hb.MonitoredUp < n.monitoredUp():
+		return KindLink, fmt.Sprintf("primary %s has %d/%d monitored links up", prev, p.hb.MonitoredUp, p.hb.MonitoredTotal)
+	case p.hb.PingUp < n.pingUp:
+		return KindLink, fmt.Sprintf("primary %s has %d ping servers answering", prev, p.hb.PingUp)
+	}
+	return KindPreempt, res.Reason()
+}
+
+// track follows the member acting as primary and records each change.
+func (n *Node) track(now time.Time, claimant string) {
+	acting := claimant
+	if n.role == Primary {
+		acting = n.cfg.NodeID
+		if claimant != "" && claimant != n.dual {
+			n.notice(true, true, "member %s also claims the primary role: the election decides", claimant)
+		}
+		n.dual = claimant
+	}
+	if acting == n.primary {
+		return
+	}
+	reason := "no primary"
+	if acting != "" {
+		reason = n.elected.Reason()
+		if n.elected.Primary != acting {
+			reason = fmt.Sprintf("%s acts as primary", acting)
+		}
+	}
+	n.primary = acting
+	if acting == "" {
+		n.noPrimary = now
+	}
+	n.emit(PrimaryChange{Primary: acting, Reason: reason})
+	if acting != "" {
+		n.selections = append(n.selections, Selection{Time: now, Primary: acting, Reason: reason})
+		if len(n.selections) > maxSelections {
+			n.selections = n.selections[1:]
+		}
+	}
+}
+
+func (n *Node) sortedPeerIDs() []string {
+	ids := make([]string, 0, len(n.peers))
+	for id := range n.peers {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}

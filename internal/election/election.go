@@ -1,0 +1,122 @@
+// Package election owns the choice of the primary: FGCP's ordering of the
+// members, evaluated the same way on every member from the same inputs.
+package election
+
+import (
+	"fmt"
+	"time"
+)
+
+// Candidate is what the election knows of one member.
+type Candidate struct {
+	ID          string
+	Priority    int
+	MonitoredUp int // monitored interfaces up
+	PingUp      int // ping servers answering (remote link monitoring)
+	// Uptime is the member's HA uptime: time since it joined the cluster or
+	// since its uptime was last reset (monitored link failure, reset-uptime).
+	Uptime time.Duration
+	// FailoverSet ranks a member below every other (hagate failover,
+	// FortiOS `execute ha failover set`).
+	FailoverSet bool
+}
+
+// Rules are the cluster-wide election settings.
+type Rules struct {
+	Override     bool
+	UptimeMargin time.Duration
+}
+
+// Criterion names the rule that decided an election.
+type Criterion string
+
+const (
+	OnlyMember  Criterion = "it is the only member in the cluster"
+	NotFailover Criterion = "the others have failover set"
+	Monitored   Criterion = "it has the most monitored interfaces up"
+	PingServers Criterion = "it has the most ping servers answering"
+	Uptime      Criterion = "it has the largest HA uptime"
+	Priority    Criterion = "it has the highest priority"
+	NodeID      Criterion = "it has the highest node id"
+)
+
+// Result is the outcome of an election.
+type Result struct {
+	Primary string
+	By      Criterion
+}
+
+// Reason says why Primary won, in the words FortiOS users know.
+func (r Result) Reason() string {
+	return fmt.Sprintf("%s is selected as the primary because %s", r.Primary, r.By)
+}
+
+// Elect picks the primary among cands. It filters the members criterion by
+// criterion in FGCP's order, so the result does not depend on the order of
+// cands even though the uptime margin makes "better" non-transitive:
+//
+//	override off: failover flag, monitored links, ping servers, uptime, priority, node id
+//	override on:  failover flag, monitored links, ping servers, priority, uptime, node id
+//
+// Uptimes within UptimeMargin of the longest count as equal. Elect of no
+// candidates returns the zero Result.
+func Elect(cands []Candidate, r Rules) Result {
+	if len(cands) == 0 {
+		return Result{}
+	}
+	if len(cands) == 1 {
+		return Result{Primary: cands[0].ID, By: OnlyMember}
+	}
+	type step struct {
+		by   Criterion
+		keep func([]Candidate) []Candidate
+	}
+	uptime := step{Uptime, keepMax(func(c Candidate) int64 { return int64(c.Uptime) }, int64(r.UptimeMargin))}
+	prio := step{Priority, keepMax(func(c Candidate) int64 { return int64(c.Priority) }, 0)}
+	steps := []step{
+		{NotFailover, keepMax(func(c Candidate) int64 { return boolInt(!c.FailoverSet) }, 0)},
+		{Monitored, keepMax(func(c Candidate) int64 { return int64(c.MonitoredUp) }, 0)},
+		{PingServers, keepMax(func(c Candidate) int64 { return int64(c.PingUp) }, 0)},
+		uptime, prio,
+	}
+	if r.Override {
+		steps[3], steps[4] = prio, uptime
+	}
+	set := cands
+	for _, s := range steps {
+		if set = s.keep(set); len(set) == 1 {
+			return Result{Primary: set[0].ID, By: s.by}
+		}
+	}
+	best := set[0]
+	for _, c := range set[1:] {
+		if c.ID > best.ID {
+			best = c
+		}
+	}
+	return Result{Primary: best.ID, By: NodeID}
+}
+
+// keepMax keeps the candidates whose value is within margin of the largest.
+func keepMax(value func(Candidate) int64, margin int64) func([]Candidate) []Candidate {
+	return func(cs []Candidate) []Candidate {
+		hi := value(cs[0])
+		for _, c := range cs[1:] {
+			hi = max(hi, value(c))
+		}
+		out := cs[:0:0]
+		for _, c := range cs {
+			if value(c) >= hi-margin {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}

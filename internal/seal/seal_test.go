@@ -1,0 +1,176 @@
+package seal
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func mustKeys(t testing.TB, s string) *Keyring {
+	t.Helper()
+	kr, err := ParseKeys([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+func reason(err error) string {
+	var d *DropError
+	if errors.As(err, &d) {
+		return d.Reason
+	}
+	if err == nil {
+		return ""
+	}
+	return "not a DropError: " + err.Error()
+}
+
+func TestRoundTrip(t *testing.T) {
+	kr := mustKeys(t, "# cluster key\ncorrect horse battery staple\n")
+	for _, mode := range []Mode{Plain, Authenticate, Encrypt} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s, err := NewSealer(kr, mode, Heartbeat, 7, "gw1", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := NewOpener(kr, mode, Heartbeat, 7, "gw2", time.Minute)
+			msg := []byte("hello cluster")
+			f := s.Seal(nil, 3, t0, msg)
+			if mode == Encrypt && bytes.Contains(f, msg) {
+				t.Fatal("payload visible in an encrypted frame")
+			}
+			if mode != Encrypt && !bytes.Contains(f, msg) {
+				t.Fatal("payload not in clear")
+			}
+			h, p, err := o.Open(f, t0.Add(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p, msg) || h.Sender != "gw1" || h.Stream != 3 || h.Seq != 0 || h.Epoch != 100 {
+				t.Fatalf("got %+v %q", h, p)
+			}
+			if _, _, err := o.Open(f, t0); reason(err) != "replay" {
+				t.Fatalf("replayed frame: %v", err)
+			}
+			// A second frame on the same stream is fresh.
+			if _, _, err := o.Open(s.Seal(nil, 3, t0, msg), t0); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	kr := mustKeys(t, "correct horse battery staple")
+	other := mustKeys(t, "another cluster's secret key")
+	s, _ := NewSealer(kr, Encrypt, Heartbeat, 7, "gw1", 100)
+	frame := s.Seal(nil, 0, t0, []byte("payload"))
+
+	cases := []struct {
+		name   string
+		o      *Opener
+		frame  []byte
+		now    time.Time
+		reason string
+	}{
+		{"wrong key", NewOpener(other, Encrypt, Heartbeat, 7, "gw2", 0), frame, t0, "key"},
+		{"other group", NewOpener(kr, Encrypt, Heartbeat, 8, "gw2", 0), frame, t0, "group"},
+		{"other purpose", NewOpener(kr, Encrypt, Sync, 7, "gw2", 0), frame, t0, "purpose"},
+		{"plaintext receiver", NewOpener(kr, Plain, Heartbeat, 7, "gw2", 0), frame, t0, "mode"},
+		{"own id", NewOpener(kr, Encrypt, Heartbeat, 7, "gw1", 0), frame, t0, "self"},
+		{"old capture", NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", time.Minute), frame, t0.Add(2 * time.Minute), "stale"},
+		{"from the future", NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", time.Minute), frame, t0.Add(-2 * time.Minute), "stale"},
+		{"truncated", NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", 0), frame[:len(frame)-1], t0, "auth"},
+		{"short", NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", 0), frame[:10], t0, "short"},
+		{"garbage", NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", 0), bytes.Repeat([]byte{0xff}, 80), t0, "magic"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, _, err := c.o.Open(c.frame, c.now); reason(err) != c.reason {
+				t.Fatalf("got %v, want reason %q", err, c.reason)
+			}
+		})
+	}
+}
+
+// TestEveryByteAuthenticated flips each byte of a frame in turn.
+func TestEveryByteAuthenticated(t *testing.T) {
+	kr := mustKeys(t, "correct horse battery staple")
+	for _, mode := range []Mode{Authenticate, Encrypt} {
+		s, _ := NewSealer(kr, mode, Sync, 1, "gw1", 5)
+		frame := s.Seal(nil, 0, t0, []byte("a sync batch"))
+		for i := range frame {
+			o := NewOpener(kr, mode, Sync, 1, "gw2", 0)
+			bad := bytes.Clone(frame)
+			bad[i] ^= 0x01
+			if _, _, err := o.Open(bad, t0); err == nil {
+				t.Fatalf("%s: flipping byte %d went unnoticed", mode, i)
+			}
+		}
+	}
+}
+
+func TestRebootAndRollover(t *testing.T) {
+	oldKey := "the old cluster secret"
+	newKey := "the new cluster secret"
+	// The receiver accepts both keys during a rollover.
+	recv := NewOpener(mustKeys(t, oldKey+"\n"+newKey), Encrypt, Heartbeat, 7, "gw2", 0)
+	boot1, _ := NewSealer(mustKeys(t, oldKey), Encrypt, Heartbeat, 7, "gw1", 100)
+	boot2, _ := NewSealer(mustKeys(t, newKey+"\n"+oldKey), Encrypt, Heartbeat, 7, "gw1", 200)
+	early := boot1.Seal(nil, 0, t0, []byte("x"))
+	if _, _, err := recv.Open(early, t0); err != nil {
+		t.Fatalf("old key: %v", err)
+	}
+	// gw1 reboots with the new key first: its sequence numbers restart.
+	if _, _, err := recv.Open(boot2.Seal(nil, 0, t0, []byte("y")), t0); err != nil {
+		t.Fatalf("new key after reboot: %v", err)
+	}
+	// A frame of the earlier boot is now refused even though its seq was never seen.
+	late := boot1.Seal(nil, 0, t0, []byte("z"))
+	if _, _, err := recv.Open(late, t0); reason(err) != "stale" {
+		t.Fatalf("frame from earlier boot: %v", err)
+	}
+}
+
+func TestParseKeys(t *testing.T) {
+	for _, bad := range []string{"", "# only a comment\n", "short", "same key here!!!\nsame key here!!!"} {
+		if _, err := ParseKeys([]byte(bad)); err == nil {
+			t.Errorf("ParseKeys(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzOpen(f *testing.F) {
+	kr, _ := ParseKeys([]byte("correct horse battery staple"))
+	s, _ := NewSealer(kr, Encrypt, Heartbeat, 7, "gw1", 100)
+	f.Add(s.Seal(nil, 0, t0, []byte("seed")))
+	f.Add([]byte("HG"))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		for _, mode := range []Mode{Plain, Authenticate, Encrypt} {
+			o := NewOpener(kr, mode, Heartbeat, 7, "gw2", time.Minute)
+			h, p, err := o.Open(frame, t0)
+			if err == nil && mode != Plain && h.Sender != "gw1" {
+				t.Fatalf("forged frame accepted: %+v %q", h, p)
+			}
+		}
+	})
+}
+
+func BenchmarkSealOpen(b *testing.B) {
+	kr, _ := ParseKeys([]byte("correct horse battery staple"))
+	s, _ := NewSealer(kr, Encrypt, Heartbeat, 7, "gw1", 100)
+	o := NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", 0)
+	payload := make([]byte, 64)
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		f := s.Seal(buf[:0], 0, t0, payload)
+		if _, _, err := o.Open(f, t0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
