@@ -153,3 +153,20 @@ func (n *Node) linkInUse(now time.Time) string {
 	}
 	return up
 }
+
+// AliveMembers counts the members heard within the dead interval, this one
+// included.
+func (n *Node) AliveMembers() int { return 1 + len(n.alivePeers()) }
+
+// SplitBrain reports whether this member has had peers and hears none.
+func (n *Node) SplitBrain() bool { return n.split }
+
+// Lost is how many heartbeats from peer were lost on link (sequence gaps).
+func (n *Node) Lost(peer, link string) uint64 {
+	if p := n.peers[peer]; p != nil {
+		if pl := p.links[link]; pl != nil {
+			return pl.lost
+		}
+	}
+	return 0
+}

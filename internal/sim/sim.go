@@ -294,7 +294,9 @@ func (q queue) Less(i, j int) bool {
 	}
 	return q[i].seq < q[j].seq
 }
-func (q queue) Swap(i, j int)  { q[i], q[j] = q[j], q[i] }
-func (q *queue) Push(x any)    { *q = append(*q, x.(*item)) }
-func (q *queue) Pop() any      { o := *q; n := len(o); it := o[n-1]; *q = o[:n-1]; return it }
-func (c *Cluster) String() string { return fmt.Sprintf("sim at %s primaries %v", c.Now.Sub(Epoch), c.Primaries()) }
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(*item)) }
+func (q *queue) Pop() any     { o := *q; n := len(o); it := o[n-1]; *q = o[:n-1]; return it }
+func (c *Cluster) String() string {
+	return fmt.Sprintf("sim at %s primaries %v", c.Now.Sub(Epoch), c.Primaries())
+}

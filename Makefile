@@ -1,0 +1,46 @@
+# hagate: `make demo` (as root) shows a failover live; `make test` runs
+# every test (the namespace tests need root and skip without it).
+GO      ?= go
+BIN     := bin/hagate
+PKGS    := ./...
+FUZZTIME ?= 30s
+
+.PHONY: all build test test-short demo bench fuzz soak vet clean deps
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hagate
+
+# Debian packages the lab, the demo and the tests use.
+deps:
+	@command -v ip >/dev/null && command -v nft >/dev/null && command -v socat >/dev/null && command -v conntrack >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 nftables conntrack socat iputils-ping; }
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+demo: deps
+	$(GO) run ./cmd/hagate-demo
+
+bench: deps
+	$(GO) run ./cmd/hagate-bench
+
+# Every fuzz target, FUZZTIME each.
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

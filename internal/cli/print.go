@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hagate/hagate/internal/daemon"
+	"github.com/hagate/hagate/internal/history"
+)
+
+// printStatus renders `hagate status` in the spirit of FortiOS's
+// `get system ha status`.
+func printStatus(w io.Writer, data json.RawMessage) error {
+	st, err := decode[daemon.Status](data)
+	if err != nil {
+		return err
+	}
+	health := "OK"
+	if len(st.Warnings) > 0 {
+		health = "WARNING"
+	}
+	fmt.Fprintf(w, "HA Health Status: %s\n", health)
+	for _, warn := range st.Warnings {
+		fmt.Fprintf(w, "    %s\n", warn)
+	}
+	fmt.Fprintf(w, "Group ID:         %d\n", st.GroupID)
+	fmt.Fprintf(w, "This member:      %s, %s since %s (%s)\n", st.NodeID, st.Role, stamp(st.RoleSince), ago(time.Since(st.RoleSince)))
+	if st.HolddownLeft > 0 {
+		fmt.Fprintf(w, "Hello holddown:   %.1fs left\n", st.HolddownLeft)
+	}
+	primary := st.PrimaryID
+	if primary == "" {
+		primary = "none"
+	}
+	fmt.Fprintf(w, "Primary:          %s\n", primary)
+	fmt.Fprintf(w, "Override:         %v\n", st.Override)
+	fmt.Fprintf(w, "Heartbeat:        every %s, lost after %d (%s), %s\n",
+		secs(st.HeartbeatInterval), st.LostThreshold, secs(st.HeartbeatInterval*float64(st.LostThreshold)), st.Security)
+	vips := "none held"
+	if st.HoldingVIPs {
+		vips = "held by this member"
+	}
+	fmt.Fprintf(w, "Virtual IPs:      %s (%s)\n", strings.Join(st.VirtualIPs, ", "), vips)
+	if !st.LastFailover.IsZero() {
+		fmt.Fprintf(w, "Last takeover:    %s\n", stamp(st.LastFailover))
+	}
+	fmt.Fprintf(w, "Primary selected using:\n")
+	for i := len(st.Selections) - 1; i >= 0; i-- {
+		s := st.Selections[i]
+		fmt.Fprintf(w, "    <%s> %s\n", stamp(s.Time), s.Reason)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tROLE\tPRIORITY\tMONITORED\tHA UPTIME\tLAST HEARD\tHB LINK\tHEARTBEATS LOST")
+	for _, m := range st.Members {
+		id, heard := m.NodeID, ago(time.Duration(m.LastHeardSecond*float64(time.Second)))
+		if m.Self {
+			id, heard = id+" (this)", "-"
+		}
+		role := m.Role
+		if m.FailoverSet {
+			role += " (failover set)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d/%d\t%s\t%s\t%s\t%s\n", id, role, m.Priority, m.MonitoredUp, m.MonitoredTotal,
+			ago(time.Duration(m.UptimeSeconds*float64(time.Second))), heard, dash(m.LinkInUse), lostList(m.Lost))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HEARTBEAT LINK\tPRIORITY\tSTATE\tIN USE\tPEERS HEARD\tLOST")
+	for _, l := range st.Links {
+		state := "down"
+		if l.Up {
+			state = "up"
+		}
+		use := ""
+		if l.InUse {
+			use = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\n", l.Interface, l.Priority, state, use, l.PeersHeard, l.Lost)
+	}
+	return tw.Flush()
+}
+
+func printHistory(w io.Writer, data json.RawMessage) error {
+	entries, err := decode[[]history.Entry](data)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(w, "no history yet")
+		return nil
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		detail := e.Reason
+		switch {
+		case e.Event == "role":
+			detail = fmt.Sprintf("became %s: %s", e.Role, e.Reason)
+		case e.Event == "election" && e.Primary != "":
+			detail = fmt.Sprintf("primary %s: %s", e.Primary, e.Reason)
+		}
+		fmt.Fprintf(w, "<%s> %s %s\n", stamp(e.Time), e.Node, detail)
+	}
+	return nil
+}
+
+func printSessions(w io.Writer, data json.RawMessage) error {
+	// The engine's statistics are a flat-ish JSON object: show it indented.
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func stamp(t time.Time) string { return t.Local().Format("2006/01/02 15:04:05") }
+
+func secs(s float64) string {
+	return (time.Duration(s * float64(time.Second))).String()
+}
+
+// ago renders a duration the way operators read uptimes: 3d4h, 5m2s, 0.12s.
+func ago(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-"
+	case d < time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 24*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	days := int(d / (24 * time.Hour))
+	return fmt.Sprintf("%dd%dh", days, int((d%(24*time.Hour))/time.Hour))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func lostList(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,109 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Defaults. Where they differ from FGCP's, docs/config.md says why.
+const (
+	DefaultPriority        = 128
+	DefaultUptimeMargin    = 300 * time.Second
+	DefaultControlSocket   = "/run/hagate/hagate.sock"
+	DefaultStateDir        = "/var/lib/hagate"
+	DefaultLogLevel        = "info"
+	DefaultPingFlipTimeout = 60 * time.Minute
+
+	DefaultHeartbeatInterval = 200 * time.Millisecond
+	DefaultLostThreshold     = 6
+	DefaultPort              = 703 // heartbeat (UDP) and session pickup (TCP)
+	DefaultLinkPriority      = 100
+	// MinHelloHolddown is the floor of the default hello_holddown, which is
+	// otherwise twice the dead interval.
+	MinHelloHolddown = 5 * time.Second
+
+	DefaultARPCount    = 5
+	DefaultARPInterval = time.Second
+
+	DefaultMaxClockSkew = 60 * time.Second
+
+	DefaultMaxSessions = 2_000_000
+	DefaultBackend     = "kernel"
+	DefaultMarkMask    = math.MaxUint32
+
+	DefaultPingInterval = time.Second
+	DefaultPingFailures = 5
+)
+
+// applyDefaults fills every key the file left out. set reports whether the
+// file gave a key path a value, so that an explicit 0 or false stays.
+func applyDefaults(c *Config, set func(path string) bool) {
+	def(set, "priority", &c.Priority, DefaultPriority)
+	def(set, "uptime_margin", &c.UptimeMargin, DefaultUptimeMargin)
+	def(set, "control_socket", &c.ControlSocket, DefaultControlSocket)
+	def(set, "state_dir", &c.StateDir, DefaultStateDir)
+	def(set, "log_level", &c.LogLevel, DefaultLogLevel)
+	def(set, "ping_flip_timeout", &c.PingFlipTimeout, DefaultPingFlipTimeout)
+
+	hb := &c.Heartbeat
+	def(set, "heartbeat.interval", &hb.Interval, DefaultHeartbeatInterval)
+	def(set, "heartbeat.lost_threshold", &hb.LostThreshold, DefaultLostThreshold)
+	def(set, "heartbeat.port", &hb.Port, DefaultPort)
+	for i := range hb.Links {
+		def(set, fmt.Sprintf("heartbeat.links[%d].priority", i), &hb.Links[i].Priority, DefaultLinkPriority)
+	}
+	// Only from values validation will accept: anything else could overflow,
+	// and is reported on its own key.
+	if !set("hello_holddown") && validInterval(hb.Interval) && validLostThreshold(hb.LostThreshold) {
+		c.HelloHolddown = max(MinHelloHolddown, 2*c.DeadInterval())
+	}
+
+	def(set, "gratuitous_arp.count", &c.GratuitousARP.Count, DefaultARPCount)
+	def(set, "gratuitous_arp.interval", &c.GratuitousARP.Interval, DefaultARPInterval)
+
+	sec := &c.Security
+	if sec.Authentication == nil {
+		sec.Authentication = ptr(true)
+	}
+	if sec.Encryption == nil {
+		// Follows authentication: "authentication: false" alone must not
+		// leave a contradiction for validation to refuse.
+		sec.Encryption = ptr(*sec.Authentication)
+	}
+	def(set, "security.max_clock_skew", &sec.MaxClockSkew, DefaultMaxClockSkew)
+
+	sp := &c.SessionPickup
+	if sp.NAT == nil {
+		sp.NAT = ptr(true)
+	}
+	def(set, "session_pickup.port", &sp.Port, DefaultPort)
+	def(set, "session_pickup.max_sessions", &sp.MaxSessions, DefaultMaxSessions)
+	def(set, "session_pickup.backend", &sp.Backend, DefaultBackend)
+	if len(sp.Links) == 0 {
+		seen := make(map[string]bool)
+		for _, l := range hb.Links {
+			if !seen[l.Interface] {
+				seen[l.Interface] = true
+				sp.Links = append(sp.Links, l.Interface)
+			}
+		}
+	}
+	for i := range sp.Filter.Marks {
+		def(set, fmt.Sprintf("session_pickup.filter.marks[%d].mask", i), &sp.Filter.Marks[i].Mask, DefaultMarkMask)
+	}
+
+	for i := range c.PingServers {
+		p := &c.PingServers[i]
+		def(set, fmt.Sprintf("ping_servers[%d].interval", i), &p.Interval, DefaultPingInterval)
+		def(set, fmt.Sprintf("ping_servers[%d].failures", i), &p.Failures, DefaultPingFailures)
+	}
+}
+
+func def[T any](set func(string) bool, path string, dst *T, v T) {
+	if !set(path) {
+		*dst = v
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

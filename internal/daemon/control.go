@@ -1,0 +1,120 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hagate/hagate/internal/cluster"
+	"github.com/hagate/hagate/internal/control"
+	"github.com/hagate/hagate/internal/history"
+)
+
+// request is a control command handed to the loop goroutine, which owns
+// the state machine.
+type request struct {
+	control.Request
+	reply chan control.Response
+}
+
+// Status is what `hagate status` shows: the state machine's view plus what
+// the daemon knows.
+type Status struct {
+	cluster.Status
+	GroupID           int       `json:"group_id"`
+	Security          string    `json:"security"`
+	HoldingVIPs       bool      `json:"holding_virtual_ips"`
+	VirtualIPs        []string  `json:"virtual_ips"`
+	StartedAt         time.Time `json:"started_at"`
+	LastFailover      time.Time `json:"last_failover,omitzero"`
+	HeartbeatInterval float64   `json:"heartbeat_interval_seconds"`
+	LostThreshold     int       `json:"lost_threshold"`
+	SessionPickup     bool      `json:"session_pickup"`
+}
+
+func (d *Daemon) listenControl() (net.Listener, error) {
+	ln, err := control.Listen(d.cfg.ControlSocket, d.cfg.ControlGroup)
+	if err != nil {
+		return nil, fmt.Errorf("control_socket: %w", err)
+	}
+	return ln, nil
+}
+
+func (d *Daemon) serveControl(ctx context.Context, ln net.Listener) error {
+	return control.Serve(ctx, ln, func(ctx context.Context, req control.Request) control.Response {
+		r := request{Request: req, reply: make(chan control.Response, 1)}
+		select {
+		case d.requests <- r:
+		case <-ctx.Done():
+			return control.Errorf("hagate is stopping")
+		case <-time.After(5 * time.Second):
+			return control.Errorf("daemon busy")
+		}
+		select {
+		case resp := <-r.reply:
+			return resp
+		case <-ctx.Done():
+			return control.Errorf("hagate is stopping")
+		}
+	}, control.WithGroup(d.cfg.ControlGroup), control.OnDenied(func(p control.Peer, reason error) {
+		d.met.ControlDenied.Inc()
+		d.log.Warn("control socket: caller refused", "peer", p.String(), "reason", reason)
+	}))
+}
+
+// handle answers one control command, in the loop goroutine.
+func (d *Daemon) handle(ctx context.Context, req request) control.Response {
+	now := time.Now()
+	switch req.Command {
+	case "status":
+		return control.OK(d.status(now))
+	case "history":
+		n := 50
+		if s, ok := req.Args["count"]; ok {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 1 {
+				return control.Errorf("count: want a positive number, got %q", s)
+			}
+			n = v
+		}
+		entries := d.hist.Last(n)
+		if entries == nil {
+			entries = []history.Entry{}
+		}
+		return control.OK(entries)
+	case "failover":
+		kind := cluster.FailoverSet
+		if req.Args["unset"] == "true" {
+			kind = cluster.FailoverUnset
+		}
+		d.step(ctx, cluster.Command{Now: now, Kind: kind})
+		return control.OK(d.status(now))
+	case "reset-uptime":
+		d.step(ctx, cluster.Command{Now: now, Kind: cluster.ResetUptime})
+		return control.OK(d.status(now))
+	case "sessions":
+		if d.pickup == nil {
+			return control.Errorf("session pickup is off (session_pickup.enabled: false)")
+		}
+		return control.OK(d.pickup.Stats())
+	}
+	return control.Errorf("unknown command %q", req.Command)
+}
+
+func (d *Daemon) status(now time.Time) Status {
+	st := Status{
+		Status: d.node.Status(now), GroupID: d.cfg.GroupID, Security: d.mode.String(),
+		HoldingVIPs: d.holding, StartedAt: d.started, LastFailover: d.lastFailover,
+		HeartbeatInterval: d.cfg.Heartbeat.Interval.Seconds(), LostThreshold: d.cfg.Heartbeat.LostThreshold,
+		SessionPickup: d.pickup != nil,
+	}
+	for _, v := range d.cfg.VirtualIPs {
+		st.VirtualIPs = append(st.VirtualIPs, v.Interface+" "+v.Address.String())
+	}
+	if d.mode.String() == "plaintext" {
+		st.Warnings = append(st.Warnings, "heartbeats are not authenticated (security.authentication: false)")
+	}
+	return st
+}

@@ -1,0 +1,430 @@
+// Package daemon runs one cluster member: it builds the parts (heartbeat
+// transport, link watcher, address manager, control socket, metrics, session
+// pickup) from the configuration, feeds their events to the cluster state
+// machine in one loop, and performs the actions the state machine returns.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hagate/hagate/internal/cluster"
+	"github.com/hagate/hagate/internal/config"
+	"github.com/hagate/hagate/internal/heartbeat"
+	"github.com/hagate/hagate/internal/history"
+	"github.com/hagate/hagate/internal/metrics"
+	"github.com/hagate/hagate/internal/netif"
+	"github.com/hagate/hagate/internal/seal"
+)
+
+// historyEntries is how many election events are kept across restarts.
+const historyEntries = 1000
+
+// Daemon is one running member.
+type Daemon struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	node    *cluster.Node
+	tr      *heartbeat.Transport
+	nif     *netif.Handle
+	ann     *netif.Announcer
+	met     *metrics.Metrics
+	hist    *history.Log
+	pickup  Pickup
+	mode    seal.Mode
+	keys    *seal.Keyring
+	started time.Time
+
+	requests chan request
+	notify   *notifier
+
+	// Owned by the loop goroutine.
+	holding      bool // the virtual addresses are ours
+	lastFailover time.Time
+	vmacs        map[string][]byte // interface -> MAC before the virtual MAC
+	lost         map[[2]string]uint64
+}
+
+// Pickup is the session-pickup engine as the daemon drives it; nil when
+// session pickup is off.
+type Pickup interface {
+	Run(ctx context.Context) error
+	// BecomePrimary returns once the synced sessions are usable in the
+	// kernel table: only then may the virtual addresses come up.
+	BecomePrimary(ctx context.Context) error
+	BecomeSubordinate(ctx context.Context, primary string)
+	SetPrimary(id string)
+	Stats() any
+}
+
+// New builds a member from cfg. Nothing is started yet.
+func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
+	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
+	switch {
+	case !cfg.AuthEnabled():
+		d.mode = seal.Plain
+		log.Warn("security.authentication is off: heartbeats are neither authenticated nor encrypted; anyone on the HA links can take the virtual addresses")
+	case cfg.EncryptionEnabled():
+		d.mode = seal.Encrypt
+	default:
+		d.mode = seal.Authenticate
+	}
+	if d.mode != seal.Plain {
+		kr, err := seal.LoadKeyFile(cfg.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		d.keys = kr
+	}
+	d.met = metrics.New()
+	return d, nil
+}
+
+// clusterConfig maps the configuration onto the state machine's.
+func clusterConfig(cfg *config.Config) cluster.Config {
+	cc := cluster.Config{
+		NodeID: cfg.NodeID, Priority: cfg.Priority, Override: cfg.Override,
+		UptimeMargin: cfg.UptimeMargin, Interval: cfg.Heartbeat.Interval,
+		LostThreshold: cfg.Heartbeat.LostThreshold, HelloHolddown: cfg.HelloHolddown,
+		Monitored: slices.Clone(cfg.Monitor), PingServers: len(cfg.PingServers),
+		FailoverHoldTime: cfg.FailoverHoldTime, Quorum: cfg.SplitBrain.Quorum,
+		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
+	}
+	for _, l := range cfg.Heartbeat.Links {
+		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
+	}
+	return cc
+}
+
+// SetPickup attaches the session-pickup engine before Run.
+func (d *Daemon) SetPickup(p Pickup) { d.pickup = p }
+
+// Metrics returns the daemon's metrics, for the parts built around it.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.met }
+
+// Keyring returns the cluster keys (nil in plaintext mode) and the mode.
+func (d *Daemon) Keyring() (*seal.Keyring, seal.Mode) { return d.keys, d.mode }
+
+// Run runs the member until ctx ends; then, if primary, it hands over to
+// another member before returning.
+func (d *Daemon) Run(ctx context.Context) error {
+	cfg := d.cfg
+	var err error
+	if d.nif, err = netif.New(); err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer d.nif.Close()
+	// A member starts without the virtual addresses, even after a crash
+	// that left them behind: it is not primary until elected.
+	d.releaseAddresses("startup")
+
+	d.started = time.Now()
+	epoch := uint64(d.started.UnixNano())
+	sealer, err := seal.NewSealer(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, epoch)
+	if err != nil {
+		return err
+	}
+	opener := seal.NewOpener(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew)
+	var links []heartbeat.Link
+	for _, l := range cfg.Heartbeat.Links {
+		links = append(links, heartbeat.Link{Interface: l.Interface, Peers: l.Peers})
+	}
+	if d.tr, err = heartbeat.Open(links, cfg.Heartbeat.Port, sealer, opener, hbCounters{d.met}, time.Now); err != nil {
+		return err
+	}
+
+	if d.hist, err = history.Open(cfg.StateDir, historyEntries); err != nil {
+		d.tr.Close()
+		return err
+	}
+	defer d.hist.Close()
+
+	watched := slices.Clone(cfg.Monitor)
+	for _, l := range cfg.Heartbeat.Links {
+		if !slices.Contains(watched, l.Interface) {
+			watched = append(watched, l.Interface)
+		}
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch, err := d.nif.Watch(watchCtx, watched)
+	if err != nil {
+		d.tr.Close()
+		return fmt.Errorf("link watch: %w", err)
+	}
+
+	ctl, err := d.listenControl()
+	if err != nil {
+		d.tr.Close()
+		return err
+	}
+
+	// Everything below stops when bg is cancelled, after the loop has
+	// handed over.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(bg); err != nil && bg.Err() == nil {
+				d.log.Error(name+" stopped", "err", err)
+			}
+		}()
+	}
+	start("heartbeat transport", func(c context.Context) error { d.tr.Run(c); return nil })
+	start("control socket", func(c context.Context) error { return d.serveControl(c, ctl) })
+	if cfg.MetricsListen != "" {
+		// Listen here, so that an address in use stops the start.
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+		start("metrics", func(c context.Context) error { return d.met.ServeListener(c, mln) })
+	}
+	d.notify = newNotifier(cfg.Notify, cfg.NodeID, d.log)
+	start("notify", d.notify.run)
+	d.ann = netif.NewAnnouncer(d.nif, d.log)
+	if d.pickup != nil {
+		start("session pickup", d.pickup.Run)
+	}
+
+	d.node = cluster.New(clusterConfig(cfg), time.Now())
+	d.log.Info("hagate starting", "node", cfg.NodeID, "group", cfg.GroupID, "priority", cfg.Priority,
+		"override", cfg.Override, "security", d.mode.String(), "hello_holddown", cfg.HelloHolddown,
+		"heartbeat", fmt.Sprintf("%s x %d", cfg.Heartbeat.Interval, cfg.Heartbeat.LostThreshold))
+	d.record(history.Entry{Event: "start", Role: cluster.Hello.String(), Reason: "daemon started"})
+	for name, up := range watch.Initial {
+		d.step(ctx, cluster.LinkChange{Now: time.Now(), Interface: name, Up: up})
+	}
+	err = d.loop(ctx, watch)
+	d.handOver()
+	return err
+}
+
+// loop feeds events to the state machine until ctx ends.
+func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
+	tick := time.NewTicker(d.cfg.Heartbeat.Interval / 4)
+	defer tick.Stop()
+	events := watch.Events()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			d.step(ctx, cluster.Tick{Now: time.Now()})
+		case rx := <-d.tr.Packets():
+			rx.Now = time.Now()
+			d.step(ctx, rx)
+		case ev, ok := <-events:
+			if !ok {
+				// The kernel dropped the subscription (or it failed): the
+				// member would go blind to link failures, so stop loudly
+				// rather than run on stale link states.
+				return fmt.Errorf("link watch lost: %w", errors.Join(watch.Err(), errors.New("netlink subscription closed")))
+			}
+			d.step(ctx, cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
+		case req := <-d.requests:
+			req.reply <- d.handle(ctx, req)
+		}
+	}
+}
+
+// handOver tells the others this member is leaving, so that if it was
+// primary another takes over at once instead of after the dead interval.
+func (d *Daemon) handOver() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d.step(ctx, cluster.Command{Now: time.Now(), Kind: cluster.Shutdown})
+	d.releaseAddresses("shutdown")
+	d.record(history.Entry{Event: "stop", Reason: "daemon stopped"})
+	d.log.Info("hagate stopped")
+}
+
+// step feeds one event to the state machine and performs its actions.
+func (d *Daemon) step(ctx context.Context, ev cluster.Event) {
+	for _, a := range d.node.Step(ev) {
+		d.perform(ctx, a)
+	}
+	d.met.Members.Set(float64(d.node.AliveMembers()))
+	d.met.SplitBrain.Set(boolFloat(d.node.SplitBrain()))
+	if rx, ok := ev.(cluster.Received); ok {
+		// Count heartbeats lost (gaps in sequence numbers) as the state
+		// machine sees them.
+		k := [2]string{rx.Link, rx.From}
+		if n := d.node.Lost(rx.From, rx.Link); n > d.lost[k] {
+			d.met.HeartbeatsLost.WithLabelValues(rx.Link, rx.From).Add(float64(n - d.lost[k]))
+			d.lost[k] = n
+		}
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (d *Daemon) perform(ctx context.Context, a cluster.Action) {
+	switch a := a.(type) {
+	case cluster.Send:
+		if err := d.tr.Send(a.HB); err != nil {
+			d.log.Debug("heartbeat send", "err", err)
+		}
+	case cluster.RoleChange:
+		d.roleChange(ctx, a)
+	case cluster.PrimaryChange:
+		d.met.Elections.Inc()
+		if d.pickup != nil {
+			d.pickup.SetPrimary(a.Primary)
+		}
+		if a.Primary == "" {
+			d.log.Warn("cluster has no primary")
+		} else {
+			d.log.Info("primary selected", "primary", a.Primary, "reason", a.Reason)
+		}
+		d.record(history.Entry{Event: "election", Primary: a.Primary, Reason: a.Reason})
+	case cluster.Notice:
+		if a.Warn {
+			d.log.Warn(a.Msg)
+		} else {
+			d.log.Info(a.Msg)
+		}
+		if a.History {
+			d.record(history.Entry{Event: "event", Reason: a.Msg})
+		}
+	}
+}
+
+func (d *Daemon) roleChange(ctx context.Context, a cluster.RoleChange) {
+	d.log.Warn("role change", "from", a.From.String(), "to", a.To.String(), "kind", string(a.Kind), "reason", a.Reason)
+	d.met.SetRole(a.To.String())
+	switch {
+	case a.To == cluster.Primary:
+		if d.pickup != nil {
+			// Sessions first, addresses second: a client's retransmission
+			// that reaches this member must find its session.
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := d.pickup.BecomePrimary(pctx); err != nil {
+				d.log.Error("session pickup: sessions may not all be usable", "err", err)
+			}
+			cancel()
+		}
+		d.claimAddresses()
+		if a.From == cluster.Subordinate || a.From == cluster.Hello {
+			d.met.Failovers.WithLabelValues(string(a.Kind)).Inc()
+			d.met.LastFailover.SetToCurrentTime()
+			d.lastFailover = time.Now()
+		}
+	case a.From == cluster.Primary:
+		d.releaseAddresses(a.Reason)
+		if d.pickup != nil {
+			d.pickup.BecomeSubordinate(ctx, d.node.Primary())
+		}
+	}
+	d.record(history.Entry{Event: "role", Role: a.To.String(), Primary: d.node.Primary(), Reason: a.Reason})
+	d.notify.send(notification{Role: a.To.String(), Previous: a.From.String(), Kind: string(a.Kind), Reason: a.Reason})
+}
+
+func (d *Daemon) record(e history.Entry) {
+	if d.hist == nil {
+		return
+	}
+	e.Time = time.Now()
+	e.Node = d.cfg.NodeID
+	if err := d.hist.Append(e); err != nil {
+		d.log.Error("history", "err", err)
+	}
+}
+
+// claimAddresses adds the virtual addresses (and virtual MACs) and starts
+// announcing them.
+func (d *Daemon) claimAddresses() {
+	var targets []netif.Target
+	if d.cfg.VirtualMAC {
+		for i, ifname := range d.vipInterfaces() {
+			mac := netif.VirtualMAC(d.cfg.GroupID, i)
+			prev, err := d.nif.SetMAC(ifname, mac)
+			if err != nil {
+				d.log.Error("virtual MAC", "interface", ifname, "err", err)
+				continue
+			}
+			if _, ok := d.vmacs[ifname]; !ok {
+				d.vmacs[ifname] = prev
+			}
+		}
+	}
+	for _, v := range d.cfg.VirtualIPs {
+		if err := d.nif.AddAddress(v.Interface, v.Address); err != nil {
+			d.log.Error("virtual IP", "err", err)
+			continue
+		}
+		targets = append(targets, netif.Target{Interface: v.Interface, Addr: v.Address.Addr()})
+	}
+	d.holding = true
+	d.ann.Start(context.Background(), targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
+	d.log.Info("virtual addresses up", "count", len(targets))
+}
+
+// releaseAddresses removes the virtual addresses; a subordinate holds none
+// and so never answers ARP for them.
+func (d *Daemon) releaseAddresses(why string) {
+	if d.ann != nil {
+		d.ann.Stop()
+	}
+	for _, v := range d.cfg.VirtualIPs {
+		if err := d.nif.DelAddress(v.Interface, v.Address); err != nil {
+			d.log.Error("virtual IP", "err", err)
+		}
+	}
+	for ifname, prev := range d.vmacs {
+		if _, err := d.nif.SetMAC(ifname, prev); err != nil {
+			d.log.Error("restore MAC", "interface", ifname, "err", err)
+			continue
+		}
+		delete(d.vmacs, ifname)
+	}
+	if d.holding {
+		d.log.Info("virtual addresses down", "reason", why)
+	}
+	d.holding = false
+}
+
+func (d *Daemon) vipInterfaces() []string {
+	var out []string
+	for _, v := range d.cfg.VirtualIPs {
+		if !slices.Contains(out, v.Interface) {
+			out = append(out, v.Interface)
+		}
+	}
+	return out
+}
+
+// LocalAddrs lists this member's own addresses, for session pickup to skip
+// the sessions the gateway terminates itself.
+func (d *Daemon) LocalAddrs() ([]netip.Addr, error) {
+	if d.nif == nil {
+		return nil, errors.New("not running")
+	}
+	return d.nif.LocalAddrs()
+}
+
+// hbCounters adapts metrics to the transport's counters.
+type hbCounters struct{ m *metrics.Metrics }
+
+func (c hbCounters) Sent(link string) { c.m.HeartbeatsSent.WithLabelValues(link).Inc() }
+func (c hbCounters) Received(link, peer string) {
+	c.m.HeartbeatsReceived.WithLabelValues(link, peer).Inc()
+}
+func (c hbCounters) Dropped(link, reason string) {
+	c.m.HeartbeatsDropped.WithLabelValues(link, reason).Inc()
+}

@@ -1,0 +1,78 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"time"
+)
+
+// notification is one role change for the notify command.
+type notification struct {
+	Role, Previous, Kind, Reason string
+}
+
+// notifier runs the notify command once per role change, in order, one at a
+// time, each bounded in time, without ever holding up the cluster loop.
+type notifier struct {
+	path string
+	node string
+	log  *slog.Logger
+	q    chan notification
+}
+
+const notifyTimeout = 30 * time.Second
+
+func newNotifier(path, node string, log *slog.Logger) *notifier {
+	return &notifier{path: path, node: node, log: log, q: make(chan notification, 64)}
+}
+
+func (n *notifier) send(m notification) {
+	if n == nil || n.path == "" {
+		return
+	}
+	select {
+	case n.q <- m:
+	default:
+		n.log.Error("notify: queue full, role change not reported to the notify command", "role", m.Role)
+	}
+}
+
+func (n *notifier) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			// The last role change (shutting down) is still reported.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			for {
+				select {
+				case m := <-n.q:
+					n.exec(dctx, m)
+				default:
+					return nil
+				}
+			}
+		case m := <-n.q:
+			n.exec(ctx, m)
+		}
+	}
+}
+
+// exec runs `notify ROLE REASON` with the details also in the environment,
+// as keepalived users expect of notify scripts.
+func (n *notifier) exec(ctx context.Context, m notification) {
+	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, n.path, m.Role, m.Reason)
+	cmd.Env = append(os.Environ(),
+		"HAGATE_NODE="+n.node, "HAGATE_ROLE="+m.Role, "HAGATE_PREVIOUS_ROLE="+m.Previous,
+		"HAGATE_KIND="+m.Kind, "HAGATE_REASON="+m.Reason)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		n.log.Error("notify command failed", "command", n.path, "role", m.Role, "err", err, "output", string(out))
+		return
+	}
+	n.log.Info("notify command ran", "command", n.path, "role", m.Role)
+}

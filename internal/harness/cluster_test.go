@@ -1,0 +1,232 @@
+package harness
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hagate/hagate/internal/lab"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// setup builds hagate once per test binary, a lab with n gateways and the
+// cluster's configuration, and starts the server's echo listener.
+func setup(t *testing.T, n int, o Options, lo lab.Options) *Cluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	if testing.Short() {
+		t.Skip("namespace cluster tests are not short")
+	}
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hagate-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath, buildErr = Build(dir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	lo.Gateways = n
+	l := lab.ForTest(t, lo)
+	c, err := New(l, binPath, t.TempDir(), n, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		if t.Failed() {
+			for _, gw := range c.Gateways() {
+				t.Logf("---- %s log ----\n%s", gw, c.Log(gw))
+			}
+		}
+	})
+	if _, err := l.Start(lab.Server, nil, "socat", "TCP-LISTEN:7000,fork,reuseaddr", "EXEC:cat"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// echo opens a new TCP connection from the client to the server through the
+// cluster and checks the bytes come back.
+func echo(c *Cluster) error {
+	out, err := c.Lab.Exec(lab.Client, "sh", "-c", "echo through-the-cluster | socat -t1 -T3 - TCP:"+lab.ServerAddr.Addr().String()+":7000,connect-timeout=3")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "through-the-cluster") {
+		return &echoError{out}
+	}
+	return nil
+}
+
+type echoError struct{ out string }
+
+func (e *echoError) Error() string { return "echo came back as " + e.out }
+
+func mustHolder(t *testing.T, c *Cluster, within time.Duration, want string) string {
+	t.Helper()
+	got, err := c.WaitHolder(within, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestDeviceFailoverAndRejoin(t *testing.T) {
+	c := setup(t, 3, Options{UptimeMargin: 3 * time.Second}, lab.Options{})
+	if err := c.StartAll(); err != nil {
+		t.Fatal(err)
+	}
+	mustHolder(t, c, 15*time.Second, "gw1")
+	st, err := c.Status("gw2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PrimaryID != "gw1" || st.Role != "subordinate" || len(st.Members) != 3 {
+		t.Fatalf("gw2 status: primary %q role %q members %d", st.PrimaryID, st.Role, len(st.Members))
+	}
+	if err := echo(c); err != nil {
+		t.Fatalf("through gw1: %v", err)
+	}
+
+	// Power loss of the primary: heartbeat link first, then the rest.
+	start := time.Now()
+	if err := c.PowerOff("gw1"); err != nil {
+		t.Fatal(err)
+	}
+	mustHolder(t, c, 10*time.Second, "gw2")
+	t.Logf("takeover after power loss: %s", time.Since(start).Round(time.Millisecond))
+	if err := echo(c); err != nil {
+		t.Fatalf("through gw2: %v", err)
+	}
+	if !strings.Contains(c.Roles("gw2"), "primary device") {
+		t.Fatalf("notify on gw2 did not record the takeover: %q", c.Roles("gw2"))
+	}
+
+	// gw1 returns after longer than the uptime margin: it rejoins as a
+	// subordinate despite its higher priority.
+	time.Sleep(4 * time.Second)
+	if err := c.PowerOn("gw1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.WaitFor(15*time.Second, 100*time.Millisecond, func() (bool, error) {
+		st, err := c.Status("gw1")
+		return err == nil && st.Role == "subordinate" && st.PrimaryID == "gw2", nil
+	}); err != nil {
+		t.Fatalf("gw1 did not rejoin as subordinate: %v", err)
+	}
+	// The crashed gw1 had left its addresses behind; its restart as a
+	// subordinate removed them.
+	time.Sleep(time.Second)
+	if h := c.Holders(); len(h) != 1 || h[0] != "gw2" {
+		t.Fatalf("holders after rejoin: %v", h)
+	}
+}
+
+func TestLinkFailover(t *testing.T) {
+	c := setup(t, 2, Options{}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	if err := c.Lab.LinkDown("gw1", lab.WAN); err != nil {
+		t.Fatal(err)
+	}
+	mustHolder(t, c, 5*time.Second, "gw2")
+	if !strings.Contains(c.Log("gw2"), "kind=link") {
+		t.Fatalf("gw2 took over, but not for a link failure")
+	}
+	if err := echo(c); err != nil {
+		t.Fatalf("through gw2: %v", err)
+	}
+}
+
+func TestOverridePreempts(t *testing.T) {
+	c := setup(t, 2, Options{Override: true}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	c.PowerOff("gw1")
+	mustHolder(t, c, 10*time.Second, "gw2")
+	c.PowerOn("gw1")
+	mustHolder(t, c, 15*time.Second, "gw1")
+}
+
+func TestShutdownHandsOver(t *testing.T) {
+	c := setup(t, 2, Options{Interval: 500 * time.Millisecond, LostThreshold: 10, Holddown: 5 * time.Second}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	start := time.Now()
+	if err := c.Stop("gw1"); err != nil {
+		t.Fatal(err)
+	}
+	// The dead interval is 5 s; a handover is announced, so it must not
+	// take anywhere near that.
+	mustHolder(t, c, 2500*time.Millisecond, "gw2")
+	t.Logf("handover on SIGTERM: %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(c.Log("gw2"), "shut down") {
+		t.Fatal("gw2 log does not say the primary shut down")
+	}
+}
+
+func TestFailoverCommand(t *testing.T) {
+	c := setup(t, 2, Options{}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	out, err := exec.Command(c.Bin, "failover", "--config", c.ConfigPath("gw1")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hagate failover: %v: %s", err, out)
+	}
+	mustHolder(t, c, 5*time.Second, "gw2")
+	out, err = exec.Command(c.Bin, "status", "--config", c.ConfigPath("gw1")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "failover set") {
+		t.Fatalf("status after failover: %v\n%s", err, out)
+	}
+	t.Logf("hagate status on gw1:\n%s", out)
+	hist, err := exec.Command(c.Bin, "history", "--config", c.ConfigPath("gw2")).CombinedOutput()
+	if err != nil || !strings.Contains(string(hist), "became primary") {
+		t.Fatalf("history: %v\n%s", err, hist)
+	}
+}
+
+func TestWrongKeyNeverJoins(t *testing.T) {
+	c := setup(t, 3, Options{Keys: map[string]string{"gw3": "a key from another cluster"}}, lab.Options{})
+	c.Start("gw1")
+	c.Start("gw2")
+	mustHolder(t, c, 15*time.Second, "gw1")
+	c.Start("gw3")
+	time.Sleep(3 * time.Second)
+	for _, gw := range []string{"gw1", "gw2"} {
+		st, err := c.Status(gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range st.Members {
+			if m.NodeID == "gw3" {
+				t.Fatalf("%s lists gw3 as a member", gw)
+			}
+		}
+	}
+	st, err := c.Status("gw3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Members) != 1 {
+		t.Fatalf("gw3 sees %d members", len(st.Members))
+	}
+	metrics, _ := os.ReadFile(filepath.Join(c.Dir, "gw1", "hagate.log"))
+	_ = metrics
+}
