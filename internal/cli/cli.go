@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/control"
 	"github.com/hagate/hagate/internal/daemon"
+	"github.com/hagate/hagate/internal/netif"
 )
 
 // Exit codes.
@@ -43,6 +43,7 @@ commands:
   failover       make this member step down and rank last until --unset (execute ha failover set)
   reset-uptime   reset this member's HA uptime (diagnose sys ha reset-uptime)
   sessions       show session pickup: counts, last bulk sync, sync lag
+  release        remove this member's virtual IPs (after a crash; the systemd unit runs it)
   check-config   validate the configuration file and exit
   version        print the version
 
@@ -90,6 +91,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "run":
 		return run(cfg, stderr)
+	case "release":
+		return release(cfg, stdout, stderr)
 	case "status":
 		return ask(cfg, stdout, stderr, control.Request{Command: "status"}, *asJSON, printStatus)
 	case "history":
@@ -130,6 +133,33 @@ func run(cfg *config.Config, stderr io.Writer) int {
 	return exitOK
 }
 
+// release removes the virtual IPs a member holds. A running daemon's control
+// socket answering means it is alive: then it is left alone.
+func release(cfg *config.Config, stdout, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := control.Call(ctx, cfg.ControlSocket, control.Request{Command: "status"}); err == nil {
+		fmt.Fprintln(stderr, "hagate release: the daemon is running; it manages the addresses itself")
+		return exitFail
+	}
+	h, err := netif.New()
+	if err != nil {
+		fmt.Fprintf(stderr, "hagate release: %v\n", err)
+		return exitFail
+	}
+	defer h.Close()
+	code := exitOK
+	for _, v := range cfg.VirtualIPs {
+		if err := h.DelAddress(v.Interface, v.Address); err != nil {
+			fmt.Fprintf(stderr, "hagate release: %v\n", err)
+			code = exitFail
+			continue
+		}
+		fmt.Fprintf(stdout, "released %s on %s\n", v.Address, v.Interface)
+	}
+	return code
+}
+
 // ask sends req to the running daemon and prints the answer.
 func ask(cfg *config.Config, stdout, stderr io.Writer, req control.Request, asJSON bool, print func(io.Writer, json.RawMessage) error) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -166,5 +196,3 @@ func decode[T any](data json.RawMessage) (T, error) {
 	return v, err
 }
 
-var _ = daemon.Status{}
-var _ = os.Stdout
