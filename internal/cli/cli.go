@@ -195,4 +195,3 @@ func decode[T any](data json.RawMessage) (T, error) {
 	err := json.Unmarshal(data, &v)
 	return v, err
 }
-

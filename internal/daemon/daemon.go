@@ -11,8 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hagate/hagate/internal/cluster"
@@ -40,6 +43,8 @@ type Daemon struct {
 	pickup  Pickup
 	mode    seal.Mode
 	keys    *seal.Keyring
+	sealer  *seal.Sealer
+	opener  *seal.Opener
 	started time.Time
 
 	requests chan request
@@ -136,6 +141,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, l := range cfg.Heartbeat.Links {
 		links = append(links, heartbeat.Link{Interface: l.Interface, Peers: l.Peers})
 	}
+	d.sealer, d.opener = sealer, opener
 	if d.tr, err = heartbeat.Open(links, cfg.Heartbeat.Port, sealer, opener, hbCounters{d.met}, time.Now); err != nil {
 		return err
 	}
@@ -214,11 +220,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 	tick := time.NewTicker(d.cfg.Heartbeat.Interval / 4)
 	defer tick.Stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	events := watch.Events()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-hup:
+			d.reloadKeys()
 		case <-tick.C:
 			d.step(ctx, cluster.Tick{Now: time.Now()})
 		case rx := <-d.tr.Packets():
@@ -236,6 +247,33 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 			req.reply <- d.handle(ctx, req)
 		}
 	}
+}
+
+// reloadKeys rereads the key file (SIGHUP): the first key seals from now
+// on, every listed key is accepted, and a key no longer listed is refused.
+func (d *Daemon) reloadKeys() {
+	if d.mode == seal.Plain {
+		d.log.Info("SIGHUP: plaintext mode, no keys to reload")
+		return
+	}
+	kr, err := seal.LoadKeyFile(d.cfg.KeyFile)
+	if err != nil {
+		d.log.Error("SIGHUP: key file not reloaded, the old keys stay in use", "err", err)
+		return
+	}
+	if err := d.sealer.Rekey(kr); err != nil {
+		d.log.Error("SIGHUP: key file not reloaded", "err", err)
+		return
+	}
+	d.opener.SetKeyring(kr)
+	d.keys = kr
+	if r, ok := d.pickup.(interface{ Rekey(*seal.Keyring) error }); ok {
+		if err := r.Rekey(kr); err != nil {
+			d.log.Error("SIGHUP: session sync keys not reloaded", "err", err)
+		}
+	}
+	d.log.Info("SIGHUP: key file reloaded", "keys", kr.IDs())
+	d.record(history.Entry{Event: "event", Reason: "key file reloaded"})
 }
 
 // handOver tells the others this member is leaving, so that if it was

@@ -79,6 +79,18 @@ type echoError struct{ out string }
 
 func (e *echoError) Error() string { return "echo came back as " + e.out }
 
+// settledRoles waits until the notify hooks have recorded gw1 as primary
+// and gw2 as subordinate, and returns what they recorded.
+func settledRoles(t *testing.T, c *Cluster) string {
+	t.Helper()
+	if err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
+		return strings.Contains(c.Roles("gw1"), "primary") && strings.Contains(c.Roles("gw2"), "subordinate"), nil
+	}); err != nil {
+		t.Fatalf("notify hooks: gw1 %q gw2 %q", c.Roles("gw1"), c.Roles("gw2"))
+	}
+	return c.Roles("gw1") + c.Roles("gw2")
+}
+
 func mustHolder(t *testing.T, c *Cluster, within time.Duration, want string) string {
 	t.Helper()
 	got, err := c.WaitHolder(within, want)
@@ -229,4 +241,67 @@ func TestWrongKeyNeverJoins(t *testing.T) {
 	}
 	metrics, _ := os.ReadFile(filepath.Join(c.Dir, "gw1", "hagate.log"))
 	_ = metrics
+}
+
+// A key rollover, as docs/design.md describes it, without a failover.
+func TestKeyRolloverWithoutDowntime(t *testing.T) {
+	c := setup(t, 2, Options{}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	before := settledRoles(t, c)
+	newKey := "the cluster key of next year"
+	for _, keys := range [][]string{{Key, newKey}, {newKey, Key}, {newKey}} {
+		for _, gw := range c.Gateways() {
+			if err := c.WriteKey(gw, keys...); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Reload(gw); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	time.Sleep(time.Second)
+	if after := c.Roles("gw1") + c.Roles("gw2"); after != before {
+		t.Fatalf("role changes during the rollover:\n%s", after)
+	}
+	st, err := c.Status("gw2")
+	if err != nil || st.PrimaryID != "gw1" || !st.Members[1].Alive {
+		t.Fatalf("gw2 after rollover: %v %+v", err, st.Members)
+	}
+	if !strings.Contains(c.Log("gw2"), "key file reloaded") {
+		t.Fatal("gw2 did not log the reload")
+	}
+	// The old key alone no longer joins: gw2 goes back to it and is cut off.
+	c.WriteKey("gw2", Key)
+	c.Reload("gw2")
+	if err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
+		st, err := c.Status("gw1")
+		return err == nil && len(st.Members) == 2 && !st.Members[1].Alive, nil
+	}); err != nil {
+		t.Fatalf("gw1 still hears gw2 with the retired key: %v", err)
+	}
+}
+
+// FGCP's fast heartbeats: 50 ms x 3 on an idle machine, no false failover.
+func TestFastHeartbeatsNoFalseFailover(t *testing.T) {
+	c := setup(t, 2, Options{Interval: 50 * time.Millisecond, LostThreshold: 3, Holddown: time.Second}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 10*time.Second, "gw1")
+	before := settledRoles(t, c)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if h := c.Holders(); len(h) != 1 || h[0] != "gw1" {
+			t.Fatalf("holders %v", h)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if after := c.Roles("gw1") + c.Roles("gw2"); after != before {
+		t.Fatalf("role changes at 50ms x 3:\n%s", after)
+	}
+	// And the detection is that fast: power loss of gw1.
+	start := time.Now()
+	c.PowerOff("gw1")
+	mustHolder(t, c, 5*time.Second, "gw2")
+	t.Logf("takeover at 50ms x 3: %s", time.Since(start).Round(time.Millisecond))
 }

@@ -245,6 +245,22 @@ func (c *Cluster) signal(gw string, sig syscall.Signal) error {
 	}
 }
 
+// Reload sends SIGHUP to gw's daemon (it rereads its key file).
+func (c *Cluster) Reload(gw string) error {
+	c.mu.Lock()
+	p := c.procs[gw]
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s not started", gw)
+	}
+	return p.cmd.Process.Signal(syscall.SIGHUP)
+}
+
+// WriteKey replaces gw's key file with keys, one a line.
+func (c *Cluster) WriteKey(gw string, keys ...string) error {
+	return os.WriteFile(filepath.Join(c.Dir, gw, "cluster.key"), []byte(strings.Join(keys, "\n")+"\n"), 0o600)
+}
+
 // Running reports whether gw's daemon runs.
 func (c *Cluster) Running(gw string) bool {
 	c.mu.Lock()

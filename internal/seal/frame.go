@@ -144,12 +144,37 @@ func NewSealer(kr *Keyring, mode Mode, p Purpose, group uint16, sender string, e
 	return s, nil
 }
 
+// Rekey switches to the first key of kr for what is sealed from now on,
+// keeping the sequence numbers, so receivers' replay windows carry on.
+func (s *Sealer) Rekey(kr *Keyring) error {
+	if s.mode == Plain {
+		return nil
+	}
+	if kr == nil || len(kr.keys) == 0 {
+		return fmt.Errorf("seal: %s mode needs a key", s.mode)
+	}
+	k := kr.keys[0]
+	tk, err := trafficKey(k.secret, s.purpose, s.group, s.epoch, s.sender)
+	if err != nil {
+		return fmt.Errorf("seal: derive key: %w", err)
+	}
+	aead, err := newAEAD(tk)
+	if err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	s.mu.Lock()
+	s.aead, s.keyID = aead, k.id
+	s.mu.Unlock()
+	return nil
+}
+
 // Seal appends to dst one frame carrying payload on stream, stamped with now.
 // Sequence numbers count up per stream from 0.
 func (s *Sealer) Seal(dst []byte, stream uint32, now time.Time, payload []byte) []byte {
 	s.mu.Lock()
 	seq := s.seqs[stream]
 	s.seqs[stream] = seq + 1
+	aead, keyID := s.aead, s.keyID
 	s.mu.Unlock()
 
 	start := len(dst)
@@ -159,7 +184,7 @@ func (s *Sealer) Seal(dst []byte, stream uint32, now time.Time, payload []byte) 
 	h[4] = byte(s.mode)
 	h[5] = byte(len(s.sender))
 	binary.BigEndian.PutUint16(h[6:8], s.group)
-	copy(h[8:12], s.keyID[:])
+	copy(h[8:12], keyID[:])
 	binary.BigEndian.PutUint64(h[12:20], s.epoch)
 	binary.BigEndian.PutUint64(h[20:28], uint64(now.UnixMilli()))
 	binary.BigEndian.PutUint32(h[28:32], stream)
@@ -169,11 +194,11 @@ func (s *Sealer) Seal(dst []byte, stream uint32, now time.Time, payload []byte) 
 	switch s.mode {
 	case Encrypt:
 		hdr := dst[start:]
-		dst = s.aead.Seal(dst, nonce(stream, seq), payload, hdr)
+		dst = aead.Seal(dst, nonce(stream, seq), payload, hdr)
 	case Authenticate:
 		dst = append(dst, payload...)
 		covered := dst[start:]
-		dst = s.aead.Seal(dst, nonce(stream, seq), nil, covered)
+		dst = aead.Seal(dst, nonce(stream, seq), nil, covered)
 	default:
 		dst = append(dst, payload...)
 	}
@@ -240,6 +265,16 @@ func NewOpener(kr *Keyring, mode Mode, p Purpose, group uint16, self string, max
 	return &Opener{kr: kr, mode: mode, purpose: p, group: group, self: self, maxSkew: maxSkew, peers: map[string]*peerState{}}
 }
 
+// SetKeyring replaces the accepted keys (a key file reloaded on SIGHUP).
+func (o *Opener) SetKeyring(kr *Keyring) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.kr = kr
+	for _, p := range o.peers {
+		p.aeads = map[[4]byte]cipher.AEAD{} // keys no longer listed stop working now
+	}
+}
+
 // Open authenticates frame and returns its header and payload. Every refusal
 // is a *DropError. The returned payload may alias frame.
 func (o *Opener) Open(frame []byte, now time.Time) (Header, []byte, error) {
@@ -266,6 +301,7 @@ func (o *Opener) Open(frame []byte, now time.Time) (Header, []byte, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	p := o.peers[h.Sender]
+	kr := o.kr
 	if p != nil && h.Epoch < p.epoch {
 		return h, nil, drop("stale", "frame from an earlier boot of %s", h.Sender)
 	}
@@ -276,7 +312,7 @@ func (o *Opener) Open(frame []byte, now time.Time) (Header, []byte, error) {
 			aead = p.aeads[h.KeyID]
 		}
 		if aead == nil {
-			k := o.kr.find(h.KeyID)
+			k := kr.find(h.KeyID)
 			if k == nil {
 				return h, nil, drop("key", "unknown key id %x", h.KeyID)
 			}

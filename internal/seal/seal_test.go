@@ -174,3 +174,28 @@ func BenchmarkSealOpen(b *testing.B) {
 		}
 	}
 }
+
+// A rollover while running: the sender rekeys, sequence numbers go on, the
+// receiver accepts both keys, then only the new one.
+func TestRekeyKeepsSequence(t *testing.T) {
+	oldKey, newKey := "the old cluster secret", "the new cluster secret"
+	s, _ := NewSealer(mustKeys(t, oldKey), Encrypt, Heartbeat, 7, "gw1", 100)
+	o := NewOpener(mustKeys(t, oldKey+"\n"+newKey), Encrypt, Heartbeat, 7, "gw2", 0)
+	if _, _, err := o.Open(s.Seal(nil, 0, t0, []byte("a")), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rekey(mustKeys(t, newKey)); err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := o.Open(s.Seal(nil, 0, t0, []byte("b")), t0)
+	if err != nil || h.Seq != 1 {
+		t.Fatalf("after rekey: seq %d, %v", h.Seq, err)
+	}
+	old, _ := NewSealer(mustKeys(t, oldKey), Encrypt, Heartbeat, 7, "gw1", 100)
+	old.Seal(nil, 0, t0, nil)
+	old.Seal(nil, 0, t0, nil)
+	o.SetKeyring(mustKeys(t, newKey))
+	if _, _, err := o.Open(old.Seal(nil, 0, t0, []byte("c")), t0); reason(err) != "key" {
+		t.Fatalf("old key after it was removed: %v", err)
+	}
+}
