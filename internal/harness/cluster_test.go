@@ -305,3 +305,81 @@ func TestFastHeartbeatsNoFalseFailover(t *testing.T) {
 	mustHolder(t, c, 5*time.Second, "gw2")
 	t.Logf("takeover at 50ms x 3: %s", time.Since(start).Round(time.Millisecond))
 }
+
+// IPv6 virtual IPs move with the IPv4 ones, usable at once (no DAD), and the
+// client reaches the server over IPv6 through the new primary.
+func TestIPv6Failover(t *testing.T) {
+	c := setup(t, 2, Options{IPv6: true}, lab.Options{IPv6: true})
+	if _, err := c.Lab.Start(lab.Server, nil, "socat", "TCP6-LISTEN:7006,fork,reuseaddr", "EXEC:cat"); err != nil {
+		t.Fatal(err)
+	}
+	echo6 := func() error {
+		out, err := c.Lab.Exec(lab.Client, "sh", "-c", "echo over-ipv6 | socat -t1 -T3 - TCP6:["+lab.ServerAddr6.Addr().String()+"]:7006,connect-timeout=3")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(out, "over-ipv6") {
+			return &echoError{out}
+		}
+		return nil
+	}
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	if !c.Lab.HasAddr("gw1", lab.LAN, lab.LANVIP6.String()) || c.Lab.HasAddr("gw2", lab.LAN, lab.LANVIP6.String()) {
+		t.Fatal("IPv6 virtual IP not on the primary alone")
+	}
+	if err := lab.WaitFor(5*time.Second, 200*time.Millisecond, func() (bool, error) { return echo6() == nil, nil }); err != nil {
+		t.Fatalf("IPv6 through gw1: %v", echo6())
+	}
+	c.PowerOff("gw1")
+	mustHolder(t, c, 10*time.Second, "gw2")
+	if !c.Lab.HasAddr("gw2", lab.WAN, lab.WANVIP6.String()) {
+		t.Fatal("gw2 lacks the IPv6 virtual IP")
+	}
+	// The unsolicited neighbour advertisement moves the client's neighbour
+	// entry for the virtual IP to gw2 without waiting for it to go stale.
+	if err := lab.WaitFor(5*time.Second, 200*time.Millisecond, func() (bool, error) { return echo6() == nil, nil }); err != nil {
+		t.Fatalf("IPv6 through gw2: %v", echo6())
+	}
+}
+
+// With virtual_mac the primary's virtual IP interfaces take the FGCP-style
+// MAC, the client's ARP entry for the virtual IP keeps that MAC across a
+// failover, and a subordinate keeps its own MAC.
+func TestVirtualMAC(t *testing.T) {
+	c := setup(t, 2, Options{VirtualMAC: true}, lab.Options{})
+	mac := func(node, ifname string) string {
+		out, _ := c.Lab.Exec(node, "cat", "/sys/class/net/"+ifname+"/address")
+		return strings.TrimSpace(out)
+	}
+	own2 := mac("gw2", lab.LAN)
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	const vmac = "00:09:0f:09:07:00" // group 7, first interface (lan)
+	if got := mac("gw1", lab.LAN); got != vmac {
+		t.Fatalf("gw1 lan MAC %s, want %s", got, vmac)
+	}
+	if got := mac("gw2", lab.LAN); got != own2 {
+		t.Fatalf("subordinate gw2 changed its MAC to %s", got)
+	}
+	if err := echo(c); err != nil {
+		t.Fatal(err)
+	}
+	c.PowerOff("gw1")
+	mustHolder(t, c, 10*time.Second, "gw2")
+	if got := mac("gw2", lab.LAN); got != vmac {
+		t.Fatalf("gw2 lan MAC %s, want %s", got, vmac)
+	}
+	if err := echo(c); err != nil {
+		t.Fatal(err)
+	}
+	neigh, _ := c.Lab.Exec(lab.Client, "ip", "neigh", "show", lab.LANVIP.Addr().String())
+	if !strings.Contains(neigh, vmac) {
+		t.Fatalf("client's neighbour entry for the virtual IP: %s", neigh)
+	}
+	// Stepping down restores the interface's own MAC.
+	c.Stop("gw2")
+	if got := mac("gw2", lab.LAN); got != own2 {
+		t.Fatalf("gw2 lan MAC after stop %s, want its own %s", got, own2)
+	}
+}

@@ -34,6 +34,7 @@ type Options struct {
 	Override      bool
 	Priorities    []int // per gateway; default 200, 150, 100, 50
 	HA2           bool  // a second heartbeat link
+	IPv6          bool  // IPv6 virtual IPs too (the lab needs IPv6 on)
 	VirtualMAC    bool
 	// Extra is appended to every gateway's configuration (YAML), e.g. a
 	// session_pickup section.
@@ -165,6 +166,10 @@ func (c *Cluster) writeConfig(k, n int) error {
 	fmt.Fprintf(&b, "monitor: [%s, %s]\n", lab.LAN, lab.WAN)
 	fmt.Fprintf(&b, "virtual_ips:\n  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
 		lab.LAN, lab.LANVIP, lab.WAN, lab.WANVIP)
+	if c.opts.IPv6 {
+		fmt.Fprintf(&b, "  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
+			lab.LAN, lab.LANVIP6, lab.WAN, lab.WANVIP6)
+	}
 	fmt.Fprintf(&b, "virtual_mac: %v\ngratuitous_arp:\n  count: 3\n  interval: 500ms\n", c.opts.VirtualMAC)
 	b.WriteString(c.opts.Extra)
 	return os.WriteFile(c.ConfigPath(gw), []byte(b.String()), 0o600)

@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ti-mo/conntrack"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Synthetic sessions: entry i of a benchmark's conntrack table is an
+// established, source-NATed TCP session from a LAN host to the server, as
+// the gateways' SNAT rule would have made it:
+//
+//	original 192.0.2.H:sport -> 203.0.113.100:dport
+//	reply    203.0.113.100:dport -> 203.0.113.1:sport
+//
+// with sport cycling through 60,000 ports and dport and H stepping every
+// 60,000 entries, so both tuples are unique for up to 3.3M entries. No lab
+// address is among the hosts (H in 20..99), and no dport is the echo
+// port, so the synthetic sessions never collide with real traffic.
+const (
+	portsPerBlock   = 60000
+	firstSport      = 1024
+	firstDport      = 10000
+	firstHost       = 20
+	hostsPerCycle   = 80
+	sessionTimeout  = 3600 // seconds: nothing expires during a benchmark
+	tcpEstablished  = 3    // TCP_CONNTRACK_ESTABLISHED
+	maxSynthSession = 55 * portsPerBlock
+)
+
+var serverAddr = netip.MustParseAddr("203.0.113.100")
+
+// SyntheticFlow returns synthetic session i.
+func SyntheticFlow(i int) conntrack.Flow {
+	block := i / portsPerBlock
+	sport := uint16(firstSport + i%portsPerBlock)
+	dport := uint16(firstDport + block)
+	src := netip.AddrFrom4([4]byte{192, 0, 2, byte(firstHost + block%hostsPerCycle)})
+	f := conntrack.NewFlow(6,
+		conntrack.StatusConfirmed|conntrack.StatusSeenReply|conntrack.StatusAssured|conntrack.StatusSrcNAT|conntrack.StatusSrcNATDone,
+		src, serverAddr, sport, dport, sessionTimeout, 0)
+	f.TupleReply.IP.DestinationAddress = netip.MustParseAddr("203.0.113.1")
+	f.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: tcpEstablished}
+	return f
+}
+
+// ctPool is a few conntrack netlink sockets opened inside one network
+// namespace: a socket keeps the namespace it was created in, so the
+// benchmark can fill a gateway's table without running inside it. The
+// library sends one request per entry and waits for its acknowledgement,
+// so several sockets in parallel go faster.
+type ctPool struct {
+	conns []*conntrack.Conn
+}
+
+// dialNS opens n conntrack sockets in the named network namespace
+// ("ip netns" name). It works on a goroutine of its own, locked to its
+// thread, and leaves that thread locked (so Go discards it) if it cannot
+// return it to the original namespace.
+func dialNS(nsName string, n int) (*ctPool, error) {
+	type result struct {
+		p   *ctPool
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		p, err, back := dialInNS(nsName, n)
+		if back {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{p, err}
+	}()
+	r := <-ch
+	return r.p, r.err
+}
+
+// dialInNS does dialNS's work on a locked thread; back reports whether the
+// thread is in its original namespace again.
+func dialInNS(nsName string, n int) (p *ctPool, err error, back bool) {
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("conntrack: current namespace: %w", err), true
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(nsName)
+	if err != nil {
+		return nil, fmt.Errorf("conntrack: namespace %s: %w", nsName, err), true
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return nil, fmt.Errorf("conntrack: enter %s: %w", nsName, err), true
+	}
+	p = &ctPool{}
+	for range n {
+		c, derr := conntrack.Dial(nil)
+		if derr != nil {
+			err = fmt.Errorf("conntrack: dial in %s: %w", nsName, derr)
+			break
+		}
+		p.conns = append(p.conns, c)
+	}
+	back = netns.Set(orig) == nil
+	if err == nil && !back {
+		err = fmt.Errorf("conntrack: cannot return from namespace %s", nsName)
+	}
+	if err != nil {
+		p.Close()
+		return nil, err, back
+	}
+	return p, nil, back
+}
+
+// Close closes every socket.
+func (p *ctPool) Close() {
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// forEach calls op for every i in [from, to), spread over the sockets, and
+// returns how many succeeded and the first error.
+func (p *ctPool) forEach(ctx context.Context, from, to int, op func(c *conntrack.Conn, i int) error) (int, error) {
+	var ok atomic.Int64
+	var first error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	n := len(p.conns)
+	for w, c := range p.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := from + w; i < to; i += n {
+				if i%1024 < n && ctx.Err() != nil {
+					return
+				}
+				if err := op(c, i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("session %d: %w", i, err)
+					}
+					mu.Unlock()
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return int(ok.Load()), first
+}
+
+// Create creates synthetic sessions [from, to).
+func (p *ctPool) Create(ctx context.Context, from, to int) (int, error) {
+	if to > maxSynthSession {
+		return 0, fmt.Errorf("conntrack: at most %d synthetic sessions", maxSynthSession)
+	}
+	return p.forEach(ctx, from, to, func(c *conntrack.Conn, i int) error { return c.Create(SyntheticFlow(i)) })
+}
+
+// Delete deletes synthetic sessions [from, to); missing ones count as done.
+func (p *ctPool) Delete(ctx context.Context, from, to int) (int, error) {
+	return p.forEach(ctx, from, to, func(c *conntrack.Conn, i int) error {
+		err := c.Delete(SyntheticFlow(i))
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	})
+}
+
