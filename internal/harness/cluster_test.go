@@ -62,9 +62,9 @@ func setup(t *testing.T, n int, o Options, lo lab.Options) *Cluster {
 	return c
 }
 
-// echo opens a new TCP connection from the client to the server through the
+// echoOnce opens a new TCP connection from the client to the server through the
 // cluster and checks the bytes come back.
-func echo(c *Cluster) error {
+func echoOnce(c *Cluster) error {
 	out, err := c.Lab.Exec(lab.Client, "sh", "-c", "echo through-the-cluster | socat -t1 -T3 - TCP:"+lab.ServerAddr.Addr().String()+":7000,connect-timeout=3")
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func TestDeviceFailoverAndRejoin(t *testing.T) {
 	if st.PrimaryID != "gw1" || st.Role != "subordinate" || len(st.Members) != 3 {
 		t.Fatalf("gw2 status: primary %q role %q members %d", st.PrimaryID, st.Role, len(st.Members))
 	}
-	if err := echo(c); err != nil {
+	if err := echoOnce(c); err != nil {
 		t.Fatalf("through gw1: %v", err)
 	}
 
@@ -124,7 +124,7 @@ func TestDeviceFailoverAndRejoin(t *testing.T) {
 	}
 	mustHolder(t, c, 10*time.Second, "gw2")
 	t.Logf("takeover after power loss: %s", time.Since(start).Round(time.Millisecond))
-	if err := echo(c); err != nil {
+	if err := echoOnce(c); err != nil {
 		t.Fatalf("through gw2: %v", err)
 	}
 	if !strings.Contains(c.Roles("gw2"), "primary device") {
@@ -162,7 +162,7 @@ func TestLinkFailover(t *testing.T) {
 	if !strings.Contains(c.Log("gw2"), "kind=link") {
 		t.Fatalf("gw2 took over, but not for a link failure")
 	}
-	if err := echo(c); err != nil {
+	if err := echoOnce(c); err != nil {
 		t.Fatalf("through gw2: %v", err)
 	}
 }
@@ -362,7 +362,7 @@ func TestVirtualMAC(t *testing.T) {
 	if got := mac("gw2", lab.LAN); got != own2 {
 		t.Fatalf("subordinate gw2 changed its MAC to %s", got)
 	}
-	if err := echo(c); err != nil {
+	if err := echoOnce(c); err != nil {
 		t.Fatal(err)
 	}
 	c.PowerOff("gw1")
@@ -370,7 +370,7 @@ func TestVirtualMAC(t *testing.T) {
 	if got := mac("gw2", lab.LAN); got != vmac {
 		t.Fatalf("gw2 lan MAC %s, want %s", got, vmac)
 	}
-	if err := echo(c); err != nil {
+	if err := echoOnce(c); err != nil {
 		t.Fatal(err)
 	}
 	neigh, _ := c.Lab.Exec(lab.Client, "ip", "neigh", "show", lab.LANVIP.Addr().String())

@@ -337,6 +337,6 @@ func (c *Cluster) Release(gw string) error {
 	return nil
 }
 
-// Options returns the options the cluster was built with, defaults filled
-// in.
-func (c *Cluster) Options() Options { return c.opts }
+// ClusterOptions returns the options the cluster was built with, defaults
+// filled in.
+func (c *Cluster) ClusterOptions() Options { return c.opts }

@@ -62,20 +62,23 @@ type proc struct {
 	err  error
 }
 
-// Build compiles the hagate command into dir and returns its path.
+// Build compiles the hagate command, and the lab's echo tool beside it
+// (EchoBin), into dir and returns the hagate command's path.
 func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "hagate")
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/hagate")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/hagate", "./cmd/hagate-echo")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v: %s", err, out)
 	}
-	return bin, nil
+	return filepath.Join(dir, "hagate"), nil
 }
+
+// EchoBin is the echo tool built beside the hagate command bin.
+func EchoBin(bin string) string { return filepath.Join(filepath.Dir(bin), "hagate-echo") }
 
 func moduleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
