@@ -12,6 +12,7 @@ import (
 
 	"github.com/hagate/hagate/internal/daemon"
 	"github.com/hagate/hagate/internal/history"
+	"github.com/hagate/hagate/internal/pinger"
 )
 
 // printStatus renders `hagate status` in the spirit of FortiOS's
@@ -86,7 +87,31 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\n", l.Interface, l.Priority, state, use, l.PeersHeard, l.Lost)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, group := range []struct {
+		title string
+		ts    []pinger.TargetStatus
+	}{{"PING SERVER", st.PingServers}, {"WITNESS", st.Witness}} {
+		if len(group.ts) == 0 {
+			continue
+		}
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "%s\tINTERFACE\tSTATE\tLAST RTT\tFAILURES IN A ROW\tFLIPS\n", group.title)
+		for _, p := range group.ts {
+			state := fmt.Sprint(p.State)
+			if p.FlipLeft > 0 {
+				state += fmt.Sprintf(" (up in %s)", p.FlipLeft.Round(time.Second))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", p.Target, dash(p.Interface), state, p.LastRTT.Round(time.Microsecond), p.ConsecutiveFailures, p.Flips)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func printHistory(w io.Writer, data json.RawMessage) error {

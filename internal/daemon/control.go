@@ -10,6 +10,7 @@ import (
 	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/control"
 	"github.com/hagate/hagate/internal/history"
+	"github.com/hagate/hagate/internal/pinger"
 )
 
 // request is a control command handed to the loop goroutine, which owns
@@ -23,15 +24,17 @@ type request struct {
 // the daemon knows.
 type Status struct {
 	cluster.Status
-	GroupID           int       `json:"group_id"`
-	Security          string    `json:"security"`
-	HoldingVIPs       bool      `json:"holding_virtual_ips"`
-	VirtualIPs        []string  `json:"virtual_ips"`
-	StartedAt         time.Time `json:"started_at"`
-	LastFailover      time.Time `json:"last_failover,omitzero"`
-	HeartbeatInterval float64   `json:"heartbeat_interval_seconds"`
-	LostThreshold     int       `json:"lost_threshold"`
-	SessionPickup     bool      `json:"session_pickup"`
+	GroupID           int                   `json:"group_id"`
+	Security          string                `json:"security"`
+	HoldingVIPs       bool                  `json:"holding_virtual_ips"`
+	VirtualIPs        []string              `json:"virtual_ips"`
+	StartedAt         time.Time             `json:"started_at"`
+	LastFailover      time.Time             `json:"last_failover,omitzero"`
+	HeartbeatInterval float64               `json:"heartbeat_interval_seconds"`
+	LostThreshold     int                   `json:"lost_threshold"`
+	SessionPickup     bool                  `json:"session_pickup"`
+	PingServers       []pinger.TargetStatus `json:"ping_servers,omitempty"`
+	Witness           []pinger.TargetStatus `json:"witness,omitempty"`
 }
 
 func (d *Daemon) listenControl() (net.Listener, error) {
@@ -109,6 +112,12 @@ func (d *Daemon) status(now time.Time) Status {
 		HoldingVIPs: d.holding, StartedAt: d.started, LastFailover: d.lastFailover,
 		HeartbeatInterval: d.cfg.Heartbeat.Interval.Seconds(), LostThreshold: d.cfg.Heartbeat.LostThreshold,
 		SessionPickup: d.pickup != nil,
+	}
+	if d.pings != nil {
+		st.PingServers = d.pings.Status()
+	}
+	if d.witness != nil {
+		st.Witness = d.witness.Status()
 	}
 	for _, v := range d.cfg.VirtualIPs {
 		st.VirtualIPs = append(st.VirtualIPs, v.Interface+" "+v.Address.String())

@@ -24,6 +24,7 @@ import (
 	"github.com/hagate/hagate/internal/history"
 	"github.com/hagate/hagate/internal/metrics"
 	"github.com/hagate/hagate/internal/netif"
+	"github.com/hagate/hagate/internal/pinger"
 	"github.com/hagate/hagate/internal/seal"
 )
 
@@ -49,6 +50,8 @@ type Daemon struct {
 
 	requests chan request
 	notify   *notifier
+	pings    *pinger.Pinger // ping_servers; nil if none
+	witness  *pinger.Pinger // split_brain.witness; nil if none
 
 	// Owned by the loop goroutine.
 	holding      bool // the virtual addresses are ours
@@ -199,6 +202,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.notify = newNotifier(cfg.Notify, cfg.NodeID, d.log)
 	start("notify", d.notify.run)
 	d.ann = netif.NewAnnouncer(d.nif, d.log)
+	if err := d.startPingers(start); err != nil {
+		return err
+	}
 	if d.pickup != nil {
 		start("session pickup", d.pickup.Run)
 	}
@@ -210,6 +216,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.record(history.Entry{Event: "start", Role: cluster.Hello.String(), Reason: "daemon started"})
 	for name, up := range watch.Initial {
 		d.step(ctx, cluster.LinkChange{Now: time.Now(), Interface: name, Up: up})
+	}
+	// Ping servers count only once they answer.
+	if d.pings != nil {
+		d.step(ctx, cluster.PingChange{Now: time.Now(), Up: d.pings.Up()})
 	}
 	err = d.loop(ctx, watch)
 	d.handOver()
@@ -224,6 +234,13 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	events := watch.Events()
+	var pingUpdates, witnessUpdates <-chan int
+	if d.pings != nil {
+		pingUpdates = d.pings.Updates()
+	}
+	if d.witness != nil {
+		witnessUpdates = d.witness.Updates()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -243,6 +260,10 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 				return fmt.Errorf("link watch lost: %w", errors.Join(watch.Err(), errors.New("netlink subscription closed")))
 			}
 			d.step(ctx, cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
+		case n := <-pingUpdates:
+			d.step(ctx, cluster.PingChange{Now: time.Now(), Up: n})
+		case n := <-witnessUpdates:
+			d.step(ctx, cluster.WitnessChange{Now: time.Now(), Up: n > 0})
 		case req := <-d.requests:
 			req.reply <- d.handle(ctx, req)
 		}
@@ -454,6 +475,35 @@ func (d *Daemon) LocalAddrs() ([]netip.Addr, error) {
 		return nil, errors.New("not running")
 	}
 	return d.nif.LocalAddrs()
+}
+
+// startPingers starts remote link monitoring (ping_servers) and the
+// split-brain witness check, when configured.
+func (d *Daemon) startPingers(start func(string, func(context.Context) error)) error {
+	cfg := d.cfg
+	if len(cfg.PingServers) > 0 {
+		var ts []pinger.Target
+		for _, p := range cfg.PingServers {
+			ts = append(ts, pinger.Target{Interface: p.Interface, Addr: p.Target, Interval: p.Interval, Failures: p.Failures})
+		}
+		p, err := pinger.New(ts, cfg.PingFlipTimeout, d.log)
+		if err != nil {
+			return fmt.Errorf("ping_servers: %w", err)
+		}
+		d.pings = p
+		start("ping servers", p.Run)
+	}
+	if cfg.SplitBrain.Witness.IsValid() {
+		// The witness is checked on the heartbeat's time scale, so a lost
+		// witness is noticed as fast as a lost member.
+		p, err := pinger.New([]pinger.Target{{Addr: cfg.SplitBrain.Witness, Interval: cfg.Heartbeat.Interval, Failures: cfg.Heartbeat.LostThreshold}}, 0, d.log)
+		if err != nil {
+			return fmt.Errorf("split_brain.witness: %w", err)
+		}
+		d.witness = p
+		start("witness", p.Run)
+	}
+	return nil
 }
 
 // hbCounters adapts metrics to the transport's counters.

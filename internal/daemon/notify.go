@@ -63,7 +63,8 @@ func (n *notifier) run(ctx context.Context) error {
 // exec runs `notify ROLE REASON` with the details also in the environment,
 // as keepalived users expect of notify scripts.
 func (n *notifier) exec(ctx context.Context, m notification) {
-	ctx, cancel := context.WithTimeout(ctx, notifyTimeout)
+	// Not cancelled with the daemon: the last role change is reported too.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, n.path, m.Role, m.Reason)
 	cmd.Env = append(os.Environ(),

@@ -383,3 +383,60 @@ func TestVirtualMAC(t *testing.T) {
 		t.Fatalf("gw2 lan MAC after stop %s, want its own %s", got, own2)
 	}
 }
+
+// Remote link failover (FGCP's ping servers): the primary's ping server
+// stops answering it, the other member takes over; a flapping target does
+// not bounce the cluster back, and only after the flip timeout does the
+// recovered member rank as before.
+func TestPingServerFailover(t *testing.T) {
+	extra := "ping_servers:\n  - interface: wan\n    target: " + lab.ServerAddr.Addr().String() +
+		"\n    interval: 100ms\n    failures: 3\nping_flip_timeout: 3s\n"
+	c := setup(t, 2, Options{Extra: extra}, lab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	gw1wan, _ := lab.GatewayAddr(1, lab.WAN)
+	block := func(on bool) {
+		t.Helper()
+		c.Lab.Exec(lab.Server, "nft", "delete", "table", "inet", "pingblock")
+		if on {
+			rules := "table inet pingblock { chain in { type filter hook input priority 0; ip saddr " +
+				gw1wan.Addr().String() + " icmp type echo-request drop; }; }"
+			if out, err := c.Lab.Exec(lab.Server, "nft", rules); err != nil {
+				t.Fatalf("nft: %v %s", err, out)
+			}
+		}
+	}
+	// Wait until both members count their ping server.
+	if err := lab.WaitFor(10*time.Second, 100*time.Millisecond, func() (bool, error) {
+		st, err := c.Status("gw2")
+		return err == nil && len(st.Members) == 2 && st.Members[0].PingUp == 1 && st.Members[1].PingUp == 1, nil
+	}); err != nil {
+		st, err := c.Status("gw2")
+		t.Fatalf("ping servers never counted as up: %v %+v", err, st.Members)
+	}
+	block(true)
+	mustHolder(t, c, 5*time.Second, "gw2")
+	if !strings.Contains(c.Log("gw2"), "ping servers") {
+		t.Fatal("gw2's takeover does not name the ping servers")
+	}
+	// The target flaps for 2 s: gw1 must not take the role back.
+	for i := 0; i < 10; i++ {
+		block(i%2 == 1)
+		time.Sleep(200 * time.Millisecond)
+		if h := c.Holders(); len(h) != 1 || h[0] != "gw2" {
+			t.Fatalf("flapping ping server bounced the cluster: holders %v", h)
+		}
+	}
+	block(false)
+	// Answering steadily again, gw1 ranks as before only after the flip
+	// timeout (3 s); within the uptime margin its priority then wins.
+	time.Sleep(2 * time.Second)
+	if h := c.Holders(); len(h) != 1 || h[0] != "gw2" {
+		t.Fatalf("gw1 back before the flip timeout: holders %v", h)
+	}
+	mustHolder(t, c, 6*time.Second, "gw1")
+	out, _ := exec.Command(c.Bin, "status", "--config", c.ConfigPath("gw1")).CombinedOutput()
+	if !strings.Contains(string(out), "PING SERVER") {
+		t.Fatalf("status does not show the ping server:\n%s", out)
+	}
+}

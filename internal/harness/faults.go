@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/hagate/hagate/internal/echo"
 	"github.com/hagate/hagate/internal/lab"
 )
 
@@ -32,11 +34,11 @@ func MetricsExtra() string {
 	return fmt.Sprintf("metrics_listen: 127.0.0.1:%d\n", MetricsPort)
 }
 
-// InNamespace runs f on an OS thread that has entered gw's network
+// InNamespace runs f on an OS thread that has entered node's network
 // namespace (any lab node name works: "gw1", "client", ...). Sockets f
 // creates stay in that namespace for their whole life, wherever they are
-// used afterwards, so f only needs to open them. The thread is thrown away
-// when f returns, so no other goroutine ever runs in the namespace.
+// used afterwards, so f only needs to open them. f must not start
+// goroutines that create sockets: they may run on other threads.
 func (c *Cluster) InNamespace(node string, f func() error) error {
 	return inNamespace(c.Lab, node, f)
 }
@@ -44,21 +46,41 @@ func (c *Cluster) InNamespace(node string, f func() error) error {
 func inNamespace(l *lab.Lab, node string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the runtime ends a thread whose goroutine exits
-		// while locked to it, so the namespace switch cannot leak into the
-		// thread pool even if restoring would have failed.
 		runtime.LockOSThread()
+		// The thread must survive: the daemons are started with a parent
+		// death signal, which the kernel sends when the *thread* that
+		// forked them exits, and the runtime ends a thread whose goroutine
+		// exits while locked to it. So the thread goes back to its own
+		// namespace and is unlocked; only if that fails is it left locked
+		// (and so thrown away), which is the lesser harm.
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("current namespace: %w", err)
+			return
+		}
+		defer orig.Close()
 		h, err := netns.GetFromName(l.NS(node))
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("namespace of %s: %w", node, err)
 			return
 		}
 		defer h.Close()
 		if err := netns.Set(h); err != nil {
+			if netns.Set(orig) == nil {
+				runtime.UnlockOSThread()
+			}
 			errc <- fmt.Errorf("enter namespace of %s: %w", node, err)
 			return
 		}
-		errc <- f()
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leave namespace of %s: %w", node, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
 	}()
 	return <-errc
 }
@@ -340,3 +362,139 @@ func (c *Cluster) Release(gw string) error {
 // ClusterOptions returns the options the cluster was built with, defaults
 // filled in.
 func (c *Cluster) ClusterOptions() Options { return c.opts }
+
+// sessionStall is how long a session may go without an echo before the
+// soak counts it as lost: far longer than a failover with session pickup
+// takes, far shorter than TCP takes to give up.
+const sessionStall = 6 * time.Second
+
+// sessionPool keeps n long-lived echo sessions open from the client to the
+// server through the cluster, replacing each one that breaks.
+type sessionPool struct {
+	c       *Cluster
+	n       int
+	changes func() []time.Time // when the primary changed
+	stopc   chan struct{}
+	done    chan struct{}
+
+	live []*liveSession
+	rep  SessionReport
+}
+
+type liveSession struct {
+	s      *Session
+	opened time.Time
+}
+
+func startSessions(ctx context.Context, c *Cluster, n int, changes func() []time.Time) (*sessionPool, error) {
+	if err := c.StartEchoServer(); err != nil {
+		return nil, fmt.Errorf("echo server: %w", err)
+	}
+	ss := &sessionPool{c: c, n: n, changes: changes, stopc: make(chan struct{}), done: make(chan struct{}),
+		rep: SessionReport{Enabled: true}}
+	// The echo server needs a moment to listen.
+	time.Sleep(300 * time.Millisecond)
+	for range n {
+		if err := ss.open(); err != nil {
+			ss.closeAll()
+			return nil, err
+		}
+	}
+	go ss.run(ctx)
+	return ss, nil
+}
+
+func (ss *sessionPool) open() error {
+	s, err := ss.c.StartSession(100 * time.Millisecond)
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	ss.live = append(ss.live, &liveSession{s: s, opened: time.Now()})
+	ss.rep.Opened++
+	return nil
+}
+
+func (ss *sessionPool) run(ctx context.Context) {
+	defer close(ss.done)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ss.stopc:
+			return
+		case <-tick.C:
+		}
+		for i, ls := range ss.live {
+			r, err := ls.s.Progress()
+			broken := !ls.s.Alive() || (err == nil && (r.Err != "" || r.MaxGap > sessionStall))
+			if !broken {
+				continue
+			}
+			r, _ = ls.s.Stop()
+			ss.lost(ls, r, time.Now())
+			ss.live[i] = nil
+		}
+		ss.live = slices.DeleteFunc(ss.live, func(ls *liveSession) bool { return ls == nil })
+		for len(ss.live) < ss.n {
+			if err := ss.open(); err != nil {
+				ss.rep.Errors = append(ss.rep.Errors, err.Error())
+				break
+			}
+		}
+	}
+}
+
+// lost records a broken session. It was lost at a failover if the primary
+// changed in the stall before it was declared broken.
+func (ss *sessionPool) lost(ls *liveSession, r echo.Report, at time.Time) {
+	ss.rep.Lost++
+	window := sessionStall + 4*time.Second
+	atFailover := false
+	for _, ch := range ss.changes() {
+		if ch.After(ls.opened) && at.Sub(ch) < window {
+			atFailover = true
+		}
+		// Changes it outlived by more than the window were carried.
+		if ch.After(ls.opened) && at.Sub(ch) >= window {
+			ss.rep.Carried++
+		}
+	}
+	if atFailover {
+		ss.rep.LostAtFailover++
+	}
+	if len(ss.rep.Errors) < 10 {
+		ss.rep.Errors = append(ss.rep.Errors, fmt.Sprintf("session opened %s lost at %s (%s)",
+			ls.opened.Format("15:04:05.000"), at.Format("15:04:05.000"), r))
+	}
+}
+
+// stop ends every session and returns the counts.
+func (ss *sessionPool) stop() SessionReport {
+	close(ss.stopc)
+	<-ss.done
+	now := time.Now()
+	for _, ls := range ss.live {
+		r, err := ls.s.Stop()
+		if err != nil || !r.Survived {
+			ss.lost(ls, r, now)
+			continue
+		}
+		ss.rep.Alive++
+		for _, ch := range ss.changes() {
+			if ch.After(ls.opened) {
+				ss.rep.Carried++
+			}
+		}
+	}
+	ss.live = nil
+	return ss.rep
+}
+
+func (ss *sessionPool) closeAll() {
+	for _, ls := range ss.live {
+		ls.s.Stop()
+	}
+	ss.live = nil
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -85,19 +86,27 @@ func waitDrops(t *testing.T, c *Cluster, gw string, before Samples, reasons []st
 // one every pace (0: as fast as it can).
 func sendFrames(t *testing.T, c *Cluster, node string, src netip.Addr, dst netip.AddrPort, frames [][]byte, pace time.Duration) {
 	t.Helper()
+	if err := trySend(c, node, src, dst, frames, pace); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trySend is sendFrames for a goroutine other than the test's.
+func trySend(c *Cluster, node string, src netip.Addr, dst netip.AddrPort, frames [][]byte, pace time.Duration) error {
 	conn, err := c.ListenUDP(node, netip.AddrPortFrom(src, 0))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer conn.Close()
 	for _, f := range frames {
 		if _, err := conn.WriteToUDPAddrPort(f, dst); err != nil {
-			t.Fatalf("send to %s: %v", dst, err)
+			return fmt.Errorf("send to %s: %w", dst, err)
 		}
 		if pace > 0 {
 			time.Sleep(pace)
 		}
 	}
+	return nil
 }
 
 // capture reads the heartbeats from src arriving at node (whose daemon must
@@ -376,6 +385,7 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 	c.Start("gw1")
 	c.Start("gw2")
 	mustHolder(t, c, 15*time.Second, "gw1")
+	capStart := time.Now()
 	frames := capture(t, c, "gw3", haAddr(1), 4*time.Second, 100)
 	if len(frames) < 20 {
 		t.Fatalf("captured %d heartbeats of gw1 in 4 s, want at least 20", len(frames))
@@ -401,9 +411,10 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 		t.Fatalf("gw2 did not come back: %v", err)
 	}
 	replayDone := make(chan struct{})
+	var sendErr error
 	go func() {
 		defer close(replayDone)
-		sendFrames(t, c, "gw1", haAddr(1), netip.AddrPortFrom(haAddr(2), hbPort), frames, 100*time.Millisecond)
+		sendErr = trySend(c, "gw1", haAddr(1), netip.AddrPortFrom(haAddr(2), hbPort), frames, 100*time.Millisecond)
 	}()
 	sawGw1 := false
 	for done := false; !done; {
@@ -416,6 +427,9 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 			sawGw1 = true
 		}
 	}
+	if sendErr != nil {
+		t.Fatal(sendErr)
+	}
 	st, err := c.Status("gw2")
 	if err != nil {
 		t.Fatal(err)
@@ -423,7 +437,8 @@ func TestReplayAfterReceiverRestart(t *testing.T) {
 	t.Logf("gw2 after %d replayed heartbeats: role %s, primary %q, drops %v", len(frames), st.Role, st.PrimaryID,
 		mustScrape(t, c, "gw2").ByLabel(dropMetric, "reason"))
 	if sawGw1 {
-		t.Errorf("restarted gw2 accepted a replay of the dead gw1's heartbeats (captured under %s ago, max_clock_skew 60s) and saw gw1 alive", 10*time.Second)
+		t.Errorf("restarted gw2 accepted a replay of the dead gw1's heartbeats (captured %s before, within max_clock_skew 60s) and saw gw1 alive",
+			time.Since(capStart).Round(time.Second))
 	}
 	// Either way, once the replay stops gw2 must take the addresses.
 	mustHolder(t, c, 10*time.Second, "gw2")

@@ -1,6 +1,9 @@
 package pinger
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // State is where a target stands in the up/down cycle.
 type State uint8
@@ -35,6 +38,17 @@ func (s State) String() string {
 
 // MarshalText makes the state readable in hagate's JSON status.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads what MarshalText wrote (the CLI decodes the status).
+func (s *State) UnmarshalText(b []byte) error {
+	for i, name := range stateNames {
+		if name == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown ping target state %q", b)
+}
 
 // Tracker decides whether one target counts as up from the outcomes of its
 // probes. It is pure: time comes in with each outcome, so it is tested with
