@@ -2,6 +2,8 @@ package harness
 
 import (
 	"os"
+
+	"github.com/hagate/hagate/internal/daemon"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -439,4 +441,44 @@ func TestPingServerFailover(t *testing.T) {
 	if !strings.Contains(string(out), "PING SERVER") {
 		t.Fatalf("status does not show the ping server:\n%s", out)
 	}
+}
+
+// Split brain: the heartbeat link of the primary is cut while its data
+// links work. FGCP's behaviour (the default): both sides have a primary,
+// and status says so. With quorum, the member cut off from the majority
+// steps down and the majority keeps one primary.
+func TestSplitBrain(t *testing.T) {
+	t.Run("fgcp", func(t *testing.T) {
+		c := setup(t, 3, Options{}, lab.Options{})
+		c.StartAll()
+		mustHolder(t, c, 15*time.Second, "gw1")
+		c.Lab.Cut("gw1", lab.HA)
+		if err := lab.WaitFor(5*time.Second, 50*time.Millisecond, func() (bool, error) {
+			h := c.Holders()
+			return len(h) == 2, nil
+		}); err != nil {
+			t.Fatalf("holders %v, want gw1 and gw2", c.Holders())
+		}
+		var st daemon.Status
+		if err := lab.WaitFor(3*time.Second, 50*time.Millisecond, func() (bool, error) {
+			st, _ = c.Status("gw1")
+			return st.SplitBrain && strings.Contains(strings.Join(st.Warnings, "\n"), "split brain"), nil
+		}); err != nil {
+			t.Fatalf("gw1 status does not warn of the split: %v", st.Warnings)
+		}
+		c.Lab.Heal("gw1", lab.HA)
+		mustHolder(t, c, 5*time.Second, "")
+	})
+	t.Run("quorum", func(t *testing.T) {
+		c := setup(t, 3, Options{Extra: "split_brain:\n  quorum: true\n"}, lab.Options{})
+		c.StartAll()
+		mustHolder(t, c, 15*time.Second, "gw1")
+		c.Lab.Cut("gw1", lab.HA)
+		mustHolder(t, c, 5*time.Second, "gw2")
+		time.Sleep(time.Second)
+		mustHolder(t, c, time.Second, "gw2")
+		if !strings.Contains(c.Log("gw1"), "no quorum") {
+			t.Fatal("gw1 does not log the lost quorum")
+		}
+	})
 }

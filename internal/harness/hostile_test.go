@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/hagate/hagate/internal/heartbeat"
 	"github.com/hagate/hagate/internal/lab"
 	"github.com/hagate/hagate/internal/seal"
+	"github.com/hagate/hagate/internal/sessions"
 )
 
 const (
@@ -652,5 +654,80 @@ func (w *holderWatch) check(t *testing.T) {
 	}
 	if w.n < 10 {
 		t.Fatalf("holders polled only %d times", w.n)
+	}
+}
+
+// TestStalledSyncPeer connects to the session-sync listener of a
+// subordinate's pickup engine as a stranger would (no key): each
+// connection sends the length prefix of the largest frame and the start of
+// a well-formed frame header, then stalls. The engine must bound what
+// strangers cost it before they authenticate, and close each stalled
+// connection within its I/O timeout. The engine is not wired into the
+// daemon yet, so this runs it in-process on loopback (no namespace needed).
+func TestStalledSyncPeer(t *testing.T) {
+	const (
+		peers     = 100
+		ioTimeout = time.Second
+		maxGrowth = 64 << 20
+	)
+	kr, err := seal.ParseKeys([]byte(Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := sessions.NewEngine(sessions.EngineConfig{NodeID: "gw2", Group: groupID, Keyring: kr, Mode: seal.Encrypt,
+		IOTimeout: ioTimeout,
+		Listen:    func(string) (net.Listener, error) { return ln, nil }}, sessions.NewMemory(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); e.Wait() }()
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hdr := forge(t, "gw1", seal.Encrypt, "an attacker's own key", nil, cluster.Heartbeat{}, 1)[0][:40]
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range peers {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		msg := binary.BigEndian.AppendUint32(nil, sessions.MaxFrame)
+		if _, err := c.Write(append(msg, hdr...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	runtime.ReadMemStats(&m1)
+	growth := int64(m1.HeapInuse) - int64(m0.HeapInuse)
+	t.Logf("heap in use grew by %d MiB with %d stalled unauthenticated peers", growth>>20, peers)
+	if growth > maxGrowth {
+		t.Errorf("%d stalled peers that sent a %d-byte length prefix cost %d MiB of heap before authenticating (want under %d MiB): the sync reader allocates the announced frame size up front",
+			peers, sessions.MaxFrame, growth>>20, maxGrowth>>20)
+	}
+	// Every stalled connection is closed once the handshake times out.
+	deadline := time.Now().Add(ioTimeout + 3*time.Second)
+	open := 0
+	for _, c := range conns {
+		c.SetReadDeadline(deadline)
+		if _, err := c.Read(make([]byte, 1)); isTimeout(err) {
+			open++
+		}
+	}
+	if open > 0 {
+		t.Errorf("%d of %d stalled connections still open %s after the handshake timeout", open, peers, 3*time.Second)
 	}
 }
