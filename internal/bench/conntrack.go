@@ -34,6 +34,9 @@ const (
 	sessionTimeout  = 3600 // seconds: nothing expires during a benchmark
 	tcpEstablished  = 3    // TCP_CONNTRACK_ESTABLISHED
 	maxSynthSession = 55 * portsPerBlock
+	// SyntheticMark marks every synthetic session, so that a dump can
+	// count them alone.
+	SyntheticMark = 0x48424e43
 )
 
 var serverAddr = netip.MustParseAddr("203.0.113.100")
@@ -46,7 +49,7 @@ func SyntheticFlow(i int) conntrack.Flow {
 	src := netip.AddrFrom4([4]byte{192, 0, 2, byte(firstHost + block%hostsPerCycle)})
 	f := conntrack.NewFlow(6,
 		conntrack.StatusConfirmed|conntrack.StatusSeenReply|conntrack.StatusAssured|conntrack.StatusSrcNAT|conntrack.StatusSrcNATDone,
-		src, serverAddr, sport, dport, sessionTimeout, 0)
+		src, serverAddr, sport, dport, sessionTimeout, SyntheticMark)
 	f.TupleReply.IP.DestinationAddress = netip.MustParseAddr("203.0.113.1")
 	f.ProtoInfo.TCP = &conntrack.ProtoInfoTCP{State: tcpEstablished}
 	return f
@@ -73,7 +76,7 @@ func dialNS(nsName string, n int) (*ctPool, error) {
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		p, err, back := dialInNS(nsName, n)
+		p, back, err := dialInNS(nsName, n)
 		if back {
 			runtime.UnlockOSThread()
 		}
@@ -85,19 +88,19 @@ func dialNS(nsName string, n int) (*ctPool, error) {
 
 // dialInNS does dialNS's work on a locked thread; back reports whether the
 // thread is in its original namespace again.
-func dialInNS(nsName string, n int) (p *ctPool, err error, back bool) {
+func dialInNS(nsName string, n int) (p *ctPool, back bool, err error) {
 	orig, err := netns.Get()
 	if err != nil {
-		return nil, fmt.Errorf("conntrack: current namespace: %w", err), true
+		return nil, true, fmt.Errorf("conntrack: current namespace: %w", err)
 	}
 	defer orig.Close()
 	target, err := netns.GetFromName(nsName)
 	if err != nil {
-		return nil, fmt.Errorf("conntrack: namespace %s: %w", nsName, err), true
+		return nil, true, fmt.Errorf("conntrack: namespace %s: %w", nsName, err)
 	}
 	defer target.Close()
 	if err := netns.Set(target); err != nil {
-		return nil, fmt.Errorf("conntrack: enter %s: %w", nsName, err), true
+		return nil, true, fmt.Errorf("conntrack: enter %s: %w", nsName, err)
 	}
 	p = &ctPool{}
 	for range n {
@@ -114,9 +117,9 @@ func dialInNS(nsName string, n int) (p *ctPool, err error, back bool) {
 	}
 	if err != nil {
 		p.Close()
-		return nil, err, back
+		return nil, back, err
 	}
-	return p, nil, back
+	return p, back, nil
 }
 
 // Close closes every socket.
@@ -181,3 +184,12 @@ func (p *ctPool) Delete(ctx context.Context, from, to int) (int, error) {
 	})
 }
 
+// Count returns how many synthetic sessions the namespace's table holds
+// (a kernel-filtered dump by mark).
+func (p *ctPool) Count() (int, error) {
+	fs, err := p.conns[0].DumpFilter(conntrack.NewFilter().Mark(SyntheticMark), nil)
+	if err != nil {
+		return 0, fmt.Errorf("conntrack: dump: %w", err)
+	}
+	return len(fs), nil
+}

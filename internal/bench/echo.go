@@ -20,7 +20,7 @@ import (
 // so the client sees at once a lost, duplicated, reordered or corrupted
 // byte: the next record it reads is not the one it expects.
 const (
-	RecordSize = 16
+	RecordSize  = 16
 	recordMagic = "hgb1"
 )
 
@@ -84,7 +84,7 @@ func ServeEcho(ctx context.Context, ln net.Listener) error {
 // process.
 type Sample struct {
 	Seq    uint64 `json:"seq"`
-	Conn   int    `json:"conn"`            // 0 for the first connection, 1 after the first reconnect, ...
+	Conn   int    `json:"conn"` // 0 for the first connection, 1 after the first reconnect, ...
 	SentNS int64  `json:"sent_ns"`
 	EchoNS int64  `json:"echo_ns,omitempty"` // 0: never echoed (lost)
 }
@@ -277,4 +277,3 @@ func RunClient(ctx context.Context, cfg ClientConfig) (Trace, error) {
 	tr.Survived = tr.Conns == 1 && len(tr.Errors) == 0
 	return tr, nil
 }
-

@@ -2,8 +2,6 @@ package harness
 
 import (
 	"os"
-
-	"github.com/hagate/hagate/internal/daemon"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hagate/hagate/internal/daemon"
 	"github.com/hagate/hagate/internal/lab"
 )
 
