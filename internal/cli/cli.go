@@ -122,10 +122,6 @@ func run(cfg *config.Config, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return exitConfig
 	}
-	if err := setupPickup(ctx, d, cfg, log); err != nil {
-		log.Error("session pickup", "err", err)
-		return exitFail
-	}
 	if err := d.Run(ctx); err != nil {
 		log.Error("hagate stopped", "err", err)
 		return exitFail

@@ -28,6 +28,15 @@ import (
 	"github.com/hagate/hagate/internal/seal"
 )
 
+// startAllowance is how far before this member's start a frame may have
+// been sent (by the sender's clock) and still be accepted: frames older than
+// that are captures this member has no replay window for. So a capture can
+// be replayed to a restarted member only if it was made in the last half
+// second before the restart. Members' clocks should agree within it (NTP);
+// a sender whose clock lags more is not heard for that much longer after
+// this member starts.
+const startAllowance = 500 * time.Millisecond
+
 // historyEntries is how many election events are kept across restarts.
 const historyEntries = 1000
 
@@ -69,6 +78,9 @@ type Pickup interface {
 	BecomePrimary(ctx context.Context) error
 	BecomeSubordinate(ctx context.Context, primary string)
 	SetPrimary(id string)
+	// SetLocalAddrs names this member's own addresses: sessions to or from
+	// them are the gateway's own and are not synced.
+	SetLocalAddrs(addrs []netip.Addr)
 	Stats() any
 }
 
@@ -111,7 +123,8 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 	return cc
 }
 
-// SetPickup attaches the session-pickup engine before Run.
+// SetPickup attaches a session-pickup engine before Run, in place of the
+// one the configuration would build.
 func (d *Daemon) SetPickup(p Pickup) { d.pickup = p }
 
 // Metrics returns the daemon's metrics, for the parts built around it.
@@ -140,6 +153,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	opener := seal.NewOpener(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew)
+	opener.RefuseBefore(d.started.Add(-startAllowance))
 	var links []heartbeat.Link
 	for _, l := range cfg.Heartbeat.Links {
 		links = append(links, heartbeat.Link{Interface: l.Interface, Peers: l.Peers})
@@ -205,8 +219,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.startPingers(start); err != nil {
 		return err
 	}
+	if cfg.SessionPickup.Enabled && d.pickup == nil {
+		p, err := startPickup(bg, cfg, d.keys, d.mode, epoch, d.met, d)
+		if err != nil {
+			return err
+		}
+		d.pickup = p
+	}
 	if d.pickup != nil {
 		start("session pickup", d.pickup.Run)
+		d.refreshLocalAddrs()
 	}
 
 	d.node = cluster.New(clusterConfig(cfg), time.Now())
@@ -384,11 +406,17 @@ func (d *Daemon) roleChange(ctx context.Context, a cluster.RoleChange) {
 			d.met.LastFailover.SetToCurrentTime()
 			d.lastFailover = time.Now()
 		}
-	case a.From == cluster.Primary:
-		d.releaseAddresses(a.Reason)
+	case a.To == cluster.Subordinate:
+		if a.From == cluster.Primary {
+			d.releaseAddresses(a.Reason)
+		}
 		if d.pickup != nil {
+			// Ready for the primary's bulk sync.
 			d.pickup.BecomeSubordinate(ctx, d.node.Primary())
 		}
+	}
+	if d.pickup != nil {
+		d.refreshLocalAddrs()
 	}
 	d.record(history.Entry{Event: "role", Role: a.To.String(), Primary: d.node.Primary(), Reason: a.Reason})
 	d.notify.send(notification{Role: a.To.String(), Previous: a.From.String(), Kind: string(a.Kind), Reason: a.Reason})
@@ -468,13 +496,18 @@ func (d *Daemon) vipInterfaces() []string {
 	return out
 }
 
-// LocalAddrs lists this member's own addresses, for session pickup to skip
-// the sessions the gateway terminates itself.
-func (d *Daemon) LocalAddrs() ([]netip.Addr, error) {
-	if d.nif == nil {
-		return nil, errors.New("not running")
+// refreshLocalAddrs tells session pickup this member's own addresses, the
+// virtual IPs always included, so that sessions the gateway terminates
+// itself (management, heartbeats and sync, VPN endpoints) are not synced.
+func (d *Daemon) refreshLocalAddrs() {
+	addrs, err := d.nif.LocalAddrs()
+	if err != nil {
+		d.log.Error("session pickup: own addresses", "err", err)
 	}
-	return d.nif.LocalAddrs()
+	for _, v := range d.cfg.VirtualIPs {
+		addrs = append(addrs, v.Address.Addr())
+	}
+	d.pickup.SetLocalAddrs(addrs)
 }
 
 // startPingers starts remote link monitoring (ping_servers) and the

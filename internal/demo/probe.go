@@ -1,71 +1,55 @@
 package demo
 
 import (
-	"context"
 	"fmt"
-	"strings"
-	"sync"
+	"io"
 	"time"
 
+	"github.com/hagate/hagate/internal/harness"
 	"github.com/hagate/hagate/internal/lab"
 )
 
-// prober opens a new TCP connection from the client to the server through
-// the cluster every 50 ms and records which ones worked.
-type prober struct {
-	l      *lab.Lab
-	mu     sync.Mutex
-	ok     int
-	failed int
-	gap    time.Duration // the longest run without a working connection
-	lastOK time.Time
-	cancel context.CancelFunc
-}
-
-func newProber(l *lab.Lab) *prober { return &prober{l: l, lastOK: time.Now()} }
-
-func (p *prober) run(ctx context.Context) {
-	ctx, p.cancel = context.WithCancel(ctx)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+// startSession opens the long-lived echo session, retrying while the
+// cluster settles.
+func startSession(c *harness.Cluster) (*harness.Session, error) {
+	var s *harness.Session
+	err := lab.WaitFor(10*time.Second, 200*time.Millisecond, func() (bool, error) {
+		var err error
+		if s, err = c.StartSession(50 * time.Millisecond); err != nil {
+			return false, err
 		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		out, err := p.l.ExecContext(cctx, lab.Client, "sh", "-c",
-			"echo x | socat -t0.2 -T1 - TCP:"+lab.ServerAddr.Addr().String()+":7000,connect-timeout=1")
-		cancel()
-		now := time.Now()
-		p.mu.Lock()
-		if err == nil && strings.Contains(out, "x") {
-			p.ok++
-			p.gap = max(p.gap, now.Sub(p.lastOK))
-			p.lastOK = now
-		} else {
-			p.failed++
+		time.Sleep(500 * time.Millisecond)
+		if r, err := s.Progress(); err == nil && r.Received > 3 && s.Alive() {
+			return true, nil
 		}
-		p.mu.Unlock()
-	}
+		s.Stop()
+		return false, nil
+	})
+	return s, err
 }
 
-func (p *prober) reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ok, p.failed, p.gap, p.lastOK = 0, 0, 0, time.Now()
+// watch prints the session's counter every 250 ms, so the reader sees it
+// keep running through the failover.
+type watch struct{ done chan struct{} }
+
+func startWatch(w io.Writer, s *harness.Session) *watch {
+	wt := &watch{done: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-wt.done:
+				return
+			case <-t.C:
+				if r, err := s.Progress(); err == nil {
+					fmt.Fprintf(w, "    %s  message %5d echoed, longest gap so far %s\n",
+						time.Now().Format("15:04:05.000"), r.Received, r.MaxGap.Round(time.Millisecond))
+				}
+			}
+		}
+	}()
+	return wt
 }
 
-func (p *prober) summary() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return fmt.Sprintf("%d connections worked, %d failed; longest time without a working connection %s",
-		p.ok, p.failed, p.gap.Round(time.Millisecond))
-}
-
-func (p *prober) stop() {
-	if p.cancel != nil {
-		p.cancel()
-	}
-}
+func (wt *watch) stop() { close(wt.done) }

@@ -267,7 +267,7 @@ func Soak(ctx context.Context, c *Cluster, o SoakOptions) (SoakReport, error) {
 	samplerDone := make(chan struct{})
 	go func() {
 		defer close(samplerDone)
-		s.sample(samplerCtx, watch)
+		s.sample(samplerCtx, watch.Holders)
 	}()
 	var sess *sessionPool
 	if o.Sessions > 0 {
@@ -366,9 +366,15 @@ func (s *soak) runDue(now time.Time) {
 }
 
 // injectOne draws fault kinds until one's preconditions hold (a few tries).
+// Of two kinds drawn, the one injected fewer times so far is tried, so
+// that kinds with strict preconditions (a kill needs the whole cluster up)
+// still come up about as often as the others.
 func (s *soak) injectOne(ctx context.Context) {
 	for range 6 {
 		kind := s.o.Faults[s.rng.IntN(len(s.o.Faults))]
+		if other := s.o.Faults[s.rng.IntN(len(s.o.Faults))]; s.rep.Faults[other] < s.rep.Faults[kind] {
+			kind = other
+		}
 		desc, ok := s.try(ctx, kind)
 		if ok {
 			s.rep.Faults[kind]++
@@ -808,7 +814,7 @@ func orNone(s string) string {
 
 // sample polls the holders every Poll until ctx ends and measures the
 // dual-primary and no-primary windows.
-func (s *soak) sample(ctx context.Context, w *AddrWatch) {
+func (s *soak) sample(ctx context.Context, holders func() ([]string, error)) {
 	tick := time.NewTicker(s.o.Poll)
 	defer tick.Stop()
 	var (
@@ -862,7 +868,7 @@ func (s *soak) sample(ctx context.Context, w *AddrWatch) {
 			return
 		case <-tick.C:
 		}
-		h, err := w.Holders()
+		h, err := holders()
 		now := time.Now()
 		if err != nil {
 			continue // a link being renamed or a namespace read failing: next poll

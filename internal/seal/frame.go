@@ -247,8 +247,9 @@ type Opener struct {
 	self    string
 	maxSkew time.Duration
 
-	mu    sync.Mutex
-	peers map[string]*peerState
+	mu        sync.Mutex
+	peers     map[string]*peerState
+	notBefore time.Time
 }
 
 type peerState struct {
@@ -263,6 +264,17 @@ type peerState struct {
 // with a wrong clock); 0 disables the check.
 func NewOpener(kr *Keyring, mode Mode, p Purpose, group uint16, self string, maxSkew time.Duration) *Opener {
 	return &Opener{kr: kr, mode: mode, purpose: p, group: group, self: self, maxSkew: maxSkew, peers: map[string]*peerState{}}
+}
+
+// RefuseBefore refuses frames sent before t. A receiver that has just
+// started has no replay windows yet; frames captured before it started are
+// refused by this, frames sent after by the windows it builds from then on.
+// The daemon passes its start time less a small allowance for the members'
+// clocks not agreeing exactly.
+func (o *Opener) RefuseBefore(t time.Time) {
+	o.mu.Lock()
+	o.notBefore = t
+	o.mu.Unlock()
 }
 
 // SetKeyring replaces the accepted keys (a key file reloaded on SIGHUP).
@@ -300,6 +312,9 @@ func (o *Opener) Open(frame []byte, now time.Time) (Header, []byte, error) {
 
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if h.Sent.Before(o.notBefore) {
+		return h, nil, drop("stale", "sent %s before this member started", o.notBefore.Sub(h.Sent).Round(time.Millisecond))
+	}
 	p := o.peers[h.Sender]
 	kr := o.kr
 	if p != nil && h.Epoch < p.epoch {

@@ -199,3 +199,19 @@ func TestRekeyKeepsSequence(t *testing.T) {
 		t.Fatalf("old key after it was removed: %v", err)
 	}
 }
+
+// A receiver that restarted refuses what was sent before it started, even
+// within max_clock_skew: it has no replay window for those frames.
+func TestRefuseBeforeStart(t *testing.T) {
+	kr := mustKeys(t, "correct horse battery staple")
+	s, _ := NewSealer(kr, Encrypt, Heartbeat, 7, "gw1", 100)
+	captured := s.Seal(nil, 0, t0, []byte("old"))
+	o := NewOpener(kr, Encrypt, Heartbeat, 7, "gw2", time.Minute)
+	o.RefuseBefore(t0.Add(10 * time.Second))
+	if _, _, err := o.Open(captured, t0.Add(12*time.Second)); reason(err) != "stale" {
+		t.Fatalf("capture from before the start: %v", err)
+	}
+	if _, _, err := o.Open(s.Seal(nil, 0, t0.Add(11*time.Second), []byte("new")), t0.Add(12*time.Second)); err != nil {
+		t.Fatalf("frame sent after the start: %v", err)
+	}
+}

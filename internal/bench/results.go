@@ -1,0 +1,288 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Results collects every run of a suite.
+type Results struct {
+	cfg     Config
+	args    []string
+	Started time.Time
+	Elapsed time.Duration
+
+	mu       sync.Mutex
+	failover map[string]map[string][]failoverResult // scenario key -> system -> runs
+	churn    map[string][]churnResult
+	hgNote   string // why hagate's sessions cannot survive, if they cannot
+}
+
+// savedResults is the raw data of a suite, kept beside the report so that
+// it can be rendered again (-render) without running anything.
+type savedResults struct {
+	Config   Config
+	Args     []string
+	Started  time.Time
+	Elapsed  time.Duration
+	Failover map[string]map[string][]failoverResult
+	Churn    map[string][]churnResult
+	HGNote   string
+}
+
+func (r *Results) save() savedResults {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return savedResults{r.cfg, r.args, r.Started, r.Elapsed, r.failover, r.churn, r.hgNote}
+}
+
+func (s savedResults) results() *Results {
+	r := newResults(s.Config, s.Args)
+	r.Started, r.Elapsed, r.hgNote = s.Started, s.Elapsed, s.HGNote
+	if s.Failover != nil {
+		r.failover = s.Failover
+	}
+	if s.Churn != nil {
+		r.churn = s.Churn
+	}
+	return r
+}
+
+func newResults(cfg Config, args []string) *Results {
+	return &Results{cfg: cfg, args: args, Started: time.Now(),
+		failover: map[string]map[string][]failoverResult{}, churn: map[string][]churnResult{}}
+}
+
+func (r *Results) addFailover(key, sys string, fr failoverResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failover[key] == nil {
+		r.failover[key] = map[string][]failoverResult{}
+	}
+	r.failover[key][sys] = append(r.failover[key][sys], fr)
+	if sys == sysHG && fr.Note != "" {
+		r.hgNote = fr.Note
+	}
+}
+
+func (r *Results) addChurn(sys string, cr churnResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.churn[sys] = append(r.churn[sys], cr)
+}
+
+// Row is one line of the table: a measurement of both systems.
+type Row struct {
+	Scenario string
+	Unit     string
+	Higher   bool // higher is better (rates)
+	Values   map[string][]float64
+	Extra    map[string]string // per system, after the summary (e.g. "5/5 survived")
+	Notes    string
+	Plot     string // SVG file name under bench/
+}
+
+func (row Row) cell(sys string) string {
+	s := Summarize(row.Values[sys]).Format(row.Unit)
+	if e := row.Extra[sys]; e != "" {
+		s += "; " + e
+	}
+	return s
+}
+
+// ratio is hagate's median over keepalived+conntrackd's.
+func (row Row) ratio() string {
+	q := Ratio(Summarize(row.Values[sysHG]), Summarize(row.Values[sysKAD]))
+	if math.IsNaN(q) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(q, 'f', 2, 64)
+}
+
+// failoverKeys lists the failover scenario keys run, in suite order.
+func (r *Results) failoverKeys() []string {
+	var keys []string
+	for _, sc := range r.cfg.Scenarios {
+		if sc == scSessions {
+			for _, n := range r.cfg.Sizes {
+				if k := fmt.Sprintf("%s-%d", sc, n); r.failover[k] != nil {
+					keys = append(keys, k)
+				}
+			}
+		} else if r.failover[sc] != nil {
+			keys = append(keys, sc)
+		}
+	}
+	return keys
+}
+
+var scenarioTitles = map[string]string{
+	scPowerDefaults: "Power loss of the primary, defaults (hagate 200 ms x 6, VRRP advert_int 1 s): largest echo gap",
+	scPowerTuned:    "Power loss of the primary, same detection time (hagate 50 ms x 3, VRRPv3 advert_int 0.05 s): largest echo gap",
+	scLink:          "Link failover (the primary's WAN link down), defaults: largest echo gap",
+}
+
+// rows builds the table.
+func (r *Results) rows() []Row {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rows []Row
+	for _, key := range r.failoverKeys() {
+		runs := r.failover[key]
+		gap := Row{Scenario: scenarioTitles[key], Unit: "s", Values: map[string][]float64{}, Extra: map[string]string{}, Plot: key + ".svg"}
+		n := sessionsOf(key)
+		if n > 0 {
+			gap.Scenario = fmt.Sprintf("Power loss with %s other sessions (tuned): largest echo gap", count(n))
+			gap.Plot = ""
+			if n == maxSizeRun(r) {
+				gap.Plot = "sessions-live.svg"
+			}
+		}
+		usable := Row{Scenario: fmt.Sprintf("%s sessions: every session in the new primary's kernel table, after the fault", count(n)), Unit: "s", Values: map[string][]float64{}, Plot: "sessions.svg"}
+		bulk := Row{Scenario: fmt.Sprintf("Bulk sync of %s sessions to a late subordinate", count(n)), Unit: "s", Values: map[string][]float64{}, Plot: "bulk.svg",
+			Notes: "hagate: in the subordinate's kernel table; keepalived+conntrackd: in conntrackd's external cache (into the kernel only at takeover, see the row above)"}
+		takeover := Row{Scenario: "↳ the new primary holds both virtual IPs, after the fault", Unit: "s", Values: map[string][]float64{}}
+		var notes []string
+		for _, sys := range systemNames {
+			survived, total := 0, 0
+			for _, fr := range runs[sys] {
+				total++
+				// A session that did not survive has no gap to speak of:
+				// the run counts in "survived", not in the gap.
+				if fr.Survived {
+					survived++
+					gap.Values[sys] = append(gap.Values[sys], fr.Gap.Length.Seconds())
+				}
+				takeover.Values[sys] = append(takeover.Values[sys], seconds(fr.Takeover))
+				usable.Values[sys] = append(usable.Values[sys], seconds(fr.Usable))
+				if n > 0 {
+					bulk.Values[sys] = append(bulk.Values[sys], seconds(fr.Bulk))
+				}
+			}
+			if total > 0 {
+				gap.Extra[sys] = fmt.Sprintf("session survived %d/%d", survived, total)
+			}
+			if note := r.note(sys); note != "" {
+				notes = append(notes, sys+": "+note)
+			}
+		}
+		if len(notes) > 0 {
+			gap.Notes = strings.Join(notes, "; ")
+		}
+		rows = append(rows, gap, takeover)
+		if n > 0 {
+			rows = append(rows, usable, bulk)
+		}
+	}
+	if containsStr(r.cfg.Scenarios, scSessions) {
+		rows = append(rows, r.memoryRows()...)
+	}
+	if len(r.churn) > 0 {
+		rate := Row{Scenario: "Churn: highest create+destroy rate with the subordinate < 1 s behind and nothing lost", Unit: "sessions/s", Higher: true, Values: map[string][]float64{}, Plot: "churn.svg"}
+		cpu := Row{Scenario: "Churn: CPU seconds of the sync daemons (both gateways) per 100k updates, at that rate", Unit: "s", Values: map[string][]float64{}}
+		for _, sys := range systemNames {
+			for _, cr := range r.churn[sys] {
+				rate.Values[sys] = append(rate.Values[sys], float64(cr.Best))
+				if cr.Best > 0 {
+					cpu.Values[sys] = append(cpu.Values[sys], cr.CPUPer100k)
+				}
+			}
+		}
+		rate.Notes = fmt.Sprintf("rates tried: %v; each session lives %s; the generator (one netlink request per change) tops out near 8k/s here", churnRates(r.cfg.Quick), churnLife)
+		rows = append(rows, rate, cpu)
+	}
+	return rows
+}
+
+// memoryRows: resident memory of the sync daemon per synced session,
+// against the same daemon in the smallest sessions run.
+func (r *Results) memoryRows() []Row {
+	sizes := slices.Clone(r.cfg.Sizes)
+	sort.Ints(sizes)
+	if len(sizes) < 2 {
+		return nil
+	}
+	small := sizes[0]
+	var rows []Row
+	for _, n := range sizes[1:] {
+		if n < 10*small {
+			continue
+		}
+		for side, name := range []string{"primary", "subordinate"} {
+			row := Row{Scenario: fmt.Sprintf("Memory of the sync daemon per session, %s, %s sessions synced", name, count(n)), Unit: "B", Values: map[string][]float64{}, Plot: "memory.svg",
+				Notes: fmt.Sprintf("(RSS with %s − RSS with %s) / %d; keepalived+conntrackd: conntrackd alone", count(n), count(small), n-small)}
+			for _, sys := range systemNames {
+				var base []float64
+				for _, fr := range r.failover[fmt.Sprintf("%s-%d", scSessions, small)][sys] {
+					if fr.RSS[side] > 0 {
+						base = append(base, float64(fr.RSS[side]))
+					}
+				}
+				b := Summarize(base)
+				if b.N == 0 {
+					continue
+				}
+				for _, fr := range r.failover[fmt.Sprintf("%s-%d", scSessions, n)][sys] {
+					if fr.RSS[side] > 0 && fr.Bulk >= 0 {
+						row.Values[sys] = append(row.Values[sys], (float64(fr.RSS[side])-b.Median)/float64(n-small))
+					}
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+// note is what limits a system's figures, from its runs' daemons.
+func (r *Results) note(sys string) string {
+	if sys == sysHG && r.cfg.Pickup && r.hgNote != "" {
+		return r.hgNote
+	}
+	if sys == sysHG && !r.cfg.Pickup {
+		return "session pickup off (-pickup=false)"
+	}
+	return ""
+}
+
+func sessionsOf(key string) int {
+	rest, ok := strings.CutPrefix(key, scSessions+"-")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.Atoi(rest)
+	return n
+}
+
+func maxSizeRun(r *Results) int {
+	m := 0
+	for k := range r.failover {
+		m = max(m, sessionsOf(k))
+	}
+	return m
+}
+
+// count writes 1000 as 1k and 1000000 as 1M.
+func count(n int) string {
+	switch {
+	case n >= 1000000 && n%1000000 == 0:
+		return fmt.Sprintf("%dM", n/1000000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return strconv.Itoa(n)
+}
+
+// printSummary prints the table to the console.
+func (r *Results) printSummary(w io.Writer) {
+	for _, row := range r.rows() {
+		fmt.Fprintf(w, "\n%s\n    hagate:                %s\n    keepalived+conntrackd: %s\n    ratio: %s\n", row.Scenario, row.cell(sysHG), row.cell(sysKAD), row.ratio())
+	}
+}

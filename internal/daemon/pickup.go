@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hagate/hagate/internal/config"
+	"github.com/hagate/hagate/internal/metrics"
+	"github.com/hagate/hagate/internal/seal"
+	"github.com/hagate/hagate/internal/sessions"
+	"github.com/hagate/hagate/internal/sessions/conntrack"
+)
+
+// enginePickup drives the session-pickup engine for the daemon.
+type enginePickup struct {
+	e   *sessions.Engine
+	be  sessions.Backend
+	log *slog.Logger
+}
+
+func (p *enginePickup) BecomePrimary(ctx context.Context) error { return p.e.BecomePrimary(ctx) }
+func (p *enginePickup) BecomeSubordinate(ctx context.Context, primary string) {
+	if err := p.e.BecomeSubordinate(ctx, primary); err != nil {
+		p.log.Error("session pickup: becoming subordinate", "err", err)
+	}
+}
+func (p *enginePickup) SetPrimary(id string)             { p.e.SetPrimary(id) }
+func (p *enginePickup) SetLocalAddrs(addrs []netip.Addr) { p.e.SetLocalAddrs(addrs) }
+func (p *enginePickup) Stats() any                       { return p.e.Stats() }
+func (p *enginePickup) Run(ctx context.Context) error {
+	<-ctx.Done()
+	p.e.Wait()
+	return p.be.Close()
+}
+
+// startPickup builds the engine when session_pickup.enabled is set. It
+// listens only on this member's addresses on the session-sync links, never
+// on the data interfaces, and dials the peers of the first sync link (in
+// heartbeat link priority order) when primary.
+func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode seal.Mode, epoch uint64, met *metrics.Metrics, d *Daemon) (*enginePickup, error) {
+	sp := cfg.SessionPickup
+	var be sessions.Backend
+	switch sp.Backend {
+	case "memory":
+		be = sessions.NewMemory(4096)
+	default:
+		k, err := conntrack.Open(conntrack.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("session_pickup: conntrack: %w", err)
+		}
+		be = k
+	}
+	links := syncLinks(cfg)
+	var listen []netip.AddrPort
+	for _, l := range links {
+		ifi, err := net.InterfaceByName(l.Interface)
+		if err != nil {
+			return nil, fmt.Errorf("session_pickup.links: %s: %w", l.Interface, err)
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return nil, fmt.Errorf("session_pickup.links: %s: %w", l.Interface, err)
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
+				listen = append(listen, netip.AddrPortFrom(p.Addr(), uint16(sp.Port)))
+			}
+		}
+	}
+	if len(listen) == 0 {
+		return nil, fmt.Errorf("session_pickup.links: no address on %v to listen on", links)
+	}
+	var marks []sessions.MarkMatch
+	for _, m := range sp.Filter.Marks {
+		marks = append(marks, sessions.MarkMatch{Value: m.Value, Mask: m.Mask})
+	}
+	e, err := sessions.NewEngine(sessions.EngineConfig{
+		NodeID: cfg.NodeID, Group: uint16(cfg.GroupID), Keyring: kr, Mode: mode, Epoch: epoch,
+		ListenAddrs: listen,
+		Filter: sessions.Filter{Connectionless: sp.Connectionless, NAT: cfg.PickupNAT(), Zones: sp.Filter.Zones,
+			Marks: marks, Prefixes: sp.Filter.Addresses},
+		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
+		Logger: d.log.With("part", "session pickup"), Observer: observer{met},
+	}, be)
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	if err := e.Start(ctx); err != nil {
+		be.Close()
+		return nil, err
+	}
+	var peers []netip.AddrPort
+	for _, p := range links[0].Peers {
+		peers = append(peers, netip.AddrPortFrom(p, uint16(sp.Port)))
+	}
+	e.SetPeers(peers)
+	return &enginePickup{e: e, be: be, log: d.log}, nil
+}
+
+// syncLinks are the heartbeat links named in session_pickup.links, highest
+// priority first.
+func syncLinks(cfg *config.Config) []config.HeartbeatLink {
+	var out []config.HeartbeatLink
+	for _, l := range cfg.Heartbeat.Links {
+		if len(cfg.SessionPickup.Links) == 0 || slices.Contains(cfg.SessionPickup.Links, l.Interface) {
+			out = append(out, l)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b config.HeartbeatLink) int { return b.Priority - a.Priority })
+	return out
+}
+
+// observer feeds the engine's measurements to the metrics.
+type observer struct{ m *metrics.Metrics }
+
+func (o observer) SessionsSent(n int)    { o.m.SyncUpdatesSent.Add(float64(n)) }
+func (o observer) SessionsApplied(n int) { o.m.SyncUpdatesApplied.Add(float64(n)) }
+func (o observer) ApplyErrors(n int)     { o.m.SyncErrors.WithLabelValues("install").Add(float64(n)) }
+func (o observer) Resync(reason string)  { o.m.SyncResyncs.WithLabelValues(reason).Inc() }
+func (o observer) FrameDropped(string)   { o.m.SyncErrors.WithLabelValues("decode").Inc() }
+func (o observer) BulkDone(n int, d time.Duration) {
+	o.m.BulkSyncDuration.Set(d.Seconds())
+	o.m.SessionsSynced.Set(float64(n))
+}
+func (o observer) SyncLag(d time.Duration) { o.m.SyncLag.Set(d.Seconds()) }
+func (o observer) TableFull()              { o.m.SessionsDroppedLimit.Inc() }

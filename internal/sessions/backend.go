@@ -1,0 +1,30 @@
+// Package sessions owns session pickup: the engine that keeps every
+// subordinate's connection-tracking table a warm copy of the primary's. The
+// primary mirrors its kernel table (a dump, then events), filters it, and
+// streams it to each subordinate over an authenticated TCP connection: a bulk
+// copy when a subordinate connects, then batched changes. Subordinates install
+// what they receive into their own kernel table as it arrives, so sessions are
+// usable the moment a subordinate is promoted, before it claims the virtual
+// addresses.
+package sessions
+
+import (
+	"context"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// Backend is a connection-tracking table: the kernel's (package conntrack) or
+// an in-memory one (Memory).
+type Backend interface {
+	// Dump calls fn for every entry; an error from fn stops the dump.
+	Dump(ctx context.Context, fn func(session.Session) error) error
+	// Watch streams the table's changes until ctx ends. Lost events are
+	// reported as an EventOverflow and the stream goes on.
+	Watch(ctx context.Context) (<-chan session.Event, error)
+	// Apply installs, updates and deletes entries; it is idempotent.
+	Apply(ctx context.Context, changes []session.Change) error
+	// Flush empties the table.
+	Flush(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,190 @@
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+type opKind uint8
+
+const (
+	opCreate opKind = iota
+	opUpdate
+	opDelete
+)
+
+type op struct {
+	kind opKind
+	s    *session.Session
+}
+
+// maxPasses bounds the retries of one change (create -> update -> delete +
+// create).
+const maxPasses = 4
+
+// Apply installs, updates and deletes a batch of entries. It is idempotent:
+// an upsert creates or updates, deleting a missing entry succeeds. Changes to
+// one key are applied in order; changes to different keys run in parallel
+// over Options.Workers sockets. It returns the first failure, after trying
+// every change.
+func (k *Kernel) Apply(ctx context.Context, changes []session.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	workers := k.opts.Workers
+	if len(changes) < 256 {
+		workers = 1
+	}
+	parts := make([][]op, workers)
+	for i := range changes {
+		c := &changes[i]
+		w := 0
+		if workers > 1 {
+			w = int(keyHash(&c.Session.Key) % uint32(workers))
+		}
+		switch c.Op {
+		case session.Delete:
+			parts[w] = append(parts[w], op{opDelete, &c.Session})
+		case session.Upsert:
+			kind := opCreate
+			if c.Exists {
+				kind = opUpdate
+			}
+			parts[w] = append(parts[w], op{kind, &c.Session})
+		default:
+			return fmt.Errorf("conntrack apply: unknown op %d", c.Op)
+		}
+	}
+	if workers == 1 {
+		return k.applyOps(ctx, parts[0])
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for i := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = k.applyOps(ctx, parts[i])
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// keyHash spreads keys over workers; changes to one key stay on one socket,
+// in order.
+func keyHash(k *session.Key) uint32 {
+	h := uint32(2166136261)
+	mix := func(b byte) { h = (h ^ uint32(b)) * 16777619 }
+	for _, b := range k.Orig.Src[12:] {
+		mix(b)
+	}
+	for _, b := range k.Orig.Dst[12:] {
+		mix(b)
+	}
+	mix(byte(k.Orig.SrcPort))
+	mix(byte(k.Orig.SrcPort >> 8))
+	mix(byte(k.Orig.DstPort))
+	mix(k.Proto)
+	return h
+}
+
+// applyOps runs ops over one socket, in passes: the failures of a pass that
+// have a remedy (create of an existing entry -> update, update of a missing
+// one -> create, update refused -> delete and create) form the next pass.
+func (k *Kernel) applyOps(ctx context.Context, ops []op) error {
+	s, err := k.get()
+	if err != nil {
+		return fmt.Errorf("conntrack apply: %w", err)
+	}
+	healthy := true
+	defer func() { k.put(s, healthy) }()
+	var w builder
+	var first error
+	for pass := 0; len(ops) > 0 && pass < maxPasses; pass++ {
+		var next []op
+		for start := 0; start < len(ops); {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			w.reset()
+			base := s.seq + 1
+			end := start
+			for end < len(ops) {
+				o := ops[end]
+				flags := uint16(0)
+				if end == len(ops)-1 || len(w.b) >= k.opts.BatchBytes-512 {
+					flags = nlmAck
+				}
+				seq := s.nextSeq()
+				switch o.kind {
+				case opCreate:
+					w.create(o.s, seq, flags)
+				case opUpdate:
+					w.update(o.s, seq, flags)
+				case opDelete:
+					w.del(&o.s.Key, seq, flags)
+				}
+				end++
+				if flags != 0 {
+					break
+				}
+			}
+			last := s.seq
+			errs, err := k.exchange(ctx, s, w.b, base, last)
+			if err != nil {
+				healthy = false
+				k.failed.Add(uint64(end - start))
+				return fmt.Errorf("conntrack apply: %w", err)
+			}
+			for i := start; i < end; i++ {
+				o := ops[i]
+				e := errs[base+uint32(i-start)]
+				switch {
+				case e == 0:
+					k.count(o.kind)
+				case o.kind == opCreate && e == unix.EEXIST:
+					next = append(next, op{opUpdate, o.s})
+				case o.kind == opUpdate && e == unix.ENOENT:
+					next = append(next, op{opCreate, o.s})
+				case o.kind == opUpdate && e == unix.EBUSY:
+					// A status bit the kernel will not clear (ASSURED,
+					// SEEN_REPLY) or a changed NAT: start the entry afresh.
+					next = append(next, op{opDelete, o.s}, op{opCreate, o.s})
+				case o.kind == opDelete && e == unix.ENOENT:
+				default:
+					k.failed.Add(1)
+					if first == nil {
+						first = fmt.Errorf("conntrack apply %s: %w", o.s.Key, e)
+					}
+				}
+			}
+			start = end
+		}
+		ops = next
+	}
+	if len(ops) > 0 {
+		k.failed.Add(uint64(len(ops)))
+		if first == nil {
+			first = fmt.Errorf("conntrack apply %s: no progress after %d passes", ops[0].s.Key, maxPasses)
+		}
+	}
+	return first
+}
+
+func (k *Kernel) count(kind opKind) {
+	switch kind {
+	case opCreate:
+		k.created.Add(1)
+	case opUpdate:
+		k.updated.Add(1)
+	case opDelete:
+		k.deleted.Add(1)
+	}
+}

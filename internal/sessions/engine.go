@@ -1,0 +1,350 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hagate/hagate/internal/seal"
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// DefaultPort is the session-sync TCP port.
+const DefaultPort = 703
+
+// Observer receives the engine's measurements (metrics). Methods must not
+// block. NopObserver ignores everything.
+type Observer interface {
+	SessionsSent(n int)                     // changes sent to one subordinate
+	SessionsApplied(n int)                  // changes installed from the primary
+	ApplyErrors(n int)                      // changes the backend refused
+	Resync(reason string)                   // a bulk sync was started again
+	FrameDropped(reason string)             // a sync frame was refused
+	BulkDone(sessions int, d time.Duration) // a bulk sync completed
+	SyncLag(d time.Duration)                // send-to-apply delay of a batch
+	TableFull()                             // max_sessions refused a session
+}
+
+// NopObserver is an Observer that does nothing.
+type NopObserver struct{}
+
+func (NopObserver) SessionsSent(int)            {}
+func (NopObserver) SessionsApplied(int)         {}
+func (NopObserver) ApplyErrors(int)             {}
+func (NopObserver) Resync(string)               {}
+func (NopObserver) FrameDropped(string)         {}
+func (NopObserver) BulkDone(int, time.Duration) {}
+func (NopObserver) SyncLag(time.Duration)       {}
+func (NopObserver) TableFull()                  {}
+
+// EngineConfig configures an Engine. Zero values take the defaults noted.
+type EngineConfig struct {
+	NodeID  string
+	Group   uint16
+	Keyring *seal.Keyring
+	Mode    seal.Mode
+	// Epoch identifies this boot in sealed frames (default: start time in
+	// unix nanoseconds).
+	Epoch uint64
+	// ListenAddrs are the sync-link addresses to listen on (default: all
+	// addresses, port 703).
+	ListenAddrs []netip.AddrPort
+	// Listen and Dial replace net.Listen and net.Dialer (tests use them to
+	// work inside network namespaces).
+	Listen func(addr string) (net.Listener, error)
+	Dial   func(ctx context.Context, addr string) (net.Conn, error)
+
+	Filter      Filter
+	MaxSessions int           // 0: unbounded
+	Delay       time.Duration // sync a session once it is this old
+	// Refresh is how often the primary dumps its table to repair missed
+	// events and refresh the timeouts of the subordinates' copies (default
+	// 10 s).
+	Refresh time.Duration
+	// QueueLen bounds the changes queued for one subordinate; beyond it the
+	// queue is dropped and the subordinate resynced (default 65536).
+	QueueLen int
+	// Heartbeat is the idle keepalive interval (default 1 s); a connection
+	// silent for IdleTimeout (default 5 s) is dropped.
+	Heartbeat   time.Duration
+	IdleTimeout time.Duration
+	// IOTimeout bounds one frame write and the handshake (default 10 s).
+	IOTimeout time.Duration
+	// MaxClockSkew refuses frames stamped further than this from now (0:
+	// no check).
+	MaxClockSkew time.Duration
+
+	Logger   *slog.Logger
+	Observer Observer
+	Now      func() time.Time
+}
+
+type role uint8
+
+const (
+	roleNone role = iota
+	roleSubordinate
+	rolePrimary
+)
+
+func (r role) String() string {
+	switch r {
+	case roleSubordinate:
+		return "subordinate"
+	case rolePrimary:
+		return "primary"
+	}
+	return "none"
+}
+
+// Engine runs session pickup for one node. Create it with NewEngine, Start
+// it, then drive its role with BecomePrimary and BecomeSubordinate. Safe for
+// concurrent use.
+type Engine struct {
+	cfg    EngineConfig
+	be     Backend
+	log    *slog.Logger
+	obs    Observer
+	sel    *selector
+	sealer *seal.Sealer
+	opener *seal.Opener
+	start  time.Time
+
+	streams   atomic.Uint32
+	listeners []net.Listener
+	runCtx    context.Context
+	wg        sync.WaitGroup // every goroutine the engine starts
+
+	mu        sync.Mutex
+	role      role
+	tab       *table
+	primaryID string
+	// primary
+	peers      map[netip.AddrPort]*peer
+	roleCtx    context.Context
+	roleCancel context.CancelFunc
+	roleWG     *sync.WaitGroup
+	pending    []pendingKey
+	// subordinate
+	inbound *inbound
+	lastSeq uint64
+	// gen numbers dump rounds (primary) and bulks (subordinate) in one
+	// sequence, so a new round never matches an entry's older mark.
+	gen uint32
+
+	st         counters
+	lastBulk   BulkStats
+	lastFullAt time.Time
+}
+
+type pendingKey struct {
+	k     session.Key
+	first uint32
+}
+
+// NewEngine checks cfg and prepares an engine over backend.
+func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
+	if cfg.NodeID == "" {
+		return nil, errors.New("sessions: node id missing")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Epoch == 0 {
+		cfg.Epoch = uint64(cfg.Now().UnixNano())
+	}
+	if len(cfg.ListenAddrs) == 0 {
+		cfg.ListenAddrs = []netip.AddrPort{netip.AddrPortFrom(netip.IPv6Unspecified(), DefaultPort)}
+	}
+	if cfg.Listen == nil {
+		cfg.Listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Refresh, 10*time.Second)
+	def(&cfg.Heartbeat, time.Second)
+	def(&cfg.IdleTimeout, 5*time.Second)
+	def(&cfg.IOTimeout, 10*time.Second)
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
+	sealer, err := seal.NewSealer(cfg.Keyring, cfg.Mode, seal.Sync, cfg.Group, cfg.NodeID, cfg.Epoch)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: %w", err)
+	}
+	return &Engine{
+		cfg: cfg, be: backend, log: cfg.Logger.With("component", "sessions"), obs: cfg.Observer,
+		sel: newSelector(cfg.Filter), sealer: sealer,
+		opener: seal.NewOpener(cfg.Keyring, cfg.Mode, seal.Sync, cfg.Group, cfg.NodeID, cfg.MaxClockSkew),
+		start:  cfg.Now(), tab: newTable(cfg.MaxSessions), peers: map[netip.AddrPort]*peer{},
+	}, nil
+}
+
+// Start binds the sync listeners and serves until ctx ends; Wait then
+// returns once every goroutine has stopped.
+func (e *Engine) Start(ctx context.Context) error {
+	for _, a := range e.cfg.ListenAddrs {
+		addr := net.JoinHostPort(a.Addr().String(), strconv.Itoa(int(a.Port())))
+		if a.Addr().IsUnspecified() {
+			addr = ":" + strconv.Itoa(int(a.Port()))
+		}
+		l, err := e.cfg.Listen(addr)
+		if err != nil {
+			for _, l := range e.listeners {
+				l.Close()
+			}
+			return fmt.Errorf("sessions: listen %s: %w", addr, err)
+		}
+		e.listeners = append(e.listeners, l)
+	}
+	e.runCtx = ctx
+	for _, l := range e.listeners {
+		e.wg.Add(1)
+		go e.acceptLoop(ctx, l)
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		<-ctx.Done()
+		for _, l := range e.listeners {
+			l.Close()
+		}
+		e.stopRole()
+	}()
+	return nil
+}
+
+// Wait blocks until the engine has stopped after its context ended.
+func (e *Engine) Wait() { e.wg.Wait() }
+
+// Addrs returns the addresses the engine listens on.
+func (e *Engine) Addrs() []net.Addr {
+	var out []net.Addr
+	for _, l := range e.listeners {
+		out = append(out, l.Addr())
+	}
+	return out
+}
+
+// SetLocalAddrs tells the engine the node's own addresses: sessions the
+// gateway terminates itself are never synced. Call it when they change.
+func (e *Engine) SetLocalAddrs(addrs []netip.Addr) { e.sel.setLocal(addrs) }
+
+// SetPeers sets the subordinates' sync addresses, which a primary dials.
+func (e *Engine) SetPeers(addrs []netip.AddrPort) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	want := map[netip.AddrPort]bool{}
+	for _, a := range addrs {
+		want[a] = true
+	}
+	for a, p := range e.peers {
+		if !want[a] {
+			p.cancel()
+			delete(e.peers, a)
+		}
+	}
+	for a := range want {
+		if e.peers[a] == nil {
+			p := newPeer(a)
+			e.peers[a] = p
+			if e.role == rolePrimary {
+				e.startPeerLocked(p)
+			}
+		}
+	}
+}
+
+// SetPrimary names the node a subordinate accepts sessions from.
+func (e *Engine) SetPrimary(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.primaryID = id
+	if in := e.inbound; in != nil && in.from != id {
+		in.conn.Close()
+	}
+}
+
+// BecomeSubordinate stops serving subordinates and accepts the sessions of
+// primaryID. The sessions already in the table stay installed; those the new
+// primary's first bulk does not carry are removed at its end.
+func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error {
+	e.mu.Lock()
+	wasPrimary := e.role == rolePrimary
+	e.mu.Unlock()
+	e.stopRole()
+	if wasPrimary {
+		if err := e.forgetForwarded(ctx); err != nil {
+			e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.role = roleSubordinate
+	e.primaryID = primaryID
+	e.gen++ // what we hold is older than the next bulk: swept at its end
+	e.pending = nil
+	e.log.Info("session pickup: subordinate", "primary", primaryID, "sessions", e.tab.len())
+	return nil
+}
+
+// forgetForwarded removes from the kernel table, and from the engine's, the
+// sessions this node forwarded as primary. Their entries hold the TCP
+// sequence tracking of the moment it stepped down; an update from the new
+// primary cannot reset that (ctnetlink carries no window data), so had they
+// stayed, the connections' packets would be out of window and dropped as
+// invalid if the role came back. The new primary's bulk sync installs them
+// afresh, and a fresh entry learns the windows from the next packets.
+func (e *Engine) forgetForwarded(ctx context.Context) error {
+	e.mu.Lock()
+	changes := make([]session.Change, 0, e.tab.len())
+	for k := range e.tab.m {
+		changes = append(changes, session.Change{Op: session.Delete, Session: session.Session{Key: k}})
+	}
+	e.tab = newTable(e.cfg.MaxSessions)
+	e.mu.Unlock()
+	if len(changes) == 0 {
+		return nil
+	}
+	return e.be.Apply(ctx, changes)
+}
+
+// stopRole ends the goroutines of the current role and waits for them.
+func (e *Engine) stopRole() {
+	e.mu.Lock()
+	cancel, wg := e.roleCancel, e.roleWG
+	e.roleCancel, e.roleWG = nil, nil
+	in := e.inbound
+	e.role = roleNone
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		wg.Wait()
+	}
+	if in != nil {
+		in.conn.Close()
+		<-in.done
+	}
+}

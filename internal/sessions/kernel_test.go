@@ -1,0 +1,168 @@
+package sessions
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hagate/hagate/internal/seal"
+	"github.com/hagate/hagate/internal/sessions/conntrack"
+	"github.com/hagate/hagate/internal/sessions/nstest"
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// nsSessions returns n established TCP sessions between TEST-NET ranges, one
+// in ten SNATed; none touches the sync link's own addresses.
+func nsSessions(n int) []session.Change {
+	cs := make([]session.Change, n)
+	for i := range n {
+		src := netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 250)})
+		dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(i / 60000 % 250)})
+		s := synthSession(i)
+		s.Orig.Src, s.Orig.Dst = session.Addr16(src), session.Addr16(dst)
+		s.Reply = s.Orig.Invert(s.Proto)
+		if i%10 == 0 {
+			s.Reply.Dst = session.Addr16(netip.AddrFrom4([4]byte{198, 51, 100, 200}))
+			s.Reply.DstPort = uint16(20000 + i/10%40000)
+		}
+		s.Timeout = 3600
+		cs[i] = session.Change{Op: session.Upsert, Session: s}
+	}
+	return cs
+}
+
+func nsEngine(t *testing.T, ctx context.Context, ns *nstest.NS, id string, local netip.Addr, be Backend) *Engine {
+	t.Helper()
+	cfg := EngineConfig{
+		NodeID: id, Group: 1, Keyring: testKeys(t), Mode: seal.Encrypt,
+		ListenAddrs: []netip.AddrPort{netip.AddrPortFrom(local, DefaultPort)},
+		Listen: func(addr string) (l net.Listener, err error) {
+			err = ns.Do(func() error { l, err = net.Listen("tcp", addr); return err })
+			return l, err
+		},
+		Dial: func(ctx context.Context, addr string) (c net.Conn, err error) {
+			err = ns.Do(func() error {
+				var d net.Dialer
+				c, err = d.DialContext(ctx, "tcp", addr)
+				return err
+			})
+			return c, err
+		},
+		Filter: Filter{Connectionless: true, NAT: true},
+	}
+	e, err := NewEngine(cfg, be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ectx, cancel := context.WithCancel(ctx)
+	if err := e.Start(ectx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); e.Wait() })
+	e.SetLocalAddrs([]netip.Addr{local})
+	return e
+}
+
+func countKernel(t *testing.T, k *conntrack.Kernel, want map[session.Key]session.Session) (n, same int) {
+	t.Helper()
+	err := k.Dump(context.Background(), func(s session.Session) error {
+		w, ok := want[s.Key]
+		if !ok {
+			return nil
+		}
+		n++
+		if w.Reply == s.Reply && w.Mark == s.Mark && w.TCP == s.TCP {
+			same++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, same
+}
+
+// TestNamespacesBulk100k: 100k sessions in the primary namespace's kernel
+// table; a subordinate that starts afterwards holds all of them in its own.
+func TestNamespacesBulk100k(t *testing.T) {
+	const n = 100_000
+	nstest.RaiseConntrackMax(t, 4*n)
+	a, b := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, a, "198.51.100.1/24", b, "198.51.100.2/24")
+	ka, err := conntrack.Open(conntrack.Options{NetNSPath: a.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Close()
+	kb, err := conntrack.Open(conntrack.Options{NetNSPath: b.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kb.Close()
+	cs := nsSessions(n)
+	start := time.Now()
+	if err := ka.Apply(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("created %d sessions in the primary's table in %s", n, time.Since(start))
+	want := make(map[session.Key]session.Session, n)
+	for _, c := range cs {
+		want[c.Session.Key] = c.Session
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	ea := nsEngine(t, ctx, a, "gw1", pa, ka)
+	start = time.Now()
+	if err := ea.BecomePrimary(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("primary mirrored %d sessions in %s", ea.Stats().Sessions, time.Since(start))
+
+	eb := nsEngine(t, ctx, b, "gw2", pb, kb)
+	if err := eb.BecomeSubordinate(ctx, "gw1"); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	ea.SetPeers([]netip.AddrPort{netip.AddrPortFrom(pb, DefaultPort)})
+	deadline := time.Now().Add(60 * time.Second)
+	for eb.Stats().LastBulk.At.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no bulk completed: %+v", eb.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(start)
+	st := eb.Stats()
+	t.Logf("subordinate received and installed a bulk of %d sessions in %s (bulk stats %+v)", st.LastBulk.Sessions, took, st.LastBulk)
+	got, same := countKernel(t, kb, want)
+	if got != n || same != n {
+		t.Fatalf("subordinate's kernel holds %d of %d sessions, %d identical", got, n, same)
+	}
+	if st.ApplyErrors != 0 {
+		t.Errorf("apply errors: %d", st.ApplyErrors)
+	}
+
+	// Changes after the bulk follow: delete a session, update another.
+	del, upd := cs[1].Session, cs[2].Session
+	upd.Mark = 77
+	if err := ka.Apply(ctx, []session.Change{{Op: session.Delete, Session: del}, {Op: session.Upsert, Exists: true, Session: upd}}); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, del.Key)
+	want[upd.Key] = upd
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		got, same := countKernel(t, kb, want)
+		if got == n-1 && same == n-1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("incremental changes not applied: %d sessions, %d identical", got, same)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

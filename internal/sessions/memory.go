@@ -1,0 +1,155 @@
+package sessions
+
+import (
+	"context"
+	"sync"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// Memory is a Backend held in memory, for the simulation, the rootless demo
+// and tests. Inject stands in for traffic: it changes the table and emits the
+// events the kernel would. Safe for concurrent use.
+type Memory struct {
+	mu       sync.Mutex
+	m        map[session.Key]session.Session
+	watchers []chan session.Event
+	queue    int
+	// ApplyErr, when set, makes Apply fail (for tests).
+	ApplyErr error
+}
+
+// NewMemory returns an empty table whose watchers get channels of queue
+// events; a watcher that falls behind gets an EventOverflow, like a kernel
+// socket.
+func NewMemory(queue int) *Memory {
+	if queue <= 0 {
+		queue = 4096
+	}
+	return &Memory{m: map[session.Key]session.Session{}, queue: queue}
+}
+
+// Inject applies changes as traffic would and emits their events.
+func (m *Memory) Inject(changes ...session.Change) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range changes {
+		ev := session.Event{Session: c.Session}
+		switch c.Op {
+		case session.Upsert:
+			ev.Kind = session.EventUpdate
+			if _, ok := m.m[c.Session.Key]; !ok {
+				ev.Kind = session.EventNew
+			}
+			m.m[c.Session.Key] = c.Session
+		case session.Delete:
+			old, ok := m.m[c.Session.Key]
+			if !ok {
+				continue
+			}
+			delete(m.m, c.Session.Key)
+			ev.Kind, ev.Session = session.EventDestroy, old
+		}
+		m.emit(ev)
+	}
+}
+
+func (m *Memory) emit(ev session.Event) {
+	for _, w := range m.watchers {
+		select {
+		case w <- ev:
+		default:
+			// Full: the event is lost; make sure the reader learns of it.
+			select {
+			case w <- session.Event{Kind: session.EventOverflow}:
+			default:
+				<-w // drop the oldest to make room for the overflow mark
+				w <- session.Event{Kind: session.EventOverflow}
+			}
+		}
+	}
+}
+
+// Get returns the entry with key k.
+func (m *Memory) Get(k session.Key) (session.Session, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.m[k]
+	return s, ok
+}
+
+// Snapshot returns a copy of the table.
+func (m *Memory) Snapshot() map[session.Key]session.Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[session.Key]session.Session, len(m.m))
+	for k, v := range m.m {
+		out[k] = v
+	}
+	return out
+}
+
+// Len returns the number of entries.
+func (m *Memory) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.m)
+}
+
+// Dump implements Backend.
+func (m *Memory) Dump(ctx context.Context, fn func(session.Session) error) error {
+	for _, s := range m.Snapshot() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Watch implements Backend.
+func (m *Memory) Watch(ctx context.Context) (<-chan session.Event, error) {
+	ch := make(chan session.Event, m.queue)
+	m.mu.Lock()
+	m.watchers = append(m.watchers, ch)
+	m.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for i, w := range m.watchers {
+			if w == ch {
+				m.watchers = append(m.watchers[:i], m.watchers[i+1:]...)
+				close(ch)
+				break
+			}
+		}
+	})
+	return ch, nil
+}
+
+// Apply implements Backend. Like the kernel's, it emits events for what it
+// changes.
+func (m *Memory) Apply(ctx context.Context, changes []session.Change) error {
+	if m.ApplyErr != nil {
+		return m.ApplyErr
+	}
+	m.Inject(changes...)
+	return nil
+}
+
+// Flush implements Backend.
+func (m *Memory) Flush(ctx context.Context) error {
+	m.mu.Lock()
+	var keys []session.Change
+	for k := range m.m {
+		keys = append(keys, session.Change{Op: session.Delete, Session: session.Session{Key: k}})
+	}
+	m.mu.Unlock()
+	m.Inject(keys...)
+	return nil
+}
+
+// Close implements Backend.
+func (m *Memory) Close() error { return nil }

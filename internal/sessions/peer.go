@@ -1,0 +1,306 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+	"github.com/hagate/hagate/internal/sessions/syncproto"
+)
+
+// peer is the primary's side of one subordinate. Fields other than addr are
+// guarded by Engine.mu.
+type peer struct {
+	addr   netip.AddrPort
+	cancel context.CancelFunc
+	wake   chan struct{}
+
+	id        string
+	connected bool
+	active    bool // receives changes (its bulk snapshot has been taken)
+	queue     []session.Change
+	overflow  bool
+	resyncReq bool
+
+	sentSeq  uint64
+	ackedSeq uint64
+	lag      time.Duration
+	sentAt   [64]struct {
+		seq uint64
+		at  time.Time
+	}
+	bulks, resyncs uint64
+}
+
+func newPeer(a netip.AddrPort) *peer {
+	return &peer{addr: a, cancel: func() {}, wake: make(chan struct{}, 1)}
+}
+
+func (p *peer) wakeUp() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// startPeerLocked runs the connection to p for as long as the engine is
+// primary.
+func (e *Engine) startPeerLocked(p *peer) {
+	if e.roleWG == nil {
+		return // not serving yet; BecomePrimary starts it
+	}
+	ctx, cancel := context.WithCancel(e.roleCtx)
+	p.cancel = cancel
+	e.goRole(e.roleWG, func() { e.runPeer(ctx, p) })
+}
+
+// runPeer dials p, syncs it, and redials after failures, with backoff.
+func (e *Engine) runPeer(ctx context.Context, p *peer) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil && e.isPrimary() {
+		start := time.Now()
+		err := e.servePeer(ctx, p)
+		e.mu.Lock()
+		p.connected, p.active, p.queue, p.overflow = false, false, p.queue[:0], false
+		e.mu.Unlock()
+		if ctx.Err() != nil || !e.isPrimary() {
+			return
+		}
+		e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (e *Engine) isPrimary() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.role == rolePrimary
+}
+
+// servePeer runs one connection: handshake, bulk, then changes as they come.
+func (e *Engine) servePeer(ctx context.Context, p *peer) error {
+	dctx, cancel := context.WithTimeout(ctx, e.cfg.IOTimeout)
+	c, err := e.cfg.Dial(dctx, p.addr.String())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(cctx, func() { c.Close() })
+	defer stop()
+	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
+	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	h, payload, err := fc.read(e.cfg.IOTimeout)
+	if err != nil {
+		e.dropped(err)
+		return fmt.Errorf("hello: %w", err)
+	}
+	m, err := syncproto.Decode(payload, nil)
+	hello, ok := m.(syncproto.Hello)
+	if err != nil || !ok || hello.NodeID != h.Sender {
+		e.obs.FrameDropped("handshake")
+		return fmt.Errorf("bad hello from %s: %v", p.addr, err)
+	}
+	e.mu.Lock()
+	p.id, p.connected = hello.NodeID, true
+	e.mu.Unlock()
+	e.log.Info("session pickup: subordinate connected", "peer", p.addr, "node", hello.NodeID)
+
+	// The reader takes acks and resync requests; it ends the connection on
+	// any error or silence.
+	readErr := make(chan error, 1)
+	go func() {
+		defer cancel()
+		readErr <- e.readAcks(fc, p)
+	}()
+	err = e.streamTo(cctx, fc, p)
+	cancel()
+	if rerr := <-readErr; err == nil || errors.Is(err, context.Canceled) {
+		err = rerr
+	}
+	return err
+}
+
+func (e *Engine) readAcks(fc *frameConn, p *peer) error {
+	for {
+		_, payload, err := fc.read(e.cfg.IdleTimeout)
+		if err != nil {
+			e.dropped(err)
+			return err
+		}
+		m, err := syncproto.Decode(payload, nil)
+		if err != nil {
+			e.obs.FrameDropped("decode")
+			return err
+		}
+		switch m := m.(type) {
+		case syncproto.Ack:
+			now := e.cfg.Now()
+			e.mu.Lock()
+			p.ackedSeq = m.Seq
+			if s := p.sentAt[m.Seq%uint64(len(p.sentAt))]; s.seq == m.Seq && !s.at.IsZero() {
+				p.lag = now.Sub(s.at)
+				e.obs.SyncLag(p.lag)
+			}
+			e.mu.Unlock()
+		case syncproto.Resync:
+			e.mu.Lock()
+			p.resyncReq = true
+			e.mu.Unlock()
+			p.wakeUp()
+		}
+	}
+}
+
+// streamTo sends a bulk, then queued changes; a queue overflow or a resync
+// request sends a new bulk on the same connection.
+func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
+	var seq uint64
+	var spare []session.Change
+	hb := time.NewTicker(e.cfg.Heartbeat)
+	defer hb.Stop()
+	bulk := true
+	var buf []byte
+	for {
+		if bulk {
+			if err := e.sendBulk(fc, p, &seq); err != nil {
+				return err
+			}
+			bulk = false
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-hb.C:
+			e.mu.Lock()
+			idle := len(p.queue) == 0 && !p.overflow && !p.resyncReq
+			e.mu.Unlock()
+			if idle {
+				if err := fc.write(syncproto.AppendHeartbeat(buf[:0], syncproto.Heartbeat{Seq: seq}), e.cfg.IOTimeout); err != nil {
+					return err
+				}
+				continue
+			}
+		case <-p.wake:
+		}
+		e.mu.Lock()
+		q := p.queue
+		p.queue = spare[:0]
+		over, req := p.overflow, p.resyncReq
+		if over || req {
+			p.resyncs++
+			e.st.resyncs++
+		}
+		e.mu.Unlock()
+		if over || req {
+			reason := "queue-overflow"
+			if req {
+				reason = "requested"
+			}
+			e.obs.Resync(reason)
+			e.log.Warn("session pickup: resyncing subordinate", "peer", p.addr, "reason", reason)
+			spare, bulk = q, true
+			continue
+		}
+		var w syncproto.BatchWriter
+		for i := 0; i < len(q); {
+			w.Reset(buf[:0])
+			for ; i < len(q) && w.Len() < maxPayload; i++ {
+				w.Add(&q[i])
+			}
+			seq++
+			buf = w.Finish(seq)
+			if err := e.sendBatch(fc, p, buf, seq, w.Count()); err != nil {
+				return err
+			}
+		}
+		spare = q
+	}
+}
+
+func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int) error {
+	now := e.cfg.Now()
+	e.mu.Lock()
+	p.sentSeq = seq
+	p.sentAt[seq%uint64(len(p.sentAt))] = struct {
+		seq uint64
+		at  time.Time
+	}{seq, now}
+	e.mu.Unlock()
+	if err := fc.write(msg, e.cfg.IOTimeout); err != nil {
+		return err
+	}
+	e.obs.SessionsSent(n)
+	return nil
+}
+
+// sendBulk snapshots the synced sessions (encoded under the lock, about 30
+// bytes each, so the snapshot costs little memory and no long lock) and
+// sends them framed by BulkStart and BulkEnd. Changes made after the
+// snapshot queue up behind it.
+func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
+	start := time.Now()
+	e.mu.Lock()
+	var chunks [][]byte
+	var w syncproto.BatchWriter
+	w.Reset(nil)
+	n := 0
+	for k, m := range e.tab.m {
+		if !m.synced {
+			continue
+		}
+		c := session.Change{Op: session.Upsert, Session: e.tab.session(k, &m)}
+		w.Add(&c)
+		n++
+		if w.Len() >= maxPayload {
+			chunks = append(chunks, w.Finish(0))
+			w.Reset(make([]byte, 0, maxPayload+256))
+		}
+	}
+	if w.Count() > 0 {
+		chunks = append(chunks, w.Finish(0))
+	}
+	p.active, p.overflow, p.resyncReq = true, false, false
+	p.queue = p.queue[:0]
+	p.bulks++
+	gen := p.bulks
+	e.mu.Unlock()
+
+	if err := fc.write(syncproto.AppendBulkStart(nil, syncproto.BulkStart{Gen: gen, Count: uint64(n)}), e.cfg.IOTimeout); err != nil {
+		return err
+	}
+	for i, c := range chunks {
+		*seq++
+		if err := syncproto.SetBatchSeq(c, *seq); err != nil {
+			return err
+		}
+		if err := e.sendBatch(fc, p, c, *seq, 0); err != nil {
+			return err
+		}
+		chunks[i] = nil // let the sent part go
+	}
+	if err := fc.write(syncproto.AppendBulkEnd(nil, syncproto.BulkEnd{Gen: gen, Count: uint64(n)}), e.cfg.IOTimeout); err != nil {
+		return err
+	}
+	d := time.Since(start)
+	e.obs.SessionsSent(n)
+	e.log.Info("session pickup: bulk sent", "peer", p.addr, "sessions", n, "duration", d)
+	return nil
+}

@@ -1,0 +1,268 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// BecomePrimary makes the engine the source of sessions: it stops accepting
+// sync (waiting, within ctx, until every batch received is applied), starts
+// mirroring the local table (events first, then a dump) and starts serving
+// the subordinates. When it returns, every session received while
+// subordinate is usable in the local table: the daemon may claim the virtual
+// addresses.
+func (e *Engine) BecomePrimary(ctx context.Context) error {
+	e.mu.Lock()
+	if e.role == rolePrimary {
+		e.mu.Unlock()
+		return nil
+	}
+	e.role = rolePrimary // refuses new inbound connections from here on
+	in := e.inbound
+	e.mu.Unlock()
+	if in != nil {
+		in.conn.Close()
+		select {
+		case <-in.done:
+		case <-ctx.Done():
+			return fmt.Errorf("sessions: waiting for received sessions to be applied: %w", ctx.Err())
+		}
+	}
+	if e.runCtx == nil {
+		return fmt.Errorf("sessions: engine not started")
+	}
+	rctx, cancel := context.WithCancel(e.runCtx)
+	evs, err := e.be.Watch(rctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("sessions: watch: %w", err)
+	}
+	if err := e.resync(rctx); err != nil {
+		cancel()
+		return fmt.Errorf("sessions: dump: %w", err)
+	}
+	wg := &sync.WaitGroup{}
+	e.mu.Lock()
+	e.roleCancel, e.roleWG, e.roleCtx = cancel, wg, rctx
+	for _, p := range e.peers {
+		e.startPeerLocked(p)
+	}
+	n := e.tab.len()
+	e.mu.Unlock()
+	e.goRole(wg, func() { e.mirrorLoop(rctx, evs) })
+	e.log.Info("session pickup: primary", "sessions", n)
+	return nil
+}
+
+func (e *Engine) goRole(wg *sync.WaitGroup, fn func()) {
+	wg.Add(1)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer wg.Done()
+		fn()
+	}()
+}
+
+// secs is the engine's clock for the table: seconds since Start.
+func (e *Engine) secs() uint32 { return uint32(e.cfg.Now().Sub(e.start) / time.Second) }
+
+// mirrorLoop keeps the table equal to the backend's and feeds the peers.
+func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
+	refresh := time.NewTicker(e.cfg.Refresh)
+	defer refresh.Stop()
+	tick := time.Second
+	if e.cfg.Delay > 0 && e.cfg.Delay/4 < tick {
+		tick = max(e.cfg.Delay/4, 10*time.Millisecond)
+	}
+	delay := time.NewTicker(tick)
+	defer delay.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-evs:
+			if !ok {
+				if ctx.Err() != nil {
+					return
+				}
+				e.log.Error("session pickup: event stream ended; watching again")
+				e.count(&e.st.errors)
+				var err error
+				if evs, err = e.be.Watch(ctx); err != nil {
+					e.log.Error("session pickup: watch", "err", err)
+					return
+				}
+				ev = session.Event{Kind: session.EventOverflow}
+			}
+			if ev.Kind == session.EventOverflow {
+				e.count(&e.st.overflows)
+				e.obs.Resync("event-overflow")
+				if err := e.resync(ctx); err != nil && ctx.Err() == nil {
+					e.log.Error("session pickup: dump after overflow", "err", err)
+				}
+				continue
+			}
+			e.mu.Lock()
+			e.observeLocked(&ev, false)
+			e.mu.Unlock()
+		case <-refresh.C:
+			if err := e.resync(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("session pickup: refresh dump", "err", err)
+			}
+		case <-delay.C:
+			e.promote()
+		}
+	}
+}
+
+// observeLocked folds one event or dumped entry into the table and queues
+// what the subordinates must learn.
+func (e *Engine) observeLocked(ev *session.Event, fromDump bool) {
+	s := &ev.Session
+	now := e.secs()
+	_, meta, ok := e.tab.get(s.Key)
+	if ev.Kind == session.EventDestroy || e.sel.skip(s) != "" {
+		if ok {
+			e.tab.del(s.Key)
+			if meta.synced {
+				e.enqueueLocked(session.Change{Op: session.Delete, Session: session.Session{Key: s.Key}})
+			}
+		}
+		return
+	}
+	if !ok {
+		meta = entry{first: now, synced: e.cfg.Delay <= 0, mark2: e.gen}
+		if meta.synced {
+			meta.expires = now + s.Timeout
+		}
+		if !e.tab.put(s, meta) {
+			e.fullLocked()
+			return
+		}
+		if meta.synced {
+			e.enqueueLocked(session.Change{Op: session.Upsert, Session: *s})
+		} else {
+			e.pending = append(e.pending, pendingKey{s.Key, now})
+		}
+		return
+	}
+	var labels [16]byte
+	if meta.labels {
+		labels = e.tab.labels[s.Key]
+	}
+	changed := !sameState(s, &meta, labels)
+	// Traffic refreshes a kernel timeout without an event: the dump is how
+	// the primary learns it, and copies about to expire are sent again.
+	expiring := int64(meta.expires)-int64(now) < int64(2*e.cfg.Refresh/time.Second)+5
+	meta.mark2 = e.gen
+	send := meta.synced && (!fromDump || changed || expiring)
+	if send {
+		meta.expires = now + s.Timeout
+	}
+	e.tab.put(s, meta)
+	if send {
+		e.enqueueLocked(session.Change{Op: session.Upsert, Exists: true, Session: *s})
+	}
+}
+
+// resync dumps the backend and diffs it into the table: changes and
+// near-expiry entries are sent, entries no longer present are deleted.
+func (e *Engine) resync(ctx context.Context) error {
+	e.mu.Lock()
+	e.gen++
+	round := e.gen
+	e.mu.Unlock()
+	var batch []session.Session
+	flush := func() {
+		e.mu.Lock()
+		for i := range batch {
+			ev := session.Event{Kind: session.EventUpdate, Session: batch[i]}
+			e.observeLocked(&ev, true)
+		}
+		e.mu.Unlock()
+		batch = batch[:0]
+	}
+	err := e.be.Dump(ctx, func(s session.Session) error {
+		batch = append(batch, s)
+		if len(batch) == 1024 {
+			flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	flush()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var gone []session.Key
+	for k, m := range e.tab.m {
+		if m.mark2 != round {
+			gone = append(gone, k)
+		}
+	}
+	for _, k := range gone {
+		ev := session.Event{Kind: session.EventDestroy, Session: session.Session{Key: k}}
+		e.observeLocked(&ev, true)
+	}
+	return nil
+}
+
+// promote syncs the sessions that have aged past Delay.
+func (e *Engine) promote() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.secs()
+	d := uint32(e.cfg.Delay / time.Second)
+	i := 0
+	for ; i < len(e.pending) && now-e.pending[i].first >= d; i++ {
+		k := e.pending[i].k
+		s, meta, ok := e.tab.get(k)
+		if !ok || meta.synced || meta.first != e.pending[i].first {
+			continue
+		}
+		meta.synced, meta.expires = true, now+s.Timeout
+		e.tab.setMeta(k, meta)
+		e.enqueueLocked(session.Change{Op: session.Upsert, Session: s})
+	}
+	e.pending = append(e.pending[:0], e.pending[i:]...)
+}
+
+func (e *Engine) fullLocked() {
+	e.st.full++
+	e.obs.TableFull()
+	now := e.cfg.Now()
+	if now.Sub(e.lastFullAt) >= time.Minute {
+		e.lastFullAt = now
+		e.log.Warn("session pickup: max_sessions reached; new sessions are not synced", "max_sessions", e.cfg.MaxSessions)
+	}
+}
+
+// enqueueLocked hands a change to every connected subordinate. A full queue
+// is dropped and its subordinate resynced: a slow subordinate never holds up
+// the primary.
+func (e *Engine) enqueueLocked(c session.Change) {
+	for _, p := range e.peers {
+		if !p.active {
+			continue
+		}
+		if len(p.queue) >= e.cfg.QueueLen {
+			if !p.overflow {
+				p.overflow = true
+				p.queue = p.queue[:0]
+				e.st.queueOverflows++
+			}
+			continue
+		}
+		if p.overflow {
+			continue
+		}
+		p.queue = append(p.queue, c)
+		p.wakeUp()
+	}
+}

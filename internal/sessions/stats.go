@@ -1,0 +1,81 @@
+package sessions
+
+import (
+	"time"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+type counters struct {
+	overflows, queueOverflows, resyncs, frameErrors, applyErrors, errors, full, refused uint64
+}
+
+// BulkStats describes the last bulk sync received.
+type BulkStats struct {
+	Sessions int           `json:"sessions"`
+	Removed  int           `json:"stale_removed"`
+	Duration time.Duration `json:"duration_ns"`
+	At       time.Time     `json:"at"`
+}
+
+// PeerStats describes a primary's connection to one subordinate.
+type PeerStats struct {
+	Addr      string        `json:"addr"`
+	Node      string        `json:"node,omitempty"`
+	Connected bool          `json:"connected"`
+	Queued    int           `json:"queued"`
+	SentSeq   uint64        `json:"sent_seq"`
+	AckedSeq  uint64        `json:"acked_seq"`
+	Lag       time.Duration `json:"lag_ns"`
+	Bulks     uint64        `json:"bulks"`
+	Resyncs   uint64        `json:"resyncs"`
+}
+
+// Stats is what `hagate sessions` shows.
+type Stats struct {
+	Role           string         `json:"role"`
+	Primary        string         `json:"primary,omitempty"`
+	Sessions       int            `json:"sessions"`
+	Pending        int            `json:"pending_delay"`
+	ByProtocol     map[string]int `json:"by_protocol"`
+	TCPStates      map[string]int `json:"tcp_states"`
+	LastBulk       BulkStats      `json:"last_bulk"`
+	Peers          []PeerStats    `json:"peers,omitempty"`
+	Resyncs        uint64         `json:"resyncs"`
+	EventOverflows uint64         `json:"event_overflows"`
+	QueueOverflows uint64         `json:"queue_overflows"`
+	FrameErrors    uint64         `json:"frame_errors"`
+	ApplyErrors    uint64         `json:"apply_errors"`
+	Refused        uint64         `json:"refused_connections"`
+	TableFull      uint64         `json:"max_sessions_hits"`
+	Errors         uint64         `json:"errors"`
+}
+
+// Stats returns counts and the state of the sync. It walks the table, so it
+// is for the CLI, not a hot path.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Stats{
+		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
+		LastBulk: e.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
+		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, Refused: e.st.refused, TableFull: e.st.full, Errors: e.st.errors,
+	}
+	if e.role == roleSubordinate {
+		st.Primary = e.primaryID
+	}
+	for k, m := range e.tab.m {
+		if !m.synced {
+			st.Pending++
+		}
+		st.ByProtocol[session.ProtoName(k.Proto)]++
+		if k.Proto == session.ProtoTCP {
+			st.TCPStates[session.TCPStateName(m.tcp.State)]++
+		}
+	}
+	for _, p := range e.peers {
+		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue),
+			SentSeq: p.sentSeq, AckedSeq: p.ackedSeq, Lag: p.lag, Bulks: p.bulks, Resyncs: p.resyncs})
+	}
+	return st
+}

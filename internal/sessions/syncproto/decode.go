@@ -1,0 +1,198 @@
+package syncproto
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// reader walks a message; the first short read sets err and later reads
+// return zeros.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		if r.err == nil {
+			r.err = ErrTruncated
+		}
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() uint8 {
+	if v := r.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if v := r.take(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if v := r.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+func (r *reader) uvarint32() uint32 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	// Minimal encodings only, so that every message has one encoding.
+	if n <= 0 || v > 0xffffffff || n != len(binary.AppendUvarint(nil, v)) {
+		r.err = ErrMalformed
+		return 0
+	}
+	r.b = r.b[n:]
+	return uint32(v)
+}
+
+// Decode decodes one message. A Batch's changes are appended to scratch
+// (which may be nil) and alias nothing in b.
+func Decode(b []byte, scratch []session.Change) (Message, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("empty: %w", ErrTruncated)
+	}
+	r := reader{b: b[1:]}
+	var m Message
+	switch t := Type(b[0]); t {
+	case THello:
+		h := Hello{Version: r.u8()}
+		f := r.u8()
+		n := int(r.u8())
+		if n > MaxNodeID {
+			return nil, fmt.Errorf("hello: node id of %d bytes: %w", n, ErrMalformed)
+		}
+		id := r.take(n)
+		if f&^1 != 0 {
+			return nil, fmt.Errorf("hello: flags %#x: %w", f, ErrMalformed)
+		}
+		h.WantBulk, h.NodeID = f == 1, string(id)
+		if r.err == nil && h.Version != Version {
+			return nil, fmt.Errorf("hello: version %d, want %d: %w", h.Version, Version, ErrVersion)
+		}
+		m = h
+	case TBulkStart:
+		m = BulkStart{Gen: r.u64(), Count: r.u64()}
+	case TBulkEnd:
+		m = BulkEnd{Gen: r.u64(), Count: r.u64()}
+	case TAck:
+		m = Ack{Seq: r.u64()}
+	case THeartbeat:
+		m = Heartbeat{Seq: r.u64()}
+	case TResync:
+		m = Resync{Reason: r.u8()}
+	case TBatch:
+		seq := r.u64()
+		n := int(r.u32())
+		if r.err == nil && n > len(r.b)/minChange {
+			return nil, fmt.Errorf("batch: %d changes in %d bytes: %w", n, len(r.b), ErrMalformed)
+		}
+		changes := scratch[:0]
+		if cap(changes) < n {
+			changes = make([]session.Change, 0, n)
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			var c session.Change
+			decodeChange(&r, &c)
+			changes = append(changes, c)
+		}
+		m = Batch{Seq: seq, Changes: changes}
+	default:
+		return nil, fmt.Errorf("type %d: %w", t, ErrMalformed)
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%s: %w", m.Type(), r.err)
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%s: %d trailing bytes: %w", m.Type(), len(r.b), ErrMalformed)
+	}
+	return m, nil
+}
+
+func decodeChange(r *reader, c *session.Change) {
+	f := r.u8()
+	c.Op = session.Op(f & fOpMask)
+	if c.Op != session.Upsert && c.Op != session.Delete {
+		if r.err == nil {
+			r.err = ErrMalformed
+		}
+		return
+	}
+	s := &c.Session
+	v6 := f&fIPv6 != 0
+	s.Family = session.FamilyIPv4
+	if v6 {
+		s.Family = session.FamilyIPv6
+	}
+	s.Proto = r.u8()
+	if f&fZone != 0 {
+		s.Zone = r.u16()
+	}
+	readTuple(r, &s.Orig, v6)
+	if c.Op == session.Delete {
+		if f&^(fOpMask|fIPv6|fZone) != 0 && r.err == nil {
+			r.err = ErrMalformed // upsert-only fields on a delete
+		}
+		return
+	}
+	s.Status = r.uvarint32()
+	s.Timeout = r.uvarint32()
+	if f&fMark != 0 {
+		s.Mark = r.u32()
+	}
+	if f&fNAT != 0 {
+		readTuple(r, &s.Reply, v6)
+	} else {
+		s.Reply = s.Orig.Invert(s.Proto)
+	}
+	if f&fLabels != 0 {
+		copy(s.Labels[:], r.take(16))
+	}
+	if f&fTCP != 0 {
+		if t := r.take(5); t != nil {
+			s.TCP = session.TCPInfo{State: t[0], WScaleOrig: t[1], WScaleReply: t[2], FlagsOrig: t[3], FlagsReply: t[4]}
+		}
+	}
+	// One encoding per session: optional parts are present exactly when set.
+	if r.err == nil && (f&fMark != 0 && s.Mark == 0 || f&fZone != 0 && s.Zone == 0 ||
+		f&fLabels != 0 && s.Labels == ([16]byte{}) || (f&fTCP != 0) != (s.Proto == session.ProtoTCP) ||
+		f&fNAT != 0 && !s.IsNAT()) {
+		r.err = ErrMalformed
+	}
+}
+
+func readTuple(r *reader, t *session.Tuple, v6 bool) {
+	if v6 {
+		copy(t.Src[:], r.take(16))
+		copy(t.Dst[:], r.take(16))
+	} else {
+		t.Src = [16]byte{10: 0xff, 11: 0xff}
+		t.Dst = t.Src
+		copy(t.Src[12:], r.take(4))
+		copy(t.Dst[12:], r.take(4))
+	}
+	t.SrcPort = r.u16()
+	t.DstPort = r.u16()
+}

@@ -1,0 +1,72 @@
+package sessions
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestDelaySyncsOnlyOlderSessions(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	ctx, p, s := pair(t, func(c *EngineConfig) { c.Delay = 400 * time.Millisecond * 10; c.Now = clk.Now })
+	if err := p.e.BecomePrimary(ctx); err != nil {
+		t.Fatal(err)
+	}
+	short, long := synthSession(1), synthSession(2)
+	p.mem.Inject(session.Change{Op: session.Upsert, Session: short}, session.Change{Op: session.Upsert, Session: long})
+	waitFor(t, "the primary to see both", func() bool { return p.e.Stats().Sessions == 2 })
+	clk.Advance(2 * time.Second)
+	p.mem.Inject(session.Change{Op: session.Delete, Session: short}) // ended before the delay
+	time.Sleep(1500 * time.Millisecond)                              // several delay ticks
+	if n := s.mem.Len(); n != 0 {
+		t.Fatalf("subordinate got %d sessions younger than the delay", n)
+	}
+	clk.Advance(3 * time.Second)
+	waitFor(t, "the old session synced", func() bool { _, ok := s.mem.Get(long.Key); return ok })
+	if _, ok := s.mem.Get(short.Key); ok {
+		t.Fatal("a session that ended young was synced")
+	}
+}
+
+// Traffic refreshes a timeout on the primary without an event; the refresh
+// dump must re-send the session before the subordinate's copy expires.
+func TestRefreshResendsExpiringSessions(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh = 50 * time.Millisecond; c.Now = clk.Now })
+	if err := p.e.BecomePrimary(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u := synthSession(3)
+	u.Proto, u.TCP, u.Timeout = session.ProtoUDP, session.TCPInfo{}, 30
+	u.Reply = u.Orig.Invert(u.Proto)
+	p.mem.Inject(session.Change{Op: session.Upsert, Session: u})
+	waitFor(t, "the flow synced", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+	// The subordinate's copy times out (its kernel saw no traffic)...
+	s.mem.Inject(session.Change{Op: session.Delete, Session: u})
+	time.Sleep(200 * time.Millisecond)
+	if _, ok := s.mem.Get(u.Key); ok {
+		t.Fatal("re-sent although far from expiry")
+	}
+	// ...and near its expiry the primary sends it again.
+	clk.Advance(27 * time.Second)
+	waitFor(t, "the flow re-sent", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+}
