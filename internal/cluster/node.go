@@ -19,6 +19,7 @@ type Node struct {
 	holddown    time.Time // end of hello_holddown
 	failoverSet bool
 	stopped     bool
+	syncPending bool // session pickup: the primary's bulk not received yet
 
 	monitored map[string]bool
 	linkUp    map[string]bool
@@ -129,6 +130,11 @@ func (n *Node) Step(ev Event) []Action {
 		if e.Up != n.witnessUp {
 			n.witnessUp = e.Up
 			n.notice(!e.Up, true, "witness %s", upDown(e.Up))
+		}
+	case SyncChange:
+		if e.Pending != n.syncPending {
+			n.syncPending = e.Pending
+			n.sendNow = true
 		}
 	case Command:
 		n.command(e)
@@ -268,6 +274,7 @@ func (n *Node) heartbeat(now time.Time) Heartbeat {
 		FailoverSet:    n.failoverSet,
 		Elected:        n.elected.Primary,
 		HelloLeft:      n.helloLeft(now),
+		SyncPending:    n.syncPending,
 	}
 }
 
@@ -298,6 +305,9 @@ func (n *Node) heartbeatToSend(now time.Time) Heartbeat {
 
 func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
 	from := n.role
+	if to == Subordinate && n.cfg.SessionPickup {
+		n.syncPending = true // until the primary's bulk sync has arrived
+	}
 	n.role = to
 	n.roleSince = now
 	n.holdNoted = false
@@ -403,6 +413,13 @@ func (n *Node) evaluate(now time.Time) {
 			kind, reason := n.loseReason(now, res)
 			if kind == KindPreempt && n.nominee(alive) == n.cfg.NodeID {
 				break // the others' elections keep this member: see nominee
+			}
+			if kind == KindPreempt && n.peers[res.Primary].hb.SyncPending {
+				if !n.holdNoted {
+					n.holdNoted = true
+					n.notice(false, false, "%s; held back until %s has the sessions", reason, res.Primary)
+				}
+				break
 			}
 			if kind == KindPreempt && now.Sub(n.roleSince) < n.cfg.FailoverHoldTime {
 				if !n.holdNoted {

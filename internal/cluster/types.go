@@ -58,6 +58,10 @@ type Config struct {
 	Quorum      bool
 	ClusterSize int
 	Witness     bool
+	// SessionPickup: a member that becomes subordinate has not synced the
+	// sessions until the daemon says so (SyncChange), and may not preempt
+	// a primary until then.
+	SessionPickup bool
 }
 
 // DeadInterval is how long a member may be silent before it counts as gone.
@@ -78,6 +82,9 @@ type Heartbeat struct {
 	// HelloLeft is what remains of the sender's hello_holddown while it is
 	// in the Hello role, so members that start together wait for each other.
 	HelloLeft time.Duration
+	// SyncPending: the sender has not yet received the primary's sessions,
+	// so it must not preempt the primary (it would drop the sessions).
+	SyncPending bool
 	// Count numbers the sender's heartbeats; every link carries the same
 	// count, so copies arriving out of order across links are recognised.
 	Count uint64
@@ -120,6 +127,13 @@ type WitnessChange struct {
 	Up  bool
 }
 
+// SyncChange reports whether this member still waits for the primary's
+// session bulk sync.
+type SyncChange struct {
+	Now     time.Time
+	Pending bool
+}
+
 // CommandKind is an operator command.
 type CommandKind uint8
 
@@ -142,6 +156,7 @@ func (e LinkChange) at() time.Time    { return e.Now }
 func (e PingChange) at() time.Time    { return e.Now }
 func (e WitnessChange) at() time.Time { return e.Now }
 func (e Command) at() time.Time       { return e.Now }
+func (e SyncChange) at() time.Time    { return e.Now }
 
 // Action is an output of Step for the daemon to perform.
 type Action interface{ isAction() }

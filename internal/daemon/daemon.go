@@ -58,6 +58,7 @@ type Daemon struct {
 	started time.Time
 
 	requests chan request
+	synced   chan struct{} // session pickup: a bulk sync arrived
 	notify   *notifier
 	pings    *pinger.Pinger // ping_servers; nil if none
 	witness  *pinger.Pinger // split_brain.witness; nil if none
@@ -86,7 +87,7 @@ type Pickup interface {
 
 // New builds a member from cfg. Nothing is started yet.
 func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
+	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), synced: make(chan struct{}, 1), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
 	switch {
 	case !cfg.AuthEnabled():
 		d.mode = seal.Plain
@@ -116,6 +117,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		Monitored: slices.Clone(cfg.Monitor), PingServers: len(cfg.PingServers),
 		FailoverHoldTime: cfg.FailoverHoldTime, Quorum: cfg.SplitBrain.Quorum,
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
+		SessionPickup: cfg.SessionPickup.Enabled,
 	}
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
@@ -286,6 +288,8 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 			d.step(ctx, cluster.PingChange{Now: time.Now(), Up: n})
 		case n := <-witnessUpdates:
 			d.step(ctx, cluster.WitnessChange{Now: time.Now(), Up: n > 0})
+		case <-d.synced:
+			d.step(ctx, cluster.SyncChange{Now: time.Now(), Pending: false})
 		case req := <-d.requests:
 			req.reply <- d.handle(ctx, req)
 		}

@@ -85,7 +85,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter: sessions.Filter{Connectionless: sp.Connectionless, NAT: cfg.PickupNAT(), Zones: sp.Filter.Zones,
 			Marks: marks, Prefixes: sp.Filter.Addresses},
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
-		Logger: d.log.With("part", "session pickup"), Observer: observer{met},
+		Logger: d.log.With("part", "session pickup"), Observer: observer{met, d.synced},
 	}, be)
 	if err != nil {
 		be.Close()
@@ -117,7 +117,10 @@ func syncLinks(cfg *config.Config) []config.HeartbeatLink {
 }
 
 // observer feeds the engine's measurements to the metrics.
-type observer struct{ m *metrics.Metrics }
+type observer struct {
+	m      *metrics.Metrics
+	synced chan<- struct{} // told of every bulk sync received
+}
 
 func (o observer) SessionsSent(n int)    { o.m.SyncUpdatesSent.Add(float64(n)) }
 func (o observer) SessionsApplied(n int) { o.m.SyncUpdatesApplied.Add(float64(n)) }
@@ -127,6 +130,10 @@ func (o observer) FrameDropped(string)   { o.m.SyncErrors.WithLabelValues("decod
 func (o observer) BulkDone(n int, d time.Duration) {
 	o.m.BulkSyncDuration.Set(d.Seconds())
 	o.m.SessionsSynced.Set(float64(n))
+	select {
+	case o.synced <- struct{}{}:
+	default: // one pending signal is enough
+	}
 }
 func (o observer) SyncLag(d time.Duration) { o.m.SyncLag.Set(d.Seconds()) }
 func (o observer) TableFull()              { o.m.SessionsDroppedLimit.Inc() }

@@ -26,7 +26,8 @@ const (
 	flagOverride = 1 << 0
 	flagFailover = 1 << 1
 	flagLeaving  = 1 << 2
-	knownFlags   = flagOverride | flagFailover | flagLeaving
+	flagSyncPend = 1 << 3
+	knownFlags   = flagOverride | flagFailover | flagLeaving | flagSyncPend
 )
 
 // ErrMalformed is returned for a payload that is not a valid heartbeat.
@@ -45,6 +46,9 @@ func Encode(dst []byte, hb cluster.Heartbeat) []byte {
 	}
 	if hb.Leaving {
 		b[2] |= flagLeaving
+	}
+	if hb.SyncPending {
+		b[2] |= flagSyncPend
 	}
 	b[3] = byte(clamp(hb.Priority, 0, 255))
 	b[4] = byte(clamp(hb.MonitoredUp, 0, 255))
@@ -95,6 +99,7 @@ func Decode(p []byte) (cluster.Heartbeat, error) {
 		Override:       p[2]&flagOverride != 0,
 		FailoverSet:    p[2]&flagFailover != 0,
 		Leaving:        p[2]&flagLeaving != 0,
+		SyncPending:    p[2]&flagSyncPend != 0,
 		Priority:       int(p[3]),
 		MonitoredUp:    int(p[4]),
 		MonitoredTotal: int(p[5]),

@@ -13,7 +13,7 @@ func TestRoundTrip(t *testing.T) {
 	cases := []cluster.Heartbeat{
 		{},
 		{Role: cluster.Primary, Priority: 200, Override: true, MonitoredUp: 2, MonitoredTotal: 2, PingUp: 1,
-			Uptime: 90 * time.Minute, FailoverSet: true, Elected: "gw1", Leaving: true, HelloLeft: 3 * time.Second, Count: 1 << 40},
+			Uptime: 90 * time.Minute, FailoverSet: true, Elected: "gw1", Leaving: true, SyncPending: true, HelloLeft: 3 * time.Second, Count: 1 << 40},
 		{Role: cluster.Hello, Priority: 255, Elected: "a-32-character-long-node-id-abcd"},
 	}
 	for _, hb := range cases {
@@ -36,6 +36,7 @@ func TestDecodeRejects(t *testing.T) {
 		"version":       mutate(func(b []byte) []byte { b[0] = 9; return b }),
 		"role":          mutate(func(b []byte) []byte { b[1] = 7; return b }),
 		"flags":         mutate(func(b []byte) []byte { b[2] = 0x80; return b }),
+		"flag bit 4":    mutate(func(b []byte) []byte { b[2] = 0x10; return b }),
 		"up over total": mutate(func(b []byte) []byte { b[4] = 3; return b }),
 		"long id":       mutate(func(b []byte) []byte { b[7] = 200; return b }),
 		"trailing":      append(append([]byte(nil), good...), 0),

@@ -41,6 +41,9 @@ type Cluster struct {
 	seq                int
 	cut                map[pathKey]bool
 	loss               map[pathKey]float64
+	// SyncDelay is how long a member that becomes subordinate takes to
+	// receive the primary's sessions (with SessionPickup configured).
+	SyncDelay time.Duration
 	// Log receives every role change, when set.
 	Log func(format string, args ...any)
 	// OnChange is called after each event, to check invariants.
@@ -209,6 +212,8 @@ func (c *Cluster) Run(d time.Duration) {
 		case deliverEvent:
 			e.Received.Now = c.Now
 			c.step(it.m, e.Received)
+		case syncEvent:
+			c.step(it.m, cluster.SyncChange{Now: c.Now, Pending: false})
 		}
 	}
 	c.Now = end
@@ -235,6 +240,9 @@ func (c *Cluster) step(m *Member, ev cluster.Event) {
 		case cluster.RoleChange:
 			m.Changes = append(m.Changes, a)
 			m.Primary = a.To == cluster.Primary
+			if a.To == cluster.Subordinate && m.Cfg.SessionPickup {
+				c.schedule(c.Now.Add(c.SyncDelay), m, syncEvent{})
+			}
 			if c.Log != nil {
 				c.Log("%s %s: %s -> %s (%s: %s)", c.Now.Sub(Epoch), m.ID, a.From, a.To, a.Kind, a.Reason)
 			}
@@ -270,6 +278,7 @@ func (c *Cluster) send(from *Member, hb cluster.Heartbeat) {
 }
 
 type tickEvent struct{}
+type syncEvent struct{}
 type deliverEvent struct{ cluster.Received }
 
 type item struct {

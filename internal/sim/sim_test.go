@@ -347,9 +347,11 @@ func randomSchedule(t *testing.T, seed uint64) {
 	override := rng.IntN(2) == 0
 	margin := time.Duration(1+rng.IntN(30)) * time.Second
 	mismatch := seed%10 == 9 // some schedules run with a misconfigured margin
+	pickup := rng.IntN(2) == 0
 	for i := 0; i < n; i++ {
 		cf := cfg(fmt.Sprintf("gw%d", i+1), rng.IntN(256))
 		cf.Override = override
+		cf.SessionPickup = pickup
 		cf.UptimeMargin = margin
 		if mismatch {
 			cf.UptimeMargin = time.Duration(1+rng.IntN(30)) * time.Second
@@ -358,6 +360,7 @@ func randomSchedule(t *testing.T, seed uint64) {
 		cfgs = append(cfgs, cf)
 	}
 	c := New(seed, cfgs)
+	c.SyncDelay = time.Duration(rng.IntN(2000)) * time.Millisecond
 	var log []string
 	c.Log = func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }
 	fail := func(format string, args ...any) {
@@ -451,4 +454,33 @@ func standbys(c *Cluster) int {
 		}
 	}
 	return k
+}
+
+// With session pickup, a restarted member that would preempt the primary
+// (override, higher priority) waits until it has received the sessions.
+func TestPreemptWaitsForSessionSync(t *testing.T) {
+	c := three(10, func(cf *cluster.Config) {
+		cf.Override = true
+		cf.SessionPickup = true
+	})
+	c.SyncDelay = 2 * time.Second
+	mustSettle(t, c, "gw1")
+	c.Kill("gw1")
+	c.RunUntil(5*time.Second, func() bool { return onePrimary(c) })
+	c.Run(10 * time.Second)
+	c.Start("gw1")
+	// gw1 leaves hello within the holddown; its sync takes 2 s more.
+	c.Run(holddown + time.Second)
+	if p := c.Primaries(); len(p) != 1 || p[0] != "gw2" {
+		t.Fatalf("preempted before the sessions were synced: %v", p)
+	}
+	if _, ok := c.RunUntil(3*time.Second, func() bool { return slices.Equal(c.Primaries(), []string{"gw1"}) }); !ok {
+		t.Fatalf("no preemption after the sync: %v", c)
+	}
+	// A device failover does not wait for anything.
+	c.Kill("gw1")
+	took, ok := c.RunUntil(5*time.Second, func() bool { return onePrimary(c) })
+	if !ok || took > dead+interval+c.MaxDelay+time.Millisecond {
+		t.Fatalf("failover took %s", took)
+	}
 }
