@@ -1,10 +1,16 @@
 package harness
 
 import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hagate/hagate/internal/lab"
+	"github.com/hagate/hagate/internal/sessions/conntrack"
+	"github.com/hagate/hagate/internal/sessions/session"
 )
 
 const pickupOn = "session_pickup:\n  enabled: true\n"
@@ -102,5 +108,73 @@ func TestSessionSurvivesLinkFailoverAndBack(t *testing.T) {
 	t.Logf("session: %s", rep)
 	if !survived {
 		t.Fatalf("session did not survive link failover and back: %s", rep)
+	}
+}
+
+// established returns n established, source-NATed TCP sessions from the
+// client network to made-up servers, as the primary would hold them.
+func established(n int) []session.Change {
+	out := make([]session.Change, n)
+	vip := session.Addr16(lab.WANVIP.Addr())
+	for i := range n {
+		o := session.Tuple{
+			Src:     session.Addr16(netip.AddrFrom4([4]byte{192, 0, 2, byte(2 + i%250)})),
+			Dst:     session.Addr16(netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + i/60000%50)})),
+			SrcPort: uint16(1024 + i%60000), DstPort: 443,
+		}
+		r := o.Invert(session.ProtoTCP)
+		r.Dst = vip
+		out[i] = session.Change{Op: session.Upsert, Session: session.Session{
+			Key: session.Key{Family: session.FamilyIPv4, Proto: session.ProtoTCP, Orig: o}, Reply: r, Timeout: 3600,
+			Status: session.StatusConfirmed | session.StatusSeenReply | session.StatusAssured | session.StatusSrcNAT,
+			TCP: session.TCPInfo{State: session.TCPEstablished, WScaleOrig: 7, WScaleReply: 7,
+				FlagsOrig: session.TCPFlagWindowScale, FlagsReply: session.TCPFlagWindowScale},
+		}}
+	}
+	return out
+}
+
+// With 20,000 other sessions in the table, the live session still survives
+// a power loss of the primary, with no larger gap: the subordinates install
+// the sessions as they arrive, so the new primary needs no commit step
+// before it adds the virtual IPs (keepalived + conntrackd users lose
+// sessions to that race: the addresses come up while `conntrackd -c` still
+// runs and the kernel answers with resets).
+func TestSessionSurvivesWithManySessions(t *testing.T) {
+	const n = 20000
+	c := setup(t, 2, Options{Extra: pickupOn}, lab.Options{})
+	lab.RaiseConntrackMax(4 * n)
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	k, err := conntrack.Open(conntrack.Options{NetNSPath: "/run/netns/" + c.Lab.NS("gw1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	if err := k.Apply(context.Background(), established(n)); err != nil {
+		t.Fatal(err)
+	}
+	// The subordinate holds them all in its kernel table.
+	start := time.Now()
+	if err := lab.WaitFor(30*time.Second, 100*time.Millisecond, func() (bool, error) {
+		out, err := c.Lab.Exec("gw2", "conntrack", "-C")
+		if err != nil {
+			return false, err
+		}
+		v, _ := strconv.Atoi(strings.TrimSpace(out))
+		return v >= n, nil
+	}); err != nil {
+		t.Fatalf("gw2 does not hold the %d sessions: %v", n, err)
+	}
+	t.Logf("gw2 held %d sessions %s after they were created on gw1", n, time.Since(start).Round(time.Millisecond))
+	s := startSession(t, c)
+	if err := c.PowerOff("gw1"); err != nil {
+		t.Fatal(err)
+	}
+	mustHolder(t, c, 10*time.Second, "gw2")
+	survived, rep := finish(t, s)
+	t.Logf("session with %d others in the table: %s", n, rep)
+	if !survived {
+		t.Fatalf("session did not survive: %s", rep)
 	}
 }
