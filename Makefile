@@ -5,7 +5,7 @@ BIN     := bin/hagate
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: all build test test-short demo bench fuzz soak vet clean deps
+.PHONY: all build test test-short demo bench bench-deps fuzz soak vet clean deps
 
 all: build
 
@@ -30,8 +30,17 @@ test-short:
 demo: deps
 	$(GO) run ./cmd/hagate-demo
 
-bench: deps
+# keepalived and conntrackd, for the side-by-side benchmarks only.
+bench-deps:
+	@command -v keepalived >/dev/null && command -v conntrackd >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends keepalived conntrackd; }
+
+bench: deps bench-deps
 	$(GO) run ./cmd/hagate-bench
+
+# Five minutes of random faults on a live cluster carrying TCP sessions.
+soak: deps
+	$(GO) run ./cmd/hagate-soak -duration 5m -v -pickup -sessions 8 -require-sessions
 
 # Every fuzz target, FUZZTIME each.
 fuzz:

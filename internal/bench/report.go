@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -54,6 +55,9 @@ func (r *Results) markdown() []byte {
 	b.WriteString("keepalived runs VRRPv3 on the LAN and WAN links with unicast adverts, both virtual IPs in one sync group; conntrackd runs FTFW over the HA link with the external cache, and keepalived's notify script is conntrack-tools' `primary-backup.sh` (commit the external cache on MASTER, then flush, resync and send a bulk update). hagate runs with session pickup on.\n\n")
 	b.WriteString("The client keeps one TCP connection to the server through the virtual IP and sends a numbered 16-byte record every 50 ms, which the server echoes; the **gap** is the longest time between two echoes. A session **survived** when that same connection carried every record, once and in order, with no reset. Each figure is the median of the runs, with the lowest and highest in brackets; the ratio is hagate's median over keepalived+conntrackd's (below 1: hagate is faster or smaller, except for rates, where above 1 is better).\n\n")
 	fmt.Fprintf(&b, "Measured %s on %s. Command: `%s` (%s).\n\n", r.Started.UTC().Format("2006-01-02 15:04 UTC"), machine(), commandLine(r.args), r.Elapsed.Round(time.Second))
+	if r.hgNote == "" && r.cfg.Pickup && r.hagateSurvived() == 0 {
+		b.WriteString("**Not yet comparable: no hagate session survived a failover in this run**, although session pickup was turned on: the build measured here did not yet carry sessions over (its subordinates held the synced sessions in only a few runs), so hagate's gap cells read n/a and the takeover rows are the ones that compare. The suite needs no change once session pickup works.\n\n")
+	}
 	if r.hgNote != "" {
 		fmt.Fprintf(&b, "**Not yet comparable: hagate ran with %s.** Its sessions cannot survive a failover under strict tracking until session pickup runs, so its gap, usable, bulk, churn and memory cells read n/a (or show the session lost) and only the takeover rows compare. The suite needs no change when it lands: it already turns `session_pickup.enabled` on.\n\n", r.hgNote)
 	}
@@ -123,8 +127,26 @@ func machine() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%d CPUs (%s), %s memory, Linux %s, %s, %s, %s",
-		runtime.NumCPU(), cpu, mem, first("uname", "-r"), runtime.Version(), first("keepalived", "--version"), first("conntrackd", "-v"))
+	return fmt.Sprintf("%d CPUs (%s), %s memory, Linux %s, %s, keepalived %s, conntrackd %s",
+		runtime.NumCPU(), cpu, mem, first("uname", "-r"), runtime.Version(),
+		versionRE.FindString(first("keepalived", "--version")), versionRE.FindString(first("conntrackd", "-v")))
+}
+
+var versionRE = regexp.MustCompile(`v[0-9]+(\.[0-9]+)+`)
+
+// hagateSurvived counts hagate's failover runs whose session survived.
+func (r *Results) hagateSurvived() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, bySys := range r.failover {
+		for _, fr := range bySys[sysHG] {
+			if fr.Survived {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // charts builds every plot the results allow, by file name.

@@ -59,9 +59,16 @@ type Daemon struct {
 
 	requests chan request
 	synced   chan struct{} // session pickup: a bulk sync arrived
-	notify   *notifier
-	pings    *pinger.Pinger // ping_servers; nil if none
-	witness  *pinger.Pinger // split_brain.witness; nil if none
+	// Session pickup role changes run in order in their own goroutine;
+	// pickupDone reports each takeover's generation once its sessions are
+	// usable, and the loop then claims the addresses if still awaited.
+	pickupOps  chan pickupOp
+	pickupDone chan uint64
+	pickupGen  uint64
+	awaiting   uint64
+	notify     *notifier
+	pings      *pinger.Pinger // ping_servers; nil if none
+	witness    *pinger.Pinger // split_brain.witness; nil if none
 
 	// Owned by the loop goroutine.
 	holding      bool // the virtual addresses are ours
@@ -87,7 +94,8 @@ type Pickup interface {
 
 // New builds a member from cfg. Nothing is started yet.
 func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), synced: make(chan struct{}, 1), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
+	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), synced: make(chan struct{}, 1),
+		pickupOps: make(chan pickupOp, 64), pickupDone: make(chan uint64, 64), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
 	switch {
 	case !cfg.AuthEnabled():
 		d.mode = seal.Plain
@@ -230,6 +238,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.pickup != nil {
 		start("session pickup", d.pickup.Run)
+		start("session pickup roles", d.runPickupOps)
 		d.refreshLocalAddrs()
 	}
 
@@ -288,6 +297,11 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 			d.step(ctx, cluster.PingChange{Now: time.Now(), Up: n})
 		case n := <-witnessUpdates:
 			d.step(ctx, cluster.WitnessChange{Now: time.Now(), Up: n > 0})
+		case g := <-d.pickupDone:
+			if g == d.awaiting && d.node.Role() == cluster.Primary {
+				d.awaiting = 0
+				d.claimAddresses()
+			}
 		case <-d.synced:
 			d.step(ctx, cluster.SyncChange{Now: time.Now(), Pending: false})
 		case req := <-d.requests:
@@ -397,26 +411,29 @@ func (d *Daemon) roleChange(ctx context.Context, a cluster.RoleChange) {
 	case a.To == cluster.Primary:
 		if d.pickup != nil {
 			// Sessions first, addresses second: a client's retransmission
-			// that reaches this member must find its session.
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := d.pickup.BecomePrimary(pctx); err != nil {
-				d.log.Error("session pickup: sessions may not all be usable", "err", err)
-			}
-			cancel()
+			// that reaches this member must find its session. The engine
+			// works in its own goroutine (a dump of a big table takes a
+			// while) and the loop claims the addresses when it is done, so
+			// heartbeats never wait for it.
+			d.pickupGen++
+			d.awaiting = d.pickupGen
+			d.pickupOps <- pickupOp{primary: true, gen: d.pickupGen}
+		} else {
+			d.claimAddresses()
 		}
-		d.claimAddresses()
 		if a.From == cluster.Subordinate || a.From == cluster.Hello {
 			d.met.Failovers.WithLabelValues(string(a.Kind)).Inc()
 			d.met.LastFailover.SetToCurrentTime()
 			d.lastFailover = time.Now()
 		}
 	case a.To == cluster.Subordinate:
+		d.awaiting = 0
 		if a.From == cluster.Primary {
 			d.releaseAddresses(a.Reason)
 		}
 		if d.pickup != nil {
 			// Ready for the primary's bulk sync.
-			d.pickup.BecomeSubordinate(ctx, d.node.Primary())
+			d.pickupOps <- pickupOp{primary: false, primaryID: d.node.Primary()}
 		}
 	}
 	if d.pickup != nil {
@@ -498,6 +515,36 @@ func (d *Daemon) vipInterfaces() []string {
 		}
 	}
 	return out
+}
+
+// pickupOp is one role change for the session-pickup engine.
+type pickupOp struct {
+	primary   bool
+	primaryID string
+	gen       uint64
+}
+
+// runPickupOps performs the engine's role changes in order.
+func (d *Daemon) runPickupOps(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case op := <-d.pickupOps:
+			if !op.primary {
+				d.pickup.BecomeSubordinate(ctx, op.primaryID)
+				continue
+			}
+			start := time.Now()
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := d.pickup.BecomePrimary(pctx); err != nil {
+				d.log.Error("session pickup: claiming the addresses though the sessions may not all be usable", "err", err)
+			}
+			cancel()
+			d.log.Info("session pickup: sessions usable", "after", time.Since(start).Round(time.Microsecond))
+			d.pickupDone <- op.gen
+		}
+	}
 }
 
 // refreshLocalAddrs tells session pickup this member's own addresses, the

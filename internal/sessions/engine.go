@@ -131,6 +131,8 @@ type Engine struct {
 	roleCtx    context.Context
 	roleCancel context.CancelFunc
 	roleWG     *sync.WaitGroup
+	mirrored   chan struct{} // closed once a new primary's table is dumped
+	serving    bool          // primary: the table is mirrored, peers are served
 	pending    []pendingKey
 	// subordinate
 	inbound *inbound
@@ -292,11 +294,11 @@ func (e *Engine) SetPrimary(id string) {
 // primary's first bulk does not carry are removed at its end.
 func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error {
 	e.mu.Lock()
-	wasPrimary := e.role == rolePrimary
+	wasSubordinate := e.role == roleSubordinate
 	e.mu.Unlock()
 	e.stopRole()
-	if wasPrimary {
-		if err := e.forgetForwarded(ctx); err != nil {
+	if !wasSubordinate {
+		if err := e.purgeForwarded(ctx); err != nil {
 			e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
 		}
 	}
@@ -310,24 +312,33 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 	return nil
 }
 
-// forgetForwarded removes from the kernel table, and from the engine's, the
-// sessions this node forwarded as primary. Their entries hold the TCP
-// sequence tracking of the moment it stepped down; an update from the new
-// primary cannot reset that (ctnetlink carries no window data), so had they
-// stayed, the connections' packets would be out of window and dropped as
-// invalid if the role came back. The new primary's bulk sync installs them
-// afresh, and a fresh entry learns the windows from the next packets.
-func (e *Engine) forgetForwarded(ctx context.Context) error {
+// purgeForwarded removes from the kernel table, and from the engine's, every
+// session that is not the gateway's own. Entries this node forwarded, as
+// primary in this run or before the daemon restarted, hold the TCP sequence
+// tracking of the moment it stopped forwarding; an update from the primary
+// cannot reset that (ctnetlink carries no window data), so had they stayed,
+// the connections' packets would be out of window and dropped as invalid
+// when this node next became primary. A subordinate forwards nothing, so
+// nothing is lost: the primary's bulk sync installs the sessions afresh, and
+// a fresh entry learns the windows from the next packets.
+func (e *Engine) purgeForwarded(ctx context.Context) error {
+	var changes []session.Change
+	err := e.be.Dump(ctx, func(x session.Session) error {
+		if !e.sel.isLocal(&x) {
+			changes = append(changes, session.Change{Op: session.Delete, Session: session.Session{Key: x.Key}})
+		}
+		return nil
+	})
 	e.mu.Lock()
-	changes := make([]session.Change, 0, e.tab.len())
-	for k := range e.tab.m {
-		changes = append(changes, session.Change{Op: session.Delete, Session: session.Session{Key: k}})
-	}
 	e.tab = newTable(e.cfg.MaxSessions)
 	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
 	if len(changes) == 0 {
 		return nil
 	}
+	e.log.Info("session pickup: removed the sessions this node had forwarded", "sessions", len(changes))
 	return e.be.Apply(ctx, changes)
 }
 
@@ -336,6 +347,7 @@ func (e *Engine) stopRole() {
 	e.mu.Lock()
 	cancel, wg := e.roleCancel, e.roleWG
 	e.roleCancel, e.roleWG = nil, nil
+	e.serving = false
 	in := e.inbound
 	e.role = roleNone
 	e.mu.Unlock()

@@ -180,7 +180,7 @@ func TestEngineSyncsChurnThroughDrops(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	live := map[int]session.Session{}
 	churn(r, p.mem, live, 2000, 3000) // before the primary starts: the bulk carries it
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for round := range 20 {
@@ -201,7 +201,7 @@ func TestEngineSyncsChurnThroughDrops(t *testing.T) {
 
 func TestEngineCorruptFrameResyncs(t *testing.T) {
 	ctx, p, s := pair(t, nil)
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(3, 4))
@@ -223,8 +223,17 @@ func TestEngineCorruptFrameResyncs(t *testing.T) {
 
 func TestEngineSlowSubordinateOverflowResyncs(t *testing.T) {
 	ctx, p, s := pair(t, func(c *EngineConfig) { c.QueueLen = 10 })
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// The bursts must reach a subordinate that is already streaming.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if st := p.e.Stats(); len(st.Peers) == 1 && st.Peers[0].Connected && st.Peers[0].Bulks > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("subordinate never connected")
+		}
 	}
 	r := rand.New(rand.NewPCG(5, 6))
 	live := map[int]session.Session{}
@@ -240,7 +249,7 @@ func TestEngineSlowSubordinateOverflowResyncs(t *testing.T) {
 func TestEngineRefusesNonPrimary(t *testing.T) {
 	ctx, p, s := pair(t, nil)
 	s.e.SetPrimary("someone-else")
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	p.mem.Inject(session.Change{Op: session.Upsert, Session: synthSession(1)})
@@ -258,7 +267,7 @@ func TestEngineRefusesNonPrimary(t *testing.T) {
 
 func TestEngineTakeover(t *testing.T) {
 	ctx, p, s := pair(t, nil)
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(7, 8))
@@ -280,7 +289,7 @@ func TestEngineTakeover(t *testing.T) {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := s.e.BecomePrimary(tctx); err != nil {
+	if err := s.e.becomePrimaryMirrored(tctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.e.Stats().Sessions; got != len(live) {

@@ -117,7 +117,7 @@ func TestNamespacesBulk100k(t *testing.T) {
 	pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
 	ea := nsEngine(t, ctx, a, "gw1", pa, ka)
 	start = time.Now()
-	if err := ea.BecomePrimary(ctx); err != nil {
+	if err := ea.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("primary mirrored %d sessions in %s", ea.Stats().Sessions, time.Since(start))

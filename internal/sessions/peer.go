@@ -49,8 +49,8 @@ func (p *peer) wakeUp() {
 // startPeerLocked runs the connection to p for as long as the engine is
 // primary.
 func (e *Engine) startPeerLocked(p *peer) {
-	if e.roleWG == nil {
-		return // not serving yet; BecomePrimary starts it
+	if e.roleWG == nil || !e.serving {
+		return // not serving yet: started once the table is mirrored
 	}
 	ctx, cancel := context.WithCancel(e.roleCtx)
 	p.cancel = cancel

@@ -35,27 +35,57 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 	if e.runCtx == nil {
 		return fmt.Errorf("sessions: engine not started")
 	}
+	// The received sessions are usable now: return, so the daemon can claim
+	// the addresses at once. Mirroring the local table (a dump, which takes
+	// time proportional to the table) and serving the subordinates go on in
+	// the background, so the forwarding gap does not grow with the table.
 	rctx, cancel := context.WithCancel(e.runCtx)
-	evs, err := e.be.Watch(rctx)
-	if err != nil {
-		cancel()
-		return fmt.Errorf("sessions: watch: %w", err)
-	}
-	if err := e.resync(rctx); err != nil {
-		cancel()
-		return fmt.Errorf("sessions: dump: %w", err)
-	}
 	wg := &sync.WaitGroup{}
+	mirrored := make(chan struct{})
 	e.mu.Lock()
-	e.roleCancel, e.roleWG, e.roleCtx = cancel, wg, rctx
-	for _, p := range e.peers {
-		e.startPeerLocked(p)
-	}
-	n := e.tab.len()
+	e.roleCancel, e.roleWG, e.roleCtx, e.mirrored = cancel, wg, rctx, mirrored
 	e.mu.Unlock()
-	e.goRole(wg, func() { e.mirrorLoop(rctx, evs) })
-	e.log.Info("session pickup: primary", "sessions", n)
+	e.goRole(wg, func() {
+		evs, err := e.be.Watch(rctx)
+		if err != nil {
+			close(mirrored)
+			e.log.Error("session pickup: watching the table; subordinates get no sessions", "err", err)
+			return
+		}
+		if err := e.resync(rctx); err != nil && rctx.Err() == nil {
+			e.log.Error("session pickup: dumping the table", "err", err)
+		}
+		e.mu.Lock()
+		if rctx.Err() == nil {
+			e.serving = true
+			for _, p := range e.peers {
+				e.startPeerLocked(p)
+			}
+		}
+		n := e.tab.len()
+		e.mu.Unlock()
+		close(mirrored)
+		e.log.Info("session pickup: primary", "sessions", n)
+		e.mirrorLoop(rctx, evs)
+	})
 	return nil
+}
+
+// WaitMirrored waits until a new primary has dumped its table and serves
+// the subordinates (BecomePrimary returns before that).
+func (e *Engine) WaitMirrored(ctx context.Context) error {
+	e.mu.Lock()
+	ch := e.mirrored
+	e.mu.Unlock()
+	if ch == nil {
+		return fmt.Errorf("sessions: not primary")
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (e *Engine) goRole(wg *sync.WaitGroup, fn func()) {

@@ -28,7 +28,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 func TestDelaySyncsOnlyOlderSessions(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	ctx, p, s := pair(t, func(c *EngineConfig) { c.Delay = 400 * time.Millisecond * 10; c.Now = clk.Now })
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	short, long := synthSession(1), synthSession(2)
@@ -52,7 +52,7 @@ func TestDelaySyncsOnlyOlderSessions(t *testing.T) {
 func TestRefreshResendsExpiringSessions(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh = 50 * time.Millisecond; c.Now = clk.Now })
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	u := synthSession(3)

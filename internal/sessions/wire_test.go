@@ -125,7 +125,7 @@ func TestPrimaryNotBlockedByStalledSubordinate(t *testing.T) {
 		}
 	}()
 	p.e.SetPeers([]netip.AddrPort{s.addr(t), netip.MustParseAddrPort(l.Addr().String())})
-	if err := p.e.BecomePrimary(ctx); err != nil {
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 5000 {
