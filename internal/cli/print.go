@@ -13,6 +13,7 @@ import (
 	"github.com/hagate/hagate/internal/daemon"
 	"github.com/hagate/hagate/internal/history"
 	"github.com/hagate/hagate/internal/pinger"
+	"github.com/hagate/hagate/internal/sessions"
 )
 
 // printStatus renders `hagate status` in the spirit of FortiOS's
@@ -138,17 +139,51 @@ func printHistory(w io.Writer, data json.RawMessage) error {
 }
 
 func printSessions(w io.Writer, data json.RawMessage) error {
-	// The engine's statistics are a flat-ish JSON object: show it indented.
-	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(v, "", "  ")
+	st, err := decode[sessions.Stats](data)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
+	fmt.Fprintf(w, "Session pickup:   %s", st.Role)
+	if st.Primary != "" {
+		fmt.Fprintf(w, " (primary %s)", st.Primary)
+	}
+	fmt.Fprintf(w, "\nSessions synced:  %d", st.Sessions)
+	if st.Pending > 0 {
+		fmt.Fprintf(w, " (%d younger than session_pickup.delay, not sent yet)", st.Pending)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "By protocol:      %s\n", countList(st.ByProtocol))
+	if len(st.TCPStates) > 0 {
+		fmt.Fprintf(w, "TCP states:       %s\n", countList(st.TCPStates))
+	}
+	if !st.LastBulk.At.IsZero() {
+		fmt.Fprintf(w, "Last bulk sync:   %d sessions in %s at %s (%d stale removed)\n",
+			st.LastBulk.Sessions, st.LastBulk.Duration.Round(time.Microsecond), stamp(st.LastBulk.At), st.LastBulk.Removed)
+	}
+	fmt.Fprintf(w, "Resyncs %d, event overflows %d, queue overflows %d, frame errors %d, install errors %d, max_sessions hits %d\n",
+		st.Resyncs, st.EventOverflows, st.QueueOverflows, st.FrameErrors, st.ApplyErrors, st.TableFull)
+	if len(st.Peers) == 0 || st.Role != "primary" {
+		return nil // a subordinate's peers are only dialled once it is primary
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SUBORDINATE\tADDRESS\tCONNECTED\tQUEUED\tSENT\tACKED\tSYNC LAG\tBULKS\tRESYNCS")
+	for _, p := range st.Peers {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%d\t%s\t%d\t%d\n", dash(p.Node), p.Addr, p.Connected, p.Queued,
+			p.SentSeq, p.AckedSeq, p.Lag.Round(time.Microsecond), p.Bulks, p.Resyncs)
+	}
+	return tw.Flush()
+}
+
+func countList(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func stamp(t time.Time) string { return t.Local().Format("2006/01/02 15:04:05") }

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"net/netip"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,6 +72,13 @@ func TestSessionSurvivesPowerLoss(t *testing.T) {
 			c.StartAll()
 			mustHolder(t, c, 15*time.Second, "gw1")
 			s := startSession(t, c)
+			if tc.want {
+				out, err := exec.Command(c.Bin, "sessions", "--config", c.ConfigPath("gw2")).CombinedOutput()
+				if err != nil || !strings.Contains(string(out), "primary gw1") || !strings.Contains(string(out), "tcp 1") {
+					t.Fatalf("hagate sessions on gw2: %v\n%s", err, out)
+				}
+				t.Logf("hagate sessions on gw2:\n%s", out)
+			}
 			if err := c.PowerOff("gw1"); err != nil {
 				t.Fatal(err)
 			}
