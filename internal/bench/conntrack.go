@@ -34,8 +34,8 @@ const (
 	sessionTimeout  = 3600 // seconds: nothing expires during a benchmark
 	tcpEstablished  = 3    // TCP_CONNTRACK_ESTABLISHED
 	maxSynthSession = 55 * portsPerBlock
-	// SyntheticMark marks every synthetic session, so that a dump can
-	// count them alone.
+	// SyntheticMark marks every synthetic session, as a firewall's rules
+	// might mark forwarded sessions (a sync must carry it).
 	SyntheticMark = 0x48424e43
 )
 
@@ -184,12 +184,22 @@ func (p *ctPool) Delete(ctx context.Context, from, to int) (int, error) {
 	})
 }
 
-// Count returns how many synthetic sessions the namespace's table holds
-// (a kernel-filtered dump by mark).
+// Count returns how many synthetic sessions the namespace's table holds.
+// It recognises them by their tuple (server address and port range), not
+// by their mark, so that it counts sessions a sync daemon installed
+// whatever it did with the mark.
 func (p *ctPool) Count() (int, error) {
-	fs, err := p.conns[0].DumpFilter(conntrack.NewFilter().Mark(SyntheticMark), nil)
+	fs, err := p.conns[0].Dump(nil)
 	if err != nil {
 		return 0, fmt.Errorf("conntrack: dump: %w", err)
 	}
-	return len(fs), nil
+	n := 0
+	for _, f := range fs {
+		o := f.TupleOrig
+		if o.Proto.Protocol == 6 && o.IP.DestinationAddress == serverAddr &&
+			o.Proto.DestinationPort >= firstDport && o.Proto.DestinationPort < firstDport+maxSynthSession/portsPerBlock {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -161,17 +161,19 @@ func sessionsIn(ctx context.Context, l *lab.Lab, gw string, pool *ctPool, base i
 	return n - base
 }
 
-// lateSubordinate fills gw1's table, starts gw1 alone, then starts gw2 and
-// times its bulk sync; it records the daemons' memory once gw2 holds
-// everything.
+// lateSubordinate starts gw1 alone, fills its table once it is primary
+// (a starting hagate removes the sessions it finds, as it removes virtual
+// IPs: they are not yet its to keep), then starts gw2 and times its bulk
+// sync; it records the daemons' memory once gw2 holds everything.
 func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverResult) error {
-	if _, err := r.fill(ctx, "gw1", n); err != nil {
-		return err
-	}
 	if err := r.sys.Start("gw1"); err != nil {
 		return err
 	}
 	if err := waitPrimary(r.l, "gw1", 20*time.Second); err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, err := r.fill(ctx, "gw1", n); err != nil {
 		return err
 	}
 	// Let the primary learn its table before the subordinate comes.

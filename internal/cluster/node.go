@@ -36,6 +36,9 @@ type Node struct {
 	dual      string // another member claiming primary while this one is
 	// noPrimary is when the cluster last lost its acting primary.
 	noPrimary time.Time
+	// lastPrimary is the member that acted as primary before the current one
+	// (or before there was none).
+	lastPrimary string
 
 	selections []Selection
 	nextSend   time.Time
@@ -305,8 +308,10 @@ func (n *Node) heartbeatToSend(now time.Time) Heartbeat {
 
 func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
 	from := n.role
-	if to == Subordinate && n.cfg.SessionPickup {
-		n.syncPending = true // until the primary's bulk sync has arrived
+	if n.cfg.SessionPickup {
+		// A subordinate waits for the primary's bulk sync; a primary has
+		// the sessions by definition.
+		n.syncPending = to == Subordinate
 	}
 	n.role = to
 	n.roleSince = now
@@ -318,7 +323,7 @@ func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
 func (n *Node) selfCandidate(now time.Time) election.Candidate {
 	return election.Candidate{
 		ID: n.cfg.NodeID, Priority: n.cfg.Priority, MonitoredUp: n.monitoredUp(),
-		PingUp: n.pingUp, Uptime: n.uptime(now), FailoverSet: n.failoverSet,
+		PingUp: n.pingUp, Uptime: n.uptime(now), FailoverSet: n.failoverSet, SyncPending: n.syncPending,
 	}
 }
 
@@ -326,7 +331,7 @@ func (p *peer) candidate(id string, now time.Time) election.Candidate {
 	return election.Candidate{
 		ID: id, Priority: p.hb.Priority, MonitoredUp: p.hb.MonitoredUp, PingUp: p.hb.PingUp,
 		// The reported uptime has aged since it was sent.
-		Uptime: p.hb.Uptime + now.Sub(p.rxAt), FailoverSet: p.hb.FailoverSet,
+		Uptime: p.hb.Uptime + now.Sub(p.rxAt), FailoverSet: p.hb.FailoverSet, SyncPending: p.hb.SyncPending,
 	}
 }
 
@@ -414,13 +419,6 @@ func (n *Node) evaluate(now time.Time) {
 			if kind == KindPreempt && n.nominee(alive) == n.cfg.NodeID {
 				break // the others' elections keep this member: see nominee
 			}
-			if kind == KindPreempt && n.peers[res.Primary].hb.SyncPending {
-				if !n.holdNoted {
-					n.holdNoted = true
-					n.notice(false, false, "%s; held back until %s has the sessions", reason, res.Primary)
-				}
-				break
-			}
 			if kind == KindPreempt && now.Sub(n.roleSince) < n.cfg.FailoverHoldTime {
 				if !n.holdNoted {
 					n.holdNoted = true
@@ -440,7 +438,7 @@ func (n *Node) evaluate(now time.Time) {
 		if n.deferToStarting(now, cands, alive) {
 			break
 		}
-		if res.Primary == n.cfg.NodeID {
+		if res.Primary == n.cfg.NodeID && !n.handedToAnother() {
 			kind, reason := n.takeoverReason(now, res)
 			n.setRole(now, Primary, kind, reason)
 		} else if n.primary == "" && now.Sub(n.noPrimary) >= n.cfg.DeadInterval() && now.Sub(n.roleSince) >= n.cfg.DeadInterval() && n.nominee(alive) == n.cfg.NodeID {
@@ -448,6 +446,22 @@ func (n *Node) evaluate(now time.Time) {
 		}
 	}
 	n.track(now, claimant)
+}
+
+// handedToAnother reports whether the last primary stepped down (it still
+// runs) naming another member as its successor. Members' views can differ
+// for a moment (a heartbeat still on its way), so a primary that steps down
+// designates its successor and the others wait for that one: two members
+// never both take the role it left. If the successor never takes it, the
+// nominee rule below ends the wait after a dead interval.
+func (n *Node) handedToAnother() bool {
+	prev := n.primary // not yet updated by track when it has just stepped down
+	if prev == "" || prev == n.cfg.NodeID {
+		prev = n.lastPrimary
+	}
+	p := n.peers[prev]
+	return p != nil && p.alive && !p.left && p.hb.Role != Primary &&
+		p.hb.Elected != "" && p.hb.Elected != n.cfg.NodeID
 }
 
 // nominee is the member most members' elections name, ties going to the
@@ -597,6 +611,9 @@ func (n *Node) track(now time.Time, claimant string) {
 		if n.elected.Primary != acting {
 			reason = fmt.Sprintf("%s acts as primary", acting)
 		}
+	}
+	if n.primary != "" {
+		n.lastPrimary = n.primary
 	}
 	n.primary = acting
 	if acting == "" {

@@ -384,7 +384,8 @@ func (d *Daemon) perform(ctx context.Context, a cluster.Action) {
 	case cluster.PrimaryChange:
 		d.met.Elections.Inc()
 		if d.pickup != nil {
-			d.pickup.SetPrimary(a.Primary)
+			// In order with the role changes queued before it.
+			d.pickupOps <- pickupOp{setPrimary: true, primaryID: a.Primary}
 		}
 		if a.Primary == "" {
 			d.log.Warn("cluster has no primary")
@@ -519,9 +520,10 @@ func (d *Daemon) vipInterfaces() []string {
 
 // pickupOp is one role change for the session-pickup engine.
 type pickupOp struct {
-	primary   bool
-	primaryID string
-	gen       uint64
+	primary    bool // BecomePrimary; else BecomeSubordinate, or SetPrimary:
+	setPrimary bool // the acting primary changed
+	primaryID  string
+	gen        uint64
 }
 
 // runPickupOps performs the engine's role changes in order.
@@ -531,6 +533,10 @@ func (d *Daemon) runPickupOps(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case op := <-d.pickupOps:
+			if op.setPrimary {
+				d.pickup.SetPrimary(op.primaryID)
+				continue
+			}
 			if !op.primary {
 				d.pickup.BecomeSubordinate(ctx, op.primaryID)
 				continue

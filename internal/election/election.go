@@ -19,6 +19,9 @@ type Candidate struct {
 	// FailoverSet ranks a member below every other (hagate failover,
 	// FortiOS `execute ha failover set`).
 	FailoverSet bool
+	// SyncPending: with session pickup, the member has not received the
+	// primary's sessions yet; it ranks below members that have them.
+	SyncPending bool
 }
 
 // Rules are the cluster-wide election settings.
@@ -35,6 +38,7 @@ const (
 	NotFailover Criterion = "the others have failover set"
 	Monitored   Criterion = "it has the most monitored interfaces up"
 	PingServers Criterion = "it has the most ping servers answering"
+	Sessions    Criterion = "it has the sessions (the others wait for their session sync)"
 	Uptime      Criterion = "it has the largest HA uptime"
 	Priority    Criterion = "it has the highest priority"
 	NodeID      Criterion = "it has the highest node id"
@@ -55,8 +59,11 @@ func (r Result) Reason() string {
 // criterion in FGCP's order, so the result does not depend on the order of
 // cands even though the uptime margin makes "better" non-transitive:
 //
-//	override off: failover flag, monitored links, ping servers, uptime, priority, node id
-//	override on:  failover flag, monitored links, ping servers, priority, uptime, node id
+//	override off: failover flag, monitored links, ping servers, sessions, uptime, priority, node id
+//	override on:  failover flag, monitored links, ping servers, sessions, priority, uptime, node id
+//
+// "sessions" only matters with session pickup: a member still waiting for
+// the primary's bulk sync ranks below those that have the sessions.
 //
 // Uptimes within UptimeMargin of the longest count as equal. Elect of no
 // candidates returns the zero Result.
@@ -77,10 +84,11 @@ func Elect(cands []Candidate, r Rules) Result {
 		{NotFailover, keepMax(func(c Candidate) int64 { return boolInt(!c.FailoverSet) }, 0)},
 		{Monitored, keepMax(func(c Candidate) int64 { return int64(c.MonitoredUp) }, 0)},
 		{PingServers, keepMax(func(c Candidate) int64 { return int64(c.PingUp) }, 0)},
+		{Sessions, keepMax(func(c Candidate) int64 { return boolInt(!c.SyncPending) }, 0)},
 		uptime, prio,
 	}
 	if r.Override {
-		steps[3], steps[4] = prio, uptime
+		steps[4], steps[5] = prio, uptime
 	}
 	set := cands
 	for _, s := range steps {

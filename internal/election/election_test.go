@@ -36,6 +36,10 @@ func TestElect(t *testing.T) {
 			[]Candidate{{ID: "gw1", Priority: 9, Uptime: h}, {ID: "gw2", Priority: 9, Uptime: time.Minute}}, "gw1", Uptime},
 		{"failover flag first", Rules{Override: true, UptimeMargin: m},
 			[]Candidate{{ID: "gw1", Priority: 255, MonitoredUp: 2, FailoverSet: true}, {ID: "gw2", MonitoredUp: 0}}, "gw2", NotFailover},
+		{"sessions before priority", Rules{Override: true, UptimeMargin: m},
+			[]Candidate{{ID: "gw1", Priority: 255, SyncPending: true}, {ID: "gw2", Priority: 1}}, "gw2", Sessions},
+		{"monitored before sessions", Rules{UptimeMargin: m},
+			[]Candidate{{ID: "gw1", MonitoredUp: 2, SyncPending: true}, {ID: "gw2", MonitoredUp: 1}}, "gw1", Monitored},
 		{"ping servers after monitored", Rules{UptimeMargin: m},
 			[]Candidate{{ID: "gw1", MonitoredUp: 2, PingUp: 0, Uptime: h}, {ID: "gw2", MonitoredUp: 2, PingUp: 1}}, "gw2", PingServers},
 		{"rejoining primary stays subordinate", Rules{UptimeMargin: m},
@@ -71,6 +75,7 @@ func genCandidates(t *rapid.T) []Candidate {
 			PingUp:      rapid.IntRange(0, 1).Draw(t, "ping"),
 			Uptime:      time.Duration(rapid.Int64Range(0, int64(2*time.Hour)).Draw(t, "up")),
 			FailoverSet: rapid.IntRange(0, 9).Draw(t, "fs") == 0,
+			SyncPending: rapid.IntRange(0, 4).Draw(t, "sp") == 0,
 		})
 	}
 	return cs

@@ -331,7 +331,7 @@ func TestQuorum(t *testing.T) {
 // interval; once faults end, the cluster settles on exactly one primary that
 // every member agrees on.
 func TestRandomSchedules(t *testing.T) {
-	seeds := 300
+	seeds := 500
 	if testing.Short() {
 		seeds = 50
 	}
