@@ -17,6 +17,7 @@ import (
 // links work, that no daemon crashes, and that none leaks goroutines.
 func TestSoak(t *testing.T) {
 	o, lo := SoakClusterOptions()
+	o.Extra += "session_pickup:\n  enabled: true\n" // sessions must survive every failover
 	c := setup(t, 3, o, lo)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
@@ -28,7 +29,7 @@ func TestSoak(t *testing.T) {
 			t.Fatalf("HAGATE_SOAK_SEED: %v", err)
 		}
 	}
-	rep, err := Soak(context.Background(), c, SoakOptions{Duration: 60 * time.Second, Seed: seed, Logf: t.Logf})
+	rep, err := Soak(context.Background(), c, SoakOptions{Duration: 60 * time.Second, Seed: seed, Sessions: 4, RequireSessions: true, Logf: t.Logf})
 	if err != nil {
 		t.Fatal(err)
 	}
