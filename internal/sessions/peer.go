@@ -80,7 +80,9 @@ func (e *Engine) runPeer(ctx context.Context, p *peer) {
 			return
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		// Capped low: a subordinate that refused (still in its hello
+		// holddown) must not wait long for its sessions once ready.
+		backoff = min(2*backoff, time.Second)
 	}
 }
 

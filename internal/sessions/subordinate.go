@@ -94,7 +94,11 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 		return fmt.Errorf("bad hello: %v", err)
 	}
 	e.mu.Lock()
-	if e.role != roleSubordinate || h.Sender != e.primaryID {
+	// A subordinate that does not know the primary yet (it has just left
+	// its hello holddown) accepts any authenticated member: refusing would
+	// leave it without the sessions until the primary redials. SetPrimary
+	// drops the connection if another member turns out to be primary.
+	if e.role != roleSubordinate || (e.primaryID != "" && h.Sender != e.primaryID) {
 		r, want := e.role, e.primaryID
 		e.st.refused++
 		e.mu.Unlock()
