@@ -86,7 +86,7 @@ func run(ctx context.Context, w io.Writer) error {
 	show(w, bin, "status", c.ConfigPath(other))
 
 	step(w, "The client opens one TCP session to the server through the virtual IP (source NAT, strict TCP tracking) and sends a numbered message every 50 ms")
-	sess, err := startSession(c)
+	sess, err := c.OpenSession(50*time.Millisecond, 10*time.Second)
 	if err != nil {
 		return err
 	}

@@ -25,19 +25,7 @@ func startSession(t *testing.T, c *Cluster) *Session {
 	if err := c.StartEchoServer(); err != nil {
 		t.Fatal(err)
 	}
-	var s *Session
-	err := lab.WaitFor(5*time.Second, 200*time.Millisecond, func() (bool, error) {
-		var err error
-		if s, err = c.StartSession(50 * time.Millisecond); err != nil {
-			return false, err
-		}
-		time.Sleep(500 * time.Millisecond)
-		if r, err := s.Progress(); err == nil && r.Received > 3 && s.Alive() {
-			return true, nil
-		}
-		s.Stop()
-		return false, nil
-	})
+	s, err := c.OpenSession(50*time.Millisecond, 5*time.Second)
 	if err != nil {
 		t.Fatalf("echo session never started: %v", err)
 	}

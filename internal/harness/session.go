@@ -89,3 +89,23 @@ func (s *Session) Stop() (echo.Report, error) {
 	}
 	return s.Progress()
 }
+
+// OpenSession starts a session and waits until it has exchanged a few
+// messages, starting it again while the cluster settles (a connection
+// attempt before the primary forwards fails), for up to timeout.
+func (c *Cluster) OpenSession(interval, timeout time.Duration) (*Session, error) {
+	var s *Session
+	err := lab.WaitFor(timeout, 200*time.Millisecond, func() (bool, error) {
+		var err error
+		if s, err = c.StartSession(interval); err != nil {
+			return false, err
+		}
+		time.Sleep(500 * time.Millisecond)
+		if r, err := s.Progress(); err == nil && r.Received > 3 && s.Alive() {
+			return true, nil
+		}
+		s.Stop()
+		return false, nil
+	})
+	return s, err
+}
