@@ -109,16 +109,9 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
-	h, payload, err := fc.read(e.cfg.IOTimeout)
+	hello, err := e.readHello(fc)
 	if err != nil {
-		e.dropped(err)
-		return fmt.Errorf("hello: %w", err)
-	}
-	m, err := syncproto.Decode(payload, nil)
-	hello, ok := m.(syncproto.Hello)
-	if err != nil || !ok || hello.NodeID != h.Sender {
-		e.obs.FrameDropped("handshake")
-		return fmt.Errorf("bad hello from %s: %v", p.addr, err)
+		return fmt.Errorf("%s: %w", p.addr, err)
 	}
 	e.mu.Lock()
 	p.id, p.connected = hello.NodeID, true

@@ -73,6 +73,24 @@ func (e *Engine) count(c *uint64) {
 	e.mu.Unlock()
 }
 
+// readHello reads a connection's first frame, which must be an
+// authenticated hello from the node it names.
+func (e *Engine) readHello(fc *frameConn) (syncproto.Hello, error) {
+	h, payload, err := fc.read(e.cfg.IOTimeout)
+	if err != nil {
+		e.dropped(err)
+		return syncproto.Hello{}, fmt.Errorf("hello: %w", err)
+	}
+	m, err := syncproto.Decode(payload, nil)
+	hello, ok := m.(syncproto.Hello)
+	if err != nil || !ok || hello.NodeID != h.Sender {
+		e.count(&e.st.frameErrors)
+		e.obs.FrameDropped("handshake")
+		return syncproto.Hello{}, fmt.Errorf("bad hello: %v", err)
+	}
+	return hello, nil
+}
+
 // serveInbound authenticates a connection, checks it comes from the primary,
 // and applies what it carries until it fails. A newer connection from the
 // primary replaces an older one, which finishes applying first.
@@ -81,31 +99,24 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
-	h, payload, err := fc.read(e.cfg.IOTimeout)
+	hello, err := e.readHello(fc)
 	if err != nil {
-		e.dropped(err)
-		return fmt.Errorf("hello: %w", err)
+		return err
 	}
-	m, err := syncproto.Decode(payload, nil)
-	hello, ok := m.(syncproto.Hello)
-	if err != nil || !ok || hello.NodeID != h.Sender {
-		e.count(&e.st.frameErrors)
-		e.obs.FrameDropped("handshake")
-		return fmt.Errorf("bad hello: %v", err)
-	}
+	from := hello.NodeID // authenticated: the sender of the sealed frame
 	e.mu.Lock()
 	// A subordinate that does not know the primary yet (it has just left
 	// its hello holddown) accepts any authenticated member: refusing would
 	// leave it without the sessions until the primary redials. SetPrimary
 	// drops the connection if another member turns out to be primary.
-	if e.role != roleSubordinate || (e.primaryID != "" && h.Sender != e.primaryID) {
+	if e.role != roleSubordinate || (e.primaryID != "" && from != e.primaryID) {
 		r, want := e.role, e.primaryID
 		e.st.refused++
 		e.mu.Unlock()
 		e.obs.FrameDropped("not-primary")
-		return fmt.Errorf("refused sync from %q: role %s, primary %q", h.Sender, r, want)
+		return fmt.Errorf("refused sync from %q: role %s, primary %q", from, r, want)
 	}
-	in := &inbound{conn: c, from: h.Sender, done: make(chan struct{})}
+	in := &inbound{conn: c, from: from, done: make(chan struct{})}
 	old := e.inbound
 	e.inbound = in
 	e.lastSeq = 0
@@ -125,7 +136,7 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return err
 	}
-	e.log.Info("session pickup: primary connected", "node", h.Sender, "remote", c.RemoteAddr())
+	e.log.Info("session pickup: primary connected", "node", from, "remote", c.RemoteAddr())
 	return e.receive(ctx, fc)
 }
 
