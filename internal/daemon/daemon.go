@@ -133,16 +133,6 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 	return cc
 }
 
-// SetPickup attaches a session-pickup engine before Run, in place of the
-// one the configuration would build.
-func (d *Daemon) SetPickup(p Pickup) { d.pickup = p }
-
-// Metrics returns the daemon's metrics, for the parts built around it.
-func (d *Daemon) Metrics() *metrics.Metrics { return d.met }
-
-// Keyring returns the cluster keys (nil in plaintext mode) and the mode.
-func (d *Daemon) Keyring() (*seal.Keyring, seal.Mode) { return d.keys, d.mode }
-
 // Run runs the member until ctx ends; then, if primary, it hands over to
 // another member before returning.
 func (d *Daemon) Run(ctx context.Context) error {
@@ -229,7 +219,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.startPingers(start); err != nil {
 		return err
 	}
-	if cfg.SessionPickup.Enabled && d.pickup == nil {
+	if cfg.SessionPickup.Enabled {
 		p, err := startPickup(bg, cfg, d.keys, d.mode, epoch, d.met, d)
 		if err != nil {
 			return err

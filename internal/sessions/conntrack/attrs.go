@@ -328,9 +328,7 @@ func (w *builder) create(s *session.Session, seq uint32, flags uint16) {
 	case s.Reply.Dst != plain.Dst || ports && s.Reply.DstPort != plain.DstPort:
 		w.natRange(ctaNATSrc, s.Family, s.Reply.Dst, s.Reply.DstPort, ports)
 	}
-	if s.Zone != 0 {
-		w.be16(ctaZone, s.Zone)
-	}
+	w.zone(s.Zone)
 	w.state(s)
 	w.end(off)
 }
@@ -340,19 +338,22 @@ func (w *builder) create(s *session.Session, seq uint32, flags uint16) {
 func (w *builder) update(s *session.Session, seq uint32, flags uint16) {
 	off := w.begin(msgCTNew, flags, seq, s.Family)
 	w.tuple(ctaTupleOrig, s.Family, s.Proto, &s.Orig)
-	if s.Zone != 0 {
-		w.be16(ctaZone, s.Zone)
-	}
+	w.zone(s.Zone)
 	w.state(s)
 	w.end(off)
+}
+
+// zone appends the conntrack zone, which the kernel takes as 0 when absent.
+func (w *builder) zone(z uint16) {
+	if z != 0 {
+		w.be16(ctaZone, z)
+	}
 }
 
 // del appends a request deleting the entry with key k.
 func (w *builder) del(k *session.Key, seq uint32, flags uint16) {
 	off := w.begin(msgCTDel, flags, seq, k.Family)
 	w.tuple(ctaTupleOrig, k.Family, k.Proto, &k.Orig)
-	if k.Zone != 0 {
-		w.be16(ctaZone, k.Zone)
-	}
+	w.zone(k.Zone)
 	w.end(off)
 }
