@@ -89,6 +89,9 @@ func New(cfg Config, now time.Time) *Node {
 		peers:       map[string]*peer{},
 		nextSend:    now,
 		noPrimary:   now,
+		// With session pickup, a starting member has no sessions until
+		// a primary's bulk sync arrives.
+		syncPending: cfg.SessionPickup,
 	}
 	// Until the link watcher says otherwise, links are assumed down: a
 	// member must not claim to be better than it is.
@@ -308,9 +311,11 @@ func (n *Node) heartbeatToSend(now time.Time) Heartbeat {
 
 func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
 	from := n.role
-	if n.cfg.SessionPickup {
-		// A subordinate waits for the primary's bulk sync; a primary has
-		// the sessions by definition.
+	if n.cfg.SessionPickup && (from == Primary || to == Primary) {
+		// A primary has the sessions by definition; one that steps down
+		// drops what it forwarded and waits for the new primary's bulk
+		// sync. A member leaving hello keeps what it was told: it takes
+		// the primary's sessions during its holddown already.
 		n.syncPending = to == Subordinate
 	}
 	n.role = to
@@ -399,14 +404,14 @@ func (n *Node) evaluate(now time.Time) {
 	if n.role == Hello {
 		n.endHello(now, alive, claimant)
 		if n.role == Hello {
-			n.elected = election.Elect(cands, n.rules())
+			n.setElected(election.Elect(cands, n.rules()))
 			n.track(now, claimant)
 			return
 		}
 		cands = append(cands, n.selfCandidate(now))
 	}
 	res := election.Elect(cands, n.rules())
-	n.elected = res
+	n.setElected(res)
 	quorate, votes := n.quorum(len(alive))
 
 	switch n.role {
@@ -446,6 +451,16 @@ func (n *Node) evaluate(now time.Time) {
 		}
 	}
 	n.track(now, claimant)
+}
+
+// setElected records this member's election. The others count it (see
+// nominee and handedToAnother), so a new choice is sent at once: after a
+// healed partition, a primary that lost waits for the members' votes.
+func (n *Node) setElected(res election.Result) {
+	if res.Primary != n.elected.Primary {
+		n.sendNow = true
+	}
+	n.elected = res
 }
 
 // handedToAnother reports whether the last primary stepped down (it still

@@ -230,6 +230,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		start("session pickup", d.pickup.Run)
 		start("session pickup roles", d.runPickupOps)
 		d.refreshLocalAddrs()
+		// Take the primary's sessions from the start of the hello
+		// holddown: a member that must take over right after it (the
+		// primary leaves, the others' links are down) then has them.
+		d.pickupOps <- pickupOp{primary: false}
 	}
 
 	d.node = cluster.New(clusterConfig(cfg), time.Now())

@@ -290,17 +290,23 @@ func (e *Engine) SetPrimary(id string) {
 }
 
 // BecomeSubordinate stops serving subordinates and accepts the sessions of
-// primaryID. The sessions already in the table stay installed; those the new
-// primary's first bulk does not carry are removed at its end.
+// primaryID ("": of any member until SetPrimary names one). The daemon calls
+// it at start, so that a member takes the primary's sessions during its
+// hello holddown. The sessions already in the table stay installed; those
+// the new primary's first bulk does not carry are removed at its end.
 func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error {
 	e.mu.Lock()
 	wasSubordinate := e.role == roleSubordinate
 	e.mu.Unlock()
+	if wasSubordinate {
+		// Leaving hello, or a new primary: keep the connection of the
+		// primary named, if it is the one sending.
+		e.SetPrimary(primaryID)
+		return nil
+	}
 	e.stopRole()
-	if !wasSubordinate {
-		if err := e.purgeForwarded(ctx); err != nil {
-			e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
-		}
+	if err := e.purgeForwarded(ctx); err != nil {
+		e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -246,6 +246,12 @@ func (c *Cluster) step(m *Member, ev cluster.Event) {
 			if c.Log != nil {
 				c.Log("%s %s: %s -> %s (%s: %s)", c.Now.Sub(Epoch), m.ID, a.From, a.To, a.Kind, a.Reason)
 			}
+		case cluster.PrimaryChange:
+			// A member in hello or subordinate takes the sessions of the
+			// primary it hears, as the daemon's engine does.
+			if a.Primary != "" && a.Primary != m.ID && m.Cfg.SessionPickup {
+				c.schedule(c.Now.Add(c.SyncDelay), m, syncEvent{})
+			}
 		}
 	}
 	if c.OnChange != nil {

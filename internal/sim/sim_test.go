@@ -463,13 +463,14 @@ func TestPreemptWaitsForSessionSync(t *testing.T) {
 		cf.Override = true
 		cf.SessionPickup = true
 	})
-	c.SyncDelay = 2 * time.Second
+	// It takes the sessions from its start; they arrive after its hello
+	// holddown.
+	c.SyncDelay = holddown + 2*time.Second
 	mustSettle(t, c, "gw1")
 	c.Kill("gw1")
 	c.RunUntil(5*time.Second, func() bool { return onePrimary(c) })
 	c.Run(10 * time.Second)
 	c.Start("gw1")
-	// gw1 leaves hello within the holddown; its sync takes 2 s more.
 	c.Run(holddown + time.Second)
 	if p := c.Primaries(); len(p) != 1 || p[0] != "gw2" {
 		t.Fatalf("preempted before the sessions were synced: %v", p)
