@@ -535,7 +535,12 @@ func (n *Node) endHello(now time.Time, alive []string, claimant string) {
 	if claimant == "" {
 		return
 	}
-	cands := []election.Candidate{n.selfCandidate(now)}
+	// Judged as this member will be once it has the sessions, which it
+	// takes during the holddown: one that would then replace the primary
+	// stays in hello for the whole holddown, as without session pickup.
+	self := n.selfCandidate(now)
+	self.SyncPending = false
+	cands := []election.Candidate{self}
 	for _, id := range alive {
 		if p := n.peers[id]; p.hb.Role != Hello {
 			cands = append(cands, p.candidate(id, now))
