@@ -41,6 +41,7 @@ bench: deps bench-deps
 # Five minutes of random faults on a live cluster carrying TCP sessions.
 soak: deps
 	$(GO) run ./cmd/hagate-soak -duration 5m -v -pickup -sessions 8 -require-sessions
+	$(GO) run ./cmd/hagate-soak -duration 2m -v -pickup -quorum -sessions 4 -require-sessions
 
 # Every fuzz target, FUZZTIME each.
 fuzz:

@@ -32,6 +32,7 @@ func run() int {
 	sessions := flag.Int("sessions", 0, "long-lived TCP sessions to keep open through the cluster (needs session pickup to survive failovers)")
 	requireSessions := flag.Bool("require-sessions", false, "count a session lost at a failover as a violation")
 	pickup := flag.Bool("pickup", false, "turn session pickup on in the members' configuration")
+	quorum := flag.Bool("quorum", false, "turn the quorum rule on in the members' configuration and cut members off (ha-isolate faults)")
 	poll := flag.Duration("poll", 20*time.Millisecond, "how often to read the virtual IP holders")
 	faults := flag.String("faults", "", "comma-separated fault kinds (default all: "+kinds()+")")
 	verbose := flag.Bool("v", false, "print every fault as it is injected")
@@ -45,7 +46,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	opts := harness.SoakOptions{Duration: *duration, Seed: *seed, Poll: *poll, Sessions: *sessions, RequireSessions: *requireSessions}
+	opts := harness.SoakOptions{Duration: *duration, Seed: *seed, Poll: *poll, Sessions: *sessions, RequireSessions: *requireSessions, Quorum: *quorum}
 	if *faults != "" {
 		for _, f := range strings.Split(*faults, ",") {
 			opts.Faults = append(opts.Faults, harness.FaultKind(strings.TrimSpace(f)))
@@ -73,6 +74,9 @@ func run() int {
 	co, lo := harness.SoakClusterOptions()
 	if *pickup {
 		co.Extra += "session_pickup:\n  enabled: true\n"
+	}
+	if *quorum {
+		co.Extra += harness.QuorumExtra
 	}
 	lo.Prefix = "hgsoak"
 	lo.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }

@@ -37,10 +37,18 @@ const (
 	FaultMonitorFlap FaultKind = "monitor-flap"
 	// FaultCPU runs a busy loop in a member's namespace for a few seconds.
 	FaultCPU FaultKind = "cpu-pressure"
+	// FaultHAIsolate cuts every heartbeat link of one member for a few
+	// seconds: a split brain. Only with SoakOptions.Quorum, where the
+	// members' quorum rule must keep the isolated member from holding the
+	// addresses while the others elect a primary.
+	FaultHAIsolate FaultKind = "ha-isolate"
 )
 
 // AllFaults lists every fault kind.
-var AllFaults = []FaultKind{FaultKillPrimary, FaultRestart, FaultHACut, FaultHALoss, FaultMonitorFlap, FaultCPU}
+var AllFaults = []FaultKind{FaultKillPrimary, FaultRestart, FaultHACut, FaultHALoss, FaultMonitorFlap, FaultCPU, FaultHAIsolate}
+
+// isolated is the link part of an isolation's haFaults key: every link.
+const isolated = "*"
 
 // SoakOptions shape a soak run.
 type SoakOptions struct {
@@ -69,9 +77,17 @@ type SoakOptions struct {
 	// last gateway (the lowest priority, so kills of the primary rarely
 	// find it in the role). "-" makes every member fair game.
 	Steady string
+	// Quorum says the members run with split_brain.quorum (the caller
+	// configures them, e.g. with QuorumExtra): FaultHAIsolate may then cut
+	// a member off, and two holders at once are a violation while a member
+	// is cut off too.
+	Quorum bool
 	// Logf, if set, receives every fault as it is injected.
 	Logf func(format string, args ...any)
 }
+
+// QuorumExtra is the configuration that turns the quorum rule on.
+const QuorumExtra = "split_brain:\n  quorum: true\n"
 
 func (o SoakOptions) withDefaults() SoakOptions {
 	if o.Duration <= 0 {
@@ -406,7 +422,7 @@ func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 	switch kind {
 	case FaultKillPrimary:
 		h := c.Holders()
-		if len(h) != 1 || s.anyDown() || h[0] == s.o.Steady {
+		if len(h) != 1 || s.anyDown() || s.isolating() || h[0] == s.o.Steady {
 			return "", false
 		}
 		gw := h[0]
@@ -421,7 +437,7 @@ func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 		s.schedule(after, "start "+gw, func() error { return s.startDaemon(gw) })
 		return fmt.Sprintf("SIGKILL %s, release, start again in %s", gw, after.Round(100*time.Millisecond)), true
 	case FaultRestart:
-		if s.anyDown() || len(s.restartable()) == 0 {
+		if s.anyDown() || s.isolating() || len(s.restartable()) == 0 {
 			return "", false
 		}
 		gw := s.pick(s.restartable())
@@ -475,6 +491,8 @@ func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 			return err
 		})
 		return desc, true
+	case FaultHAIsolate:
+		return s.isolate()
 	case FaultMonitorFlap:
 		for _, busy := range s.monitor {
 			if busy {
@@ -526,6 +544,52 @@ func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 		return fmt.Sprintf("busy loop in %s for %ss", gw, secs), true
 	}
 	return "", false
+}
+
+// isolate cuts every heartbeat link of one member while no other heartbeat
+// fault is in force and every daemon runs: two of three members then keep
+// a majority. The isolated member must not hold the addresses.
+func (s *soak) isolate() (string, bool) {
+	s.mu.Lock()
+	busy := len(s.haFaults) > 0
+	s.mu.Unlock()
+	if !s.o.Quorum || busy || s.anyDown() || len(s.c.gws) < 3 {
+		return "", false
+	}
+	links := []string{lab.HA}
+	if s.c.opts.HA2 {
+		links = append(links, lab.HA2)
+	}
+	gw := s.pick(s.c.gws)
+	key := gw + "/" + isolated
+	d := s.between(time.Second, 6*time.Second)
+	for _, l := range links {
+		if err := s.c.Lab.Cut(gw, l); err != nil {
+			s.violate("isolate %s: cut %s: %v", gw, l, err)
+		}
+	}
+	s.setHAFault(key, string(FaultHAIsolate))
+	s.schedule(d, "heal "+key, func() error {
+		var errs []error
+		for _, l := range links {
+			errs = append(errs, s.c.Lab.Heal(gw, l))
+		}
+		s.clearHAFault(key)
+		return errors.Join(errs...)
+	})
+	return fmt.Sprintf("cut every heartbeat link of %s for %s", gw, d.Round(100*time.Millisecond)), true
+}
+
+// isolating reports whether a member is cut off.
+func (s *soak) isolating() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.haFaults {
+		if strings.HasSuffix(k, "/"+isolated) {
+			return true
+		}
+	}
+	return false
 }
 
 // haLinkFree returns a heartbeat link that may take a fault: the other link
@@ -593,11 +657,17 @@ func (s *soak) haState(now time.Time) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var fs []string
+	excusing := 0
 	for k, v := range s.haFaults {
 		fs = append(fs, v+" "+k)
+		// With quorum, a member cut off must not hold the addresses
+		// together with the others: no excuse.
+		if !(s.o.Quorum && v == string(FaultHAIsolate)) {
+			excusing++
+		}
 	}
 	slices.Sort(fs)
-	healthy := len(fs) == 0 && now.Sub(s.haHealed) >= s.c.opts.Interval
+	healthy := excusing == 0 && now.Sub(s.haHealed) >= s.c.opts.Interval
 	return strings.Join(fs, ", "), healthy
 }
 
@@ -836,8 +906,12 @@ func (s *soak) sample(ctx context.Context, holders func() ([]string, error)) {
 			// The window is known to within one sample gap.
 			if dual.Length > s.c.opts.Interval+gap {
 				dual.Violates = true
-				s.violate("%s held the virtual IP together for %s at %s with the heartbeat links healthy (bound %s + %s poll)",
-					strings.Join(dual.Holders, " and "), dual.Length.Round(time.Millisecond), dual.Start, s.c.opts.Interval, gap.Round(time.Millisecond))
+				why := "with the heartbeat links healthy"
+				if dual.Faults != "" {
+					why = "with a member cut off under the quorum rule"
+				}
+				s.violate("%s held the virtual IP together for %s at %s %s (bound %s + %s poll)",
+					strings.Join(dual.Holders, " and "), dual.Length.Round(time.Millisecond), dual.Start, why, s.c.opts.Interval, gap.Round(time.Millisecond))
 			}
 		}
 		s.rep.Dual = append(s.rep.Dual, *dual)

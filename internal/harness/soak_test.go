@@ -16,35 +16,49 @@ import (
 // IP together for longer than a heartbeat interval while the heartbeat
 // links work, that no daemon crashes, and that none leaks goroutines.
 func TestSoak(t *testing.T) {
-	o, lo := SoakClusterOptions()
 	// Sessions run through the soak and are reported; losing one is not
 	// yet a failure here (docs/reliability.md, open problems).
-	o.Extra += "session_pickup:\n  enabled: true\n"
+	runSoak(t, "", SoakOptions{Duration: 60 * time.Second, Sessions: 4}, 10)
+}
+
+// TestSoakQuorum runs the soak with the quorum rule on and members cut off
+// from every heartbeat link now and then: the member cut off must never
+// hold the addresses together with the primary the others elect.
+func TestSoakQuorum(t *testing.T) {
+	runSoak(t, QuorumExtra, SoakOptions{Duration: 30 * time.Second, Sessions: 2, Quorum: true,
+		Faults: []FaultKind{FaultHAIsolate, FaultKillPrimary, FaultHALoss, FaultMonitorFlap}}, 5)
+}
+
+func runSoak(t *testing.T, extra string, so SoakOptions, minFaults int) {
+	o, lo := SoakClusterOptions()
+	o.Extra += "session_pickup:\n  enabled: true\n" + extra
 	c := setup(t, 3, o, lo)
 	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
-	var seed uint64
 	if v := os.Getenv("HAGATE_SOAK_SEED"); v != "" {
 		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+		if so.Seed, err = strconv.ParseUint(v, 10, 64); err != nil {
 			t.Fatalf("HAGATE_SOAK_SEED: %v", err)
 		}
 	}
-	rep, err := Soak(context.Background(), c, SoakOptions{Duration: 60 * time.Second, Seed: seed, Sessions: 4, Logf: t.Logf})
+	so.Logf = t.Logf
+	rep, err := Soak(context.Background(), c, so)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	rep.Format(&b)
 	t.Logf("\n%s", b.String())
-	if total := func() (n int) {
-		for _, v := range rep.Faults {
-			n += v
-		}
-		return n
-	}(); total < 10 {
-		t.Errorf("only %d faults injected in a minute", total)
+	total := 0
+	for _, v := range rep.Faults {
+		total += v
+	}
+	if total < minFaults {
+		t.Errorf("only %d faults injected in %s", total, so.Duration)
+	}
+	if so.Quorum && rep.Faults[FaultHAIsolate] == 0 {
+		t.Errorf("no member was cut off: the quorum rule was not put to the test")
 	}
 	if err := rep.Err(); err != nil {
 		t.Errorf("%v\n(repeat with HAGATE_SOAK_SEED=%d)", err, rep.Seed)
