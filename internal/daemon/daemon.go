@@ -28,15 +28,6 @@ import (
 	"github.com/hagate/hagate/internal/seal"
 )
 
-// startAllowance is how far before this member's start a frame may have
-// been sent (by the sender's clock) and still be accepted: frames older than
-// that are captures this member has no replay window for. So a capture can
-// be replayed to a restarted member only if it was made in the last half
-// second before the restart. Members' clocks should agree within it (NTP);
-// a sender whose clock lags more is not heard for that much longer after
-// this member starts.
-const startAllowance = 500 * time.Millisecond
-
 // historyEntries is how many election events are kept across restarts.
 const historyEntries = 1000
 
@@ -152,8 +143,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Frames sent before this start are captures the opener has no replay
+	// window for, unless they echo this boot: the transport checks that
+	// (heartbeat.StartMargin), not a clock allowance here.
 	opener := seal.NewOpener(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew)
-	opener.RefuseBefore(d.started.Add(-startAllowance))
 	var links []heartbeat.Link
 	for _, l := range cfg.Heartbeat.Links {
 		links = append(links, heartbeat.Link{Interface: l.Interface, Peers: l.Peers})

@@ -203,7 +203,7 @@ func forge(t *testing.T, sender string, mode seal.Mode, key string, withID *[4]b
 	var frames [][]byte
 	for i := range n {
 		hb.Count = uint64(i + 1)
-		f := s.Seal(nil, 0, time.Now(), heartbeat.Encode(nil, hb))
+		f := s.Seal(nil, 0, time.Now(), heartbeat.Encode(nil, heartbeat.Message{HB: hb}))
 		if withID != nil {
 			copy(f[8:12], withID[:]) // the key id's place in the header
 		}
@@ -376,78 +376,166 @@ func TestReplayedHeartbeat(t *testing.T) {
 	}
 }
 
-// TestReplayAfterReceiverRestart replays a dead primary's captured
-// heartbeats, at the pace it sent them and well within max_clock_skew (the
-// default, 60 s), to a member that has just restarted. The restarted member
-// has no replay window for the dead primary's boot yet; it must still not
-// take the replay for a live primary, or it would stay subordinate (and
-// nobody would hold the virtual IPs) for as long as the attacker replays.
+// TestReplayAfterReceiverRestart replays to a member that has just
+// restarted the heartbeats a primary sent in the last half second before
+// that restart, within max_clock_skew (the default, 60 s). The restarted
+// member has no replay window for them; a clock allowance would let them
+// in. Each must be dropped as "early": sent before the receiver started and
+// not echoing its boot. While gw2 restarts the switch drops gw1's frames to
+// it (and only those), so gw2 never hears gw1 live in its new boot and the
+// replayed frames would be the first it hears; gw3's namespace (its daemon
+// does not run) captures everything, gw2's new boot included.
 func TestReplayAfterReceiverRestart(t *testing.T) {
 	c := setup(t, 3, Options{Extra: MetricsExtra()}, lab.Options{})
 	c.Start("gw1")
 	c.Start("gw2")
 	mustHolder(t, c, 15*time.Second, "gw1")
-	capStart := time.Now()
-	frames := capture(t, c, "gw3", haAddr(1), 4*time.Second, 100)
-	if len(frames) < 20 {
-		t.Fatalf("captured %d heartbeats of gw1 in 4 s, want at least 20", len(frames))
-	}
-	if err := c.PowerOff("gw1"); err != nil {
-		t.Fatal(err)
-	}
-	mustHolder(t, c, 10*time.Second, "gw2")
-	if err := c.Lab.Heal("gw1", lab.HA); err != nil {
-		t.Fatal(err)
+	tap := startTap(t, c, "gw3")
+	time.Sleep(500 * time.Millisecond)
+	oldBoot := tap.boot(haAddr(2), 0)
+	if oldBoot == 0 {
+		t.Fatal("no heartbeat of gw2 captured at gw3")
 	}
 	if err := c.Stop("gw2"); err != nil {
 		t.Fatal(err)
 	}
-	// A receiver accepts frames sent up to 500 ms (the clock allowance,
-	// startAllowance in the daemon) before it started; the capture ended
-	// longer ago than that, as any capture an attacker replays later does.
-	time.Sleep(time.Second)
+	block := dropBetween(t, c, "gw1-"+lab.HA, "gw2-"+lab.HA)
 	if err := c.Start("gw2"); err != nil {
 		t.Fatal(err)
 	}
-	// The daemon answers on its control socket once it runs.
+	var boot uint64
 	if err := lab.WaitFor(5*time.Second, 20*time.Millisecond, func() (bool, error) {
-		_, err := c.Status("gw2")
-		return err == nil, nil
+		boot = tap.boot(haAddr(2), oldBoot)
+		return boot != 0, nil
 	}); err != nil {
-		t.Fatalf("gw2 did not come back: %v", err)
+		t.Fatal("no heartbeat of gw2's new boot captured")
 	}
-	replayDone := make(chan struct{})
-	var sendErr error
-	go func() {
-		defer close(replayDone)
-		sendErr = trySend(c, "gw1", haAddr(1), netip.AddrPortFrom(haAddr(2), hbPort), frames, 100*time.Millisecond)
-	}()
-	sawGw1 := false
-	for done := false; !done; {
-		select {
-		case <-replayDone:
-			done = true
-		case <-time.After(200 * time.Millisecond):
+	started := time.Unix(0, int64(boot))
+	time.Sleep(300 * time.Millisecond)
+	if err := c.PowerOff("gw1"); err != nil {
+		t.Fatal(err)
+	}
+	frames := tap.stop()
+	block()
+	if err := c.Lab.Heal("gw1", lab.HA); err != nil {
+		t.Fatal(err)
+	}
+	mustHolder(t, c, 10*time.Second, "gw2")
+
+	// gw1's heartbeats sent in the last 500 ms before gw2 started.
+	var replay [][]byte
+	for _, f := range frames {
+		h, _, err := seal.ParseHeader(f.b)
+		if err == nil && f.from == haAddr(1) && !h.Sent.Before(started.Add(-500*time.Millisecond)) && h.Sent.Before(started) {
+			replay = append(replay, f.b)
 		}
-		if memberAlive(t, c, "gw2", "gw1") {
-			sawGw1 = true
-		}
 	}
-	if sendErr != nil {
-		t.Fatal(sendErr)
+	if len(replay) < 2 {
+		t.Fatalf("captured %d heartbeats of gw1 in the 500 ms before gw2 started, want at least 2", len(replay))
 	}
-	st, err := c.Status("gw2")
+	before := mustScrape(t, c, "gw2")
+	watch := watchHolders(t, c, []string{"gw2"})
+	sendFrames(t, c, "gw1", haAddr(1), netip.AddrPortFrom(haAddr(2), hbPort), replay, 100*time.Millisecond)
+	got := waitDrops(t, c, "gw2", before, []string{"early"}, float64(len(replay)))
+	time.Sleep(300 * time.Millisecond) // a heartbeat let in would show by now
+	watch.check(t)
+	after := mustScrape(t, c, "gw2")
+	rx := after.Sum("hagate_heartbeats_received_total", `peer="gw1"`) - before.Sum("hagate_heartbeats_received_total", `peer="gw1"`)
+	t.Logf("replayed %d heartbeats of gw1 sent 0-500 ms before gw2 started: gw2 drops %v, received %v", len(replay), got, rx)
+	if rx != 0 || got["early"] != float64(len(replay)) {
+		t.Errorf("gw2 received %v and dropped %v as early of the %d replayed heartbeats, want 0 and all", rx, got["early"], len(replay))
+	}
+	if memberAlive(t, c, "gw2", "gw1") {
+		t.Error("the restarted gw2 sees the dead gw1 alive after the replay")
+	}
+	mustRole(t, c, "gw2", "primary", "gw2")
+}
+
+// tapFrame is one datagram a tap read.
+type tapFrame struct {
+	from netip.Addr
+	b    []byte
+}
+
+// tap reads every datagram to the heartbeat port in a namespace whose
+// daemon does not run, until stopped.
+type tap struct {
+	conn *net.UDPConn
+	done chan struct{}
+	mu   sync.Mutex
+	got  []tapFrame
+}
+
+func startTap(t *testing.T, c *Cluster, node string) *tap {
+	t.Helper()
+	conn, err := c.ListenUDP(node, netip.AddrPortFrom(netip.IPv4Unspecified(), hbPort))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("gw2 after %d replayed heartbeats: role %s, primary %q, drops %v", len(frames), st.Role, st.PrimaryID,
-		mustScrape(t, c, "gw2").ByLabel(dropMetric, "reason"))
-	if sawGw1 {
-		t.Errorf("restarted gw2 accepted a replay of the dead gw1's heartbeats (captured %s before, within max_clock_skew 60s) and saw gw1 alive",
-			time.Since(capStart).Round(time.Second))
+	tp := &tap{conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(tp.done)
+		buf := make([]byte, 2048)
+		for range 100_000 {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return // closed by stop
+			}
+			tp.mu.Lock()
+			tp.got = append(tp.got, tapFrame{from.Addr().Unmap(), slices.Clone(buf[:n])})
+			tp.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { tp.stop() })
+	return tp
+}
+
+// boot returns the boot (sealed frame epoch) of the last frame from src
+// whose boot is not skip, 0 if none.
+func (tp *tap) boot(src netip.Addr, skip uint64) uint64 {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for i := len(tp.got) - 1; i >= 0; i-- {
+		if tp.got[i].from != src {
+			continue
+		}
+		if h, _, err := seal.ParseHeader(tp.got[i].b); err == nil && h.Epoch != skip {
+			return h.Epoch
+		}
 	}
-	// Either way, once the replay stops gw2 must take the addresses.
-	mustHolder(t, c, 10*time.Second, "gw2")
+	return 0
+}
+
+// stop ends the capture and returns what it read.
+func (tp *tap) stop() []tapFrame {
+	tp.conn.Close()
+	<-tp.done
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.got
+}
+
+// dropBetween makes the lab's switch drop every frame from one port to
+// another (one way only), in a table of its own beside the lab's fault
+// table; the returned function removes it, as does the lab's teardown.
+func dropBetween(t *testing.T, c *Cluster, from, to string) func() {
+	t.Helper()
+	table := fmt.Sprintf("table bridge hostile {\n\tchain forward {\n\t\ttype filter hook forward priority -1; policy accept;\n\t\tiifname %q oifname %q counter drop\n\t}\n}\n", from, to)
+	cmd := c.Lab.Command(lab.Switch, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(table)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in the switch: %v: %s", err, out)
+	}
+	var once sync.Once
+	undo := func() {
+		once.Do(func() {
+			if out, err := c.Lab.Exec(lab.Switch, "nft", "delete", "table", "bridge", "hostile"); err != nil {
+				t.Errorf("nft delete table: %v: %s", err, out)
+			}
+		})
+	}
+	t.Cleanup(undo)
+	return undo
 }
 
 // TestGarbageFlood floods both members' heartbeat port from gw3's address

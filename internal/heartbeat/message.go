@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hagate/hagate/internal/cluster"
@@ -15,14 +16,24 @@ import (
 
 // Wire format of a heartbeat payload (inside a sealed frame), big-endian:
 //
-//	0  version (1)        1  role (1)          2  flags (1)       3  priority (1)
+//	0  version (2)        1  role (1)          2  flags (1)       3  priority (1)
 //	4  monitored up (1)   5  monitored total   6  ping up (1)     7  elected length
 //	8  uptime, ms (8)     16 hello left, ms (4)                   20 count (8)
 //	28 elected node id (0..32 bytes)
+//	then echo count (1, 0..MaxEcho) and that many boot ids (8 bytes each)
+//
+// Version 1, sent by members from before the echo, is the same without the
+// echo count and boot ids; it is still read, as a heartbeat that echoes
+// nothing. Members from before the echo refuse version 2 as malformed, so a
+// cluster moves to it all at once.
 const (
-	version      = 1
-	fixedLen     = 28
-	MaxLen       = fixedLen + seal.MaxSenderLen
+	version       = 2
+	versionNoEcho = 1
+	fixedLen      = 28
+	// MaxEcho bounds the boot ids a heartbeat echoes: one per peer, for
+	// clusters of up to five members.
+	MaxEcho      = 4
+	MaxLen       = fixedLen + seal.MaxSenderLen + 1 + 8*MaxEcho
 	flagOverride = 1 << 0
 	flagFailover = 1 << 1
 	flagLeaving  = 1 << 2
@@ -33,10 +44,33 @@ const (
 // ErrMalformed is returned for a payload that is not a valid heartbeat.
 var ErrMalformed = errors.New("malformed heartbeat")
 
-// Encode appends hb's wire form to dst.
-func Encode(dst []byte, hb cluster.Heartbeat) []byte {
+// Message is one heartbeat payload: what the sender says of itself, and the
+// boots of its peers it has heard.
+type Message struct {
+	HB cluster.Heartbeat
+	// Echo holds the boot ids (sender epochs of seal.Header) the sender last
+	// heard from each peer, most recent first, at most MaxEcho. A member
+	// that finds its own boot here knows the heartbeat was sent after the
+	// sender heard this boot, so it cannot be a capture from before it.
+	Echo []uint64
+	// NoEcho marks the version 1 format of members from before the echo:
+	// Decode sets it, Encode writes version 1 (and no echo) when it is set.
+	NoEcho bool
+}
+
+// Echoes reports whether m echoes the boot id boot.
+func (m *Message) Echoes(boot uint64) bool {
+	return slices.Contains(m.Echo, boot)
+}
+
+// Encode appends m's wire form to dst. Boot ids beyond MaxEcho are left out.
+func Encode(dst []byte, m Message) []byte {
+	hb := m.HB
 	var b [fixedLen]byte
 	b[0] = version
+	if m.NoEcho {
+		b[0] = versionNoEcho
+	}
 	b[1] = byte(hb.Role)
 	if hb.Override {
 		b[2] |= flagOverride
@@ -63,38 +97,61 @@ func Encode(dst []byte, hb cluster.Heartbeat) []byte {
 	binary.BigEndian.PutUint32(b[16:20], uint32(min(max(hb.HelloLeft, 0).Milliseconds(), 1<<32-1)))
 	binary.BigEndian.PutUint64(b[20:28], hb.Count)
 	dst = append(dst, b[:]...)
-	return append(dst, elected...)
+	dst = append(dst, elected...)
+	if m.NoEcho {
+		return dst
+	}
+	echo := m.Echo[:min(len(m.Echo), MaxEcho)]
+	dst = append(dst, byte(len(echo)))
+	for _, e := range echo {
+		dst = binary.BigEndian.AppendUint64(dst, e)
+	}
+	return dst
 }
 
-// Decode parses a heartbeat payload. It never panics and allocates only the
-// elected node id.
-func Decode(p []byte) (cluster.Heartbeat, error) {
-	var hb cluster.Heartbeat
+// Decode parses a heartbeat payload of either version. It never panics and
+// allocates only the elected node id and the echo.
+func Decode(p []byte) (Message, error) {
+	var m Message
 	if len(p) < fixedLen {
-		return hb, fmt.Errorf("%w: %d bytes", ErrMalformed, len(p))
+		return m, fmt.Errorf("%w: %d bytes", ErrMalformed, len(p))
 	}
-	if p[0] != version {
-		return hb, fmt.Errorf("%w: version %d", ErrMalformed, p[0])
+	if p[0] != version && p[0] != versionNoEcho {
+		return m, fmt.Errorf("%w: version %d", ErrMalformed, p[0])
 	}
 	role := cluster.Role(p[1])
 	if role > cluster.Primary {
-		return hb, fmt.Errorf("%w: role %d", ErrMalformed, p[1])
+		return m, fmt.Errorf("%w: role %d", ErrMalformed, p[1])
 	}
 	if p[2]&^knownFlags != 0 {
-		return hb, fmt.Errorf("%w: flags %#x", ErrMalformed, p[2])
+		return m, fmt.Errorf("%w: flags %#x", ErrMalformed, p[2])
 	}
 	if p[4] > p[5] {
-		return hb, fmt.Errorf("%w: %d of %d monitored links up", ErrMalformed, p[4], p[5])
+		return m, fmt.Errorf("%w: %d of %d monitored links up", ErrMalformed, p[4], p[5])
 	}
 	n := int(p[7])
-	if n > seal.MaxSenderLen || len(p) != fixedLen+n {
-		return hb, fmt.Errorf("%w: elected id length %d in %d bytes", ErrMalformed, n, len(p))
+	if n > seal.MaxSenderLen || len(p) < fixedLen+n {
+		return m, fmt.Errorf("%w: elected id length %d in %d bytes", ErrMalformed, n, len(p))
+	}
+	rest := p[fixedLen+n:]
+	noEcho := p[0] == versionNoEcho
+	switch {
+	case noEcho && len(rest) != 0:
+		return m, fmt.Errorf("%w: %d bytes after the elected id", ErrMalformed, len(rest))
+	case !noEcho && (len(rest) < 1 || int(rest[0]) > MaxEcho || len(rest) != 1+8*int(rest[0])):
+		return m, fmt.Errorf("%w: echo of %d bytes", ErrMalformed, len(rest))
 	}
 	up := binary.BigEndian.Uint64(p[8:16])
 	if up > uint64(100*365*24*time.Hour/time.Millisecond) {
-		return hb, fmt.Errorf("%w: uptime %d ms", ErrMalformed, up)
+		return m, fmt.Errorf("%w: uptime %d ms", ErrMalformed, up)
 	}
-	hb = cluster.Heartbeat{
+	if !noEcho {
+		for i := range int(rest[0]) {
+			m.Echo = append(m.Echo, binary.BigEndian.Uint64(rest[1+8*i:]))
+		}
+	}
+	m.NoEcho = noEcho
+	m.HB = cluster.Heartbeat{
 		Role:           role,
 		Override:       p[2]&flagOverride != 0,
 		FailoverSet:    p[2]&flagFailover != 0,
@@ -107,9 +164,9 @@ func Decode(p []byte) (cluster.Heartbeat, error) {
 		Uptime:         time.Duration(up) * time.Millisecond,
 		HelloLeft:      time.Duration(binary.BigEndian.Uint32(p[16:20])) * time.Millisecond,
 		Count:          binary.BigEndian.Uint64(p[20:28]),
-		Elected:        string(p[fixedLen:]),
+		Elected:        string(p[fixedLen : fixedLen+n]),
 	}
-	return hb, nil
+	return m, nil
 }
 
 func clamp(v, lo, hi int) int { return min(max(v, lo), hi) }

@@ -2,46 +2,92 @@ package heartbeat
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hagate/hagate/internal/cluster"
 )
 
 func TestRoundTrip(t *testing.T) {
-	cases := []cluster.Heartbeat{
+	full := cluster.Heartbeat{Role: cluster.Primary, Priority: 200, Override: true, MonitoredUp: 2, MonitoredTotal: 2, PingUp: 1,
+		Uptime: 90 * time.Minute, FailoverSet: true, Elected: "gw1", Leaving: true, SyncPending: true, HelloLeft: 3 * time.Second, Count: 1 << 40}
+	cases := []Message{
 		{},
-		{Role: cluster.Primary, Priority: 200, Override: true, MonitoredUp: 2, MonitoredTotal: 2, PingUp: 1,
-			Uptime: 90 * time.Minute, FailoverSet: true, Elected: "gw1", Leaving: true, SyncPending: true, HelloLeft: 3 * time.Second, Count: 1 << 40},
-		{Role: cluster.Hello, Priority: 255, Elected: "a-32-character-long-node-id-abcd"},
+		{HB: full, Echo: []uint64{1, 1<<64 - 1}},
+		{HB: cluster.Heartbeat{Role: cluster.Hello, Priority: 255, Elected: "a-32-character-long-node-id-abcd"}, Echo: []uint64{4, 3, 2, 1}},
+		{HB: full, NoEcho: true},
 	}
-	for _, hb := range cases {
-		got, err := Decode(Encode(nil, hb))
+	for _, m := range cases {
+		b := Encode(nil, m)
+		if len(b) > MaxLen {
+			t.Fatalf("%d bytes, MaxLen %d", len(b), MaxLen)
+		}
+		got, err := Decode(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(hb, got); diff != "" {
+		if diff := cmp.Diff(m, got, cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("round trip (-want +got):\n%s", diff)
 		}
 	}
 }
 
+// Encode keeps MaxEcho boot ids and writes none in the version 1 format.
+func TestEncodeBoundsEcho(t *testing.T) {
+	got, err := Decode(Encode(nil, Message{Echo: []uint64{1, 2, 3, 4, 5, 6}}))
+	if err != nil || !slices.Equal(got.Echo, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("echo %v, %v", got.Echo, err)
+	}
+	got, err = Decode(Encode(nil, Message{Echo: []uint64{1}, NoEcho: true}))
+	if err != nil || len(got.Echo) != 0 || !got.NoEcho {
+		t.Fatalf("version 1: %+v, %v", got, err)
+	}
+	if m := (Message{Echo: []uint64{7, 9}}); !m.Echoes(9) || m.Echoes(8) {
+		t.Fatal("Echoes")
+	}
+}
+
+// A heartbeat from a member from before the echo (version 1, written out
+// here byte by byte) still decodes.
+func TestDecodeVersion1(t *testing.T) {
+	v1 := []byte{1, 2, 0, 200, 2, 2, 0, 3, 0, 0, 0, 0, 0, 0x36, 0xee, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 'g', 'w', '1'}
+	got, err := Decode(v1)
+	want := Message{HB: cluster.Heartbeat{Role: cluster.Primary, Priority: 200, MonitoredUp: 2, MonitoredTotal: 2,
+		Uptime: time.Hour, Count: 7, Elected: "gw1"}, NoEcho: true}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("version 1 (-want +got):\n%s", diff)
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
-	good := Encode(nil, cluster.Heartbeat{Role: cluster.Primary, MonitoredUp: 1, MonitoredTotal: 2, Elected: "gw1"})
+	good := Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Primary, MonitoredUp: 1, MonitoredTotal: 2, Elected: "gw1"}, Echo: []uint64{5}})
+	v1 := Encode(nil, Message{HB: cluster.Heartbeat{Elected: "gw1"}, NoEcho: true})
 	mutate := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
 	cases := map[string][]byte{
 		"empty":         nil,
 		"short":         good[:10],
 		"version":       mutate(func(b []byte) []byte { b[0] = 9; return b }),
+		"version 0":     mutate(func(b []byte) []byte { b[0] = 0; return b }),
 		"role":          mutate(func(b []byte) []byte { b[1] = 7; return b }),
 		"flags":         mutate(func(b []byte) []byte { b[2] = 0x80; return b }),
 		"flag bit 4":    mutate(func(b []byte) []byte { b[2] = 0x10; return b }),
 		"up over total": mutate(func(b []byte) []byte { b[4] = 3; return b }),
 		"long id":       mutate(func(b []byte) []byte { b[7] = 200; return b }),
 		"trailing":      append(append([]byte(nil), good...), 0),
-		"truncated id":  good[:len(good)-1],
+		"truncated":     good[:len(good)-1],
+		"no echo count": good[:fixedLen+3],
+		"echo over max": mutate(func(b []byte) []byte { b[fixedLen+3] = MaxEcho + 1; return b }),
+		"echo count 2":  mutate(func(b []byte) []byte { b[fixedLen+3] = 2; return b }),
+		"echo count 0":  mutate(func(b []byte) []byte { b[fixedLen+3] = 0; return b }),
 		"uptime":        mutate(func(b []byte) []byte { b[8] = 0xff; return b }),
+		"v1 trailing":   append(append([]byte(nil), v1...), 0),
+		"v1 with echo":  append(append([]byte(nil), v1...), 1, 0, 0, 0, 0, 0, 0, 0, 5),
 	}
 	for name, b := range cases {
 		if _, err := Decode(b); !errors.Is(err, ErrMalformed) {
@@ -51,25 +97,29 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(Encode(nil, cluster.Heartbeat{Role: cluster.Primary, Priority: 200, MonitoredUp: 2, MonitoredTotal: 2, Elected: "gw1", Count: 9}))
+	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Primary, Priority: 200, MonitoredUp: 2, MonitoredTotal: 2, Elected: "gw1", Count: 9},
+		Echo: []uint64{1795466378453636955}}))
+	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Subordinate, Elected: "gw1"}, NoEcho: true}))
 	f.Add([]byte{1})
+	f.Add([]byte{2})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		hb, err := Decode(b)
+		m, err := Decode(b)
 		if err != nil {
 			return
 		}
 		// Whatever decodes re-encodes to the same bytes.
-		if again := Encode(nil, hb); string(again) != string(b) {
+		if again := Encode(nil, m); string(again) != string(b) {
 			t.Fatalf("re-encode differs:\n%x\n%x", b, again)
 		}
 	})
 }
 
 func BenchmarkEncodeDecode(b *testing.B) {
-	hb := cluster.Heartbeat{Role: cluster.Primary, Priority: 200, MonitoredUp: 2, MonitoredTotal: 2, Elected: "gw1"}
+	m := Message{HB: cluster.Heartbeat{Role: cluster.Primary, Priority: 200, MonitoredUp: 2, MonitoredTotal: 2, Elected: "gw1"},
+		Echo: []uint64{1, 2, 3}}
 	buf := make([]byte, 0, MaxLen)
 	for b.Loop() {
-		if _, err := Decode(Encode(buf[:0], hb)); err != nil {
+		if _, err := Decode(Encode(buf[:0], m)); err != nil {
 			b.Fatal(err)
 		}
 	}

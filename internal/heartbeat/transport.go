@@ -1,11 +1,13 @@
 package heartbeat
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -30,6 +32,20 @@ type Counters interface {
 	Dropped(link, reason string)
 }
 
+// StartMargin is how long after this member started a heartbeat must have
+// been sent, by the sender's clock, to be accepted without echoing this
+// member's boot. A frame sent earlier may be a capture from before this
+// member started, which its replay windows, new with it, cannot recognise;
+// a heartbeat that echoes this boot was sent after its sender heard this
+// boot, whatever the clocks say. The margin covers a sender whose clock
+// runs ahead of this member's by up to that much. It delays only hearing a
+// peer that does not echo: one that cannot hear this member (a one-way
+// link failure) or one from before the echo.
+const StartMargin = 500 * time.Millisecond
+
+// maxHeard bounds the peers whose boots the transport remembers.
+const maxHeard = 2 * MaxEcho
+
 // Transport sends heartbeats on every HA link and receives them. Received
 // heartbeats arrive on Packets in the order they were read.
 type Transport struct {
@@ -41,6 +57,18 @@ type Transport struct {
 	packets  chan cluster.Received
 	now      func() time.Time
 	wg       sync.WaitGroup
+
+	boot       uint64    // this member's boot id: the sealer's epoch
+	acceptFrom time.Time // frames sent before must echo boot
+
+	mu       sync.Mutex
+	heard    map[string]heardBoot // by sender: the boot to echo
+	hearings uint64               // counts hear calls, to order heard
+}
+
+type heardBoot struct {
+	boot uint64
+	at   uint64 // the hearings count when last heard
 }
 
 type linkConn struct {
@@ -53,9 +81,13 @@ type linkConn struct {
 // Open binds one UDP socket per link to its interface (SO_BINDTODEVICE), so
 // a heartbeat is known to have come in on the link it names. now stamps the
 // frames (wall clock: frames carry their send time for the freshness check).
+// The sealer's epoch is this member's boot id and its start time (unix
+// nanoseconds): frames sent before it, plus StartMargin, are accepted only
+// if they echo it.
 func Open(links []Link, port int, sealer *seal.Sealer, opener *seal.Opener, counters Counters, now func() time.Time) (*Transport, error) {
 	t := &Transport{port: port, sealer: sealer, opener: opener, counters: counters,
-		packets: make(chan cluster.Received, 256), now: now}
+		packets: make(chan cluster.Received, 256), now: now, boot: sealer.Epoch()}
+	t.acceptFrom = time.Unix(0, int64(t.boot)).Add(StartMargin)
 	for i, l := range links {
 		c, err := listen(l.Interface, port)
 		if err != nil {
@@ -121,10 +153,11 @@ func (t *Transport) Close() {
 	}
 }
 
-// Send seals hb and sends it to every peer on every link. A link that fails
-// (down, no route) does not stop the others; the first error is returned.
+// Send seals hb, with the boots of the peers heard most recently as its
+// echo, and sends it to every peer on every link. A link that fails (down,
+// no route) does not stop the others; the first error is returned.
 func (t *Transport) Send(hb cluster.Heartbeat) error {
-	payload := Encode(make([]byte, 0, MaxLen), hb)
+	payload := Encode(make([]byte, 0, MaxLen), Message{HB: hb, Echo: t.echo()})
 	now := t.now()
 	var first error
 	buf := make([]byte, 0, MaxLen+seal.Overhead)
@@ -188,9 +221,52 @@ func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Rece
 		}
 		return cluster.Received{}, "malformed"
 	}
-	hb, err := Decode(payload)
+	m, err := Decode(payload)
 	if err != nil {
 		return cluster.Received{}, "malformed"
 	}
-	return cluster.Received{From: h.Sender, Link: l.Interface, Seq: h.Seq, Epoch: h.Epoch, HB: hb}, ""
+	// Any authenticated heartbeat proves its sender's boot was up: echo it,
+	// even if this frame is refused below, so that two members that started
+	// together hear each other within a round trip.
+	t.hear(h.Sender, h.Epoch)
+	if h.Sent.Before(t.acceptFrom) && !m.Echoes(t.boot) {
+		return cluster.Received{}, "early"
+	}
+	return cluster.Received{From: h.Sender, Link: l.Interface, Seq: h.Seq, Epoch: h.Epoch, HB: m.HB}, ""
+}
+
+// hear records sender's boot for the echo.
+func (t *Transport) hear(sender string, boot uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.heard == nil {
+		t.heard = map[string]heardBoot{}
+	}
+	if _, ok := t.heard[sender]; !ok && len(t.heard) >= maxHeard {
+		var oldest string
+		for id, hb := range t.heard {
+			if oldest == "" || hb.at < t.heard[oldest].at {
+				oldest = id
+			}
+		}
+		delete(t.heard, oldest)
+	}
+	t.hearings++
+	t.heard[sender] = heardBoot{boot: boot, at: t.hearings}
+}
+
+// echo returns the boots of the MaxEcho peers heard most recently.
+func (t *Transport) echo() []uint64 {
+	t.mu.Lock()
+	hs := make([]heardBoot, 0, len(t.heard))
+	for _, hb := range t.heard {
+		hs = append(hs, hb)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(hs, func(a, b heardBoot) int { return cmp.Compare(b.at, a.at) })
+	out := make([]uint64, 0, MaxEcho)
+	for _, hb := range hs[:min(len(hs), MaxEcho)] {
+		out = append(out, hb.boot)
+	}
+	return out
 }

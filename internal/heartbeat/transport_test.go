@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -159,7 +160,7 @@ func TestAcceptChecksSourceFirst(t *testing.T) {
 	s, _ := seal.NewSealer(kr, seal.Encrypt, seal.Heartbeat, 7, "gw1", 1)
 	tr := &Transport{opener: seal.NewOpener(kr, seal.Encrypt, seal.Heartbeat, 7, "gw2", 0), now: time.Now}
 	l := &linkConn{Link: Link{Interface: "ha"}, peers: map[netip.Addr]bool{netip.MustParseAddr("198.51.100.1"): true}}
-	frame := s.Seal(nil, 0, time.Now(), Encode(nil, cluster.Heartbeat{Priority: 1}))
+	frame := s.Seal(nil, 0, time.Now(), Encode(nil, Message{HB: cluster.Heartbeat{Priority: 1}}))
 	if _, r := tr.accept(l, netip.MustParseAddr("203.0.113.9"), frame); r != "unknown-source" {
 		t.Fatalf("reason %q", r)
 	}
@@ -172,5 +173,70 @@ func TestAcceptChecksSourceFirst(t *testing.T) {
 	bad := s.Seal(nil, 0, time.Now(), []byte("not a heartbeat, but sealed with the key"))
 	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), bad); r != "malformed" {
 		t.Fatalf("reason %q", r)
+	}
+}
+
+// A receiver that has just started accepts a heartbeat sent before its
+// start (plus StartMargin) only if it echoes the receiver's boot: a capture
+// from before the start cannot.
+func TestEarlyFramesNeedEcho(t *testing.T) {
+	kr, _ := seal.ParseKeys([]byte("correct horse battery staple"))
+	start := time.Date(2026, 11, 23, 22, 0, 0, 0, time.UTC)
+	boot := uint64(start.UnixNano())
+	src := netip.MustParseAddr("198.51.100.1")
+	l := &linkConn{Link: Link{Interface: "ha"}, peers: map[netip.Addr]bool{src: true}}
+	tr := &Transport{opener: seal.NewOpener(kr, seal.Encrypt, seal.Heartbeat, 7, "gw2", time.Minute),
+		now: func() time.Time { return start.Add(time.Second) }, boot: boot, acceptFrom: start.Add(StartMargin)}
+	s, _ := seal.NewSealer(kr, seal.Encrypt, seal.Heartbeat, 7, "gw1", uint64(start.Add(-time.Hour).UnixNano()))
+	hb := cluster.Heartbeat{Role: cluster.Primary, Priority: 200, Elected: "gw1"}
+	cases := []struct {
+		name   string
+		sent   time.Duration // after the receiver's start
+		m      Message
+		reason string
+	}{
+		{"capture from the last half second, no echo", -300 * time.Millisecond, Message{HB: hb}, "early"},
+		{"capture echoing another boot", -300 * time.Millisecond, Message{HB: hb, Echo: []uint64{boot - 1}}, "early"},
+		{"sent within the margin, no echo yet", 100 * time.Millisecond, Message{HB: hb}, "early"},
+		{"version 1 within the margin", 200 * time.Millisecond, Message{HB: hb, NoEcho: true}, "early"},
+		{"echoes this boot", 100 * time.Millisecond, Message{HB: hb, Echo: []uint64{7, boot}}, ""},
+		{"echoes this boot, sender's clock behind", -300 * time.Millisecond, Message{HB: hb, Echo: []uint64{boot}}, ""},
+		{"after the margin, no echo (one-way link)", StartMargin + time.Millisecond, Message{HB: hb}, ""},
+		{"version 1 after the margin", StartMargin + 100*time.Millisecond, Message{HB: hb, NoEcho: true}, ""},
+	}
+	for _, c := range cases {
+		frame := s.Seal(nil, 0, start.Add(c.sent), Encode(nil, c.m))
+		rx, reason := tr.accept(l, src, frame)
+		if reason != c.reason {
+			t.Errorf("%s: reason %q, want %q", c.name, reason, c.reason)
+		}
+		if reason == "" && rx.HB != hb {
+			t.Errorf("%s: heartbeat %+v", c.name, rx.HB)
+		}
+	}
+	// Every authenticated heartbeat, refused as early or not, is echoed.
+	if got := tr.echo(); !slices.Equal(got, []uint64{s.Epoch()}) {
+		t.Fatalf("echo %v, want gw1's boot %d", got, s.Epoch())
+	}
+}
+
+// The echo holds the boots of the MaxEcho peers heard last, and the
+// transport remembers at most maxHeard peers.
+func TestEchoBounded(t *testing.T) {
+	tr := &Transport{}
+	for i := range 3 * maxHeard {
+		tr.hear(fmt.Sprintf("gw%d", i%(2*maxHeard)), uint64(i))
+	}
+	if len(tr.heard) > maxHeard {
+		t.Fatalf("%d peers remembered, at most %d", len(tr.heard), maxHeard)
+	}
+	want := []uint64{3*maxHeard - 1, 3*maxHeard - 2, 3*maxHeard - 3, 3*maxHeard - 4}
+	if got := tr.echo(); !slices.Equal(got, want[:MaxEcho]) {
+		t.Fatalf("echo %v, want %v", got, want[:MaxEcho])
+	}
+	tr.hear("gw1", 100) // a reboot replaces the boot heard before
+	tr.hear("gw1", 101)
+	if got := tr.echo(); got[0] != 101 || slices.Contains(got, 100) {
+		t.Fatalf("echo after a reboot %v", got)
 	}
 }

@@ -144,6 +144,9 @@ func NewSealer(kr *Keyring, mode Mode, p Purpose, group uint16, sender string, e
 	return s, nil
 }
 
+// Epoch returns the boot epoch the sealer stamps on every frame.
+func (s *Sealer) Epoch() uint64 { return s.epoch }
+
 // Rekey switches to the first key of kr for what is sealed from now on,
 // keeping the sequence numbers, so receivers' replay windows carry on.
 func (s *Sealer) Rekey(kr *Keyring) error {
@@ -266,11 +269,13 @@ func NewOpener(kr *Keyring, mode Mode, p Purpose, group uint16, self string, max
 	return &Opener{kr: kr, mode: mode, purpose: p, group: group, self: self, maxSkew: maxSkew, peers: map[string]*peerState{}}
 }
 
-// RefuseBefore refuses frames sent before t. A receiver that has just
-// started has no replay windows yet; frames captured before it started are
-// refused by this, frames sent after by the windows it builds from then on.
-// The daemon passes its start time less a small allowance for the members'
-// clocks not agreeing exactly.
+// RefuseBefore refuses frames sent before t (by the sender's clock). A
+// receiver that has just started has no replay windows yet; frames captured
+// before it started can be refused by this, frames sent after by the
+// windows it builds from then on. Such a cut depends on the clocks agreeing:
+// the heartbeat transport instead opens early frames and accepts those
+// whose payload proves they were sent after this boot (Header.Sent is there
+// for that).
 func (o *Opener) RefuseBefore(t time.Time) {
 	o.mu.Lock()
 	o.notBefore = t

@@ -215,3 +215,15 @@ func TestRefuseBeforeStart(t *testing.T) {
 		t.Fatalf("frame sent after the start: %v", err)
 	}
 }
+
+// The transport takes a member's boot id from its sealer.
+func TestSealerEpoch(t *testing.T) {
+	s, err := NewSealer(mustKeys(t, "correct horse battery staple"), Encrypt, Heartbeat, 7, "gw1", 1795466378453636955)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := ParseHeader(s.Seal(nil, 0, t0, nil))
+	if err != nil || s.Epoch() != 1795466378453636955 || h.Epoch != s.Epoch() {
+		t.Fatalf("Epoch() %d, header epoch %d, %v", s.Epoch(), h.Epoch, err)
+	}
+}
