@@ -7,6 +7,7 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -101,8 +102,9 @@ type Tick struct{ Now time.Time }
 type Received struct {
 	Now  time.Time
 	From string
-	Link string // the interface it arrived on
-	Seq  uint64 // the sender's sequence number on that link
+	Link string     // the interface it arrived on
+	Addr netip.Addr // the sender's address on that link
+	Seq  uint64     // the sender's sequence number on that link
 	// Epoch identifies the sender's boot: a larger epoch is a restart.
 	Epoch uint64
 	HB    Heartbeat

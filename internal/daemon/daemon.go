@@ -42,6 +42,7 @@ type Daemon struct {
 	met     *metrics.Metrics
 	hist    *history.Log
 	pickup  Pickup
+	routes  *syncRoutes // session pickup: where each member's sync is dialled
 	mode    seal.Mode
 	keys    *seal.Keyring
 	sealer  *seal.Sealer
@@ -80,6 +81,8 @@ type Pickup interface {
 	// SetLocalAddrs names this member's own addresses: sessions to or from
 	// them are the gateway's own and are not synced.
 	SetLocalAddrs(addrs []netip.Addr)
+	// SetPeers names the subordinates' sync addresses, dialled when primary.
+	SetPeers(addrs []netip.AddrPort)
 	Stats() any
 }
 
@@ -269,9 +272,13 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 			d.reloadKeys()
 		case <-tick.C:
 			d.step(ctx, cluster.Tick{Now: time.Now()})
+			d.refreshSyncPeers()
 		case rx := <-d.tr.Packets():
 			rx.Now = time.Now()
 			d.step(ctx, rx)
+			if d.routes != nil {
+				d.routes.heardFrom(rx)
+			}
 		case ev, ok := <-events:
 			if !ok {
 				// The kernel dropped the subscription (or it failed): the
@@ -537,6 +544,18 @@ func (d *Daemon) runPickupOps(ctx context.Context) error {
 			d.log.Info("session pickup: sessions usable", "after", time.Since(start).Round(time.Microsecond))
 			d.pickupDone <- op.gen
 		}
+	}
+}
+
+// refreshSyncPeers moves a member's session sync to another link when its
+// heartbeats stop arriving on the one in use (see syncRoutes).
+func (d *Daemon) refreshSyncPeers() {
+	if d.routes == nil || d.pickup == nil {
+		return
+	}
+	if peers, changed := d.routes.peers(time.Now()); changed {
+		d.log.Info("session pickup: subordinates dialled at", "peers", peers)
+		d.pickup.SetPeers(peers)
 	}
 }
 

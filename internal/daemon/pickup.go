@@ -31,6 +31,7 @@ func (p *enginePickup) BecomeSubordinate(ctx context.Context, primary string) {
 }
 func (p *enginePickup) SetPrimary(id string)             { p.e.SetPrimary(id) }
 func (p *enginePickup) SetLocalAddrs(addrs []netip.Addr) { p.e.SetLocalAddrs(addrs) }
+func (p *enginePickup) SetPeers(addrs []netip.AddrPort)  { p.e.SetPeers(addrs) }
 func (p *enginePickup) Stats() any                       { return p.e.Stats() }
 func (p *enginePickup) Run(ctx context.Context) error {
 	<-ctx.Done()
@@ -44,6 +45,7 @@ func (p *enginePickup) Run(ctx context.Context) error {
 // heartbeat link priority order) when primary.
 func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode seal.Mode, epoch uint64, met *metrics.Metrics, d *Daemon) (*enginePickup, error) {
 	sp := cfg.SessionPickup
+	sessions.TuneGC() // the session table is most of the heap: collect at 25% growth, not 100%
 	var be sessions.Backend
 	switch sp.Backend {
 	case "memory":
@@ -85,7 +87,8 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter: sessions.Filter{Connectionless: sp.Connectionless, NAT: cfg.PickupNAT(), Zones: sp.Filter.Zones,
 			Marks: marks, Prefixes: sp.Filter.Addresses},
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
-		Logger: d.log.With("part", "session pickup"), Observer: observer{met, d.synced},
+		Expectation: sp.Expectation,
+		Logger:      d.log.With("part", "session pickup"), Observer: observer{met, d.synced},
 	}, be)
 	if err != nil {
 		be.Close()
@@ -95,10 +98,8 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		be.Close()
 		return nil, err
 	}
-	var peers []netip.AddrPort
-	for _, p := range links[0].Peers {
-		peers = append(peers, netip.AddrPortFrom(p, uint16(sp.Port)))
-	}
+	d.routes = newSyncRoutes(links, uint16(sp.Port), cfg.Heartbeat.Interval*time.Duration(cfg.Heartbeat.LostThreshold))
+	peers, _ := d.routes.peers(time.Now())
 	e.SetPeers(peers)
 	return &enginePickup{e: e, be: be, log: d.log}, nil
 }

@@ -232,7 +232,7 @@ func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Rece
 	if h.Sent.Before(t.acceptFrom) && !m.Echoes(t.boot) {
 		return cluster.Received{}, "early"
 	}
-	return cluster.Received{From: h.Sender, Link: l.Interface, Seq: h.Seq, Epoch: h.Epoch, HB: m.HB}, ""
+	return cluster.Received{From: h.Sender, Link: l.Interface, Addr: from, Seq: h.Seq, Epoch: h.Epoch, HB: m.HB}, ""
 }
 
 // hear records sender's boot for the echo.

@@ -28,3 +28,17 @@ type Backend interface {
 	Flush(ctx context.Context) error
 	Close() error
 }
+
+// ExpectBackend is a Backend that also holds expectations (the kernel's and
+// Memory). With another backend, expectations are not synced.
+type ExpectBackend interface {
+	// DumpExpect calls fn for every expectation.
+	DumpExpect(ctx context.Context, fn func(session.Expect) error) error
+	// WatchExpect streams EventNew and EventDestroy until ctx ends; lost
+	// events are reported as an EventOverflow.
+	WatchExpect(ctx context.Context) (<-chan session.ExpectEvent, error)
+	// ApplyExpect installs (or refreshes the timeout of) and deletes
+	// expectations, in order. Its error joins one error per refused change,
+	// wrapping session.ErrNoMaster when the master is missing.
+	ApplyExpect(ctx context.Context, changes []session.ExpectChange) error
+}

@@ -71,6 +71,10 @@ type EngineConfig struct {
 	// QueueLen bounds the changes queued for one subordinate; beyond it the
 	// queue is dropped and the subordinate resynced (default 65536).
 	QueueLen int
+	// Expectation syncs conntrack expectations (the related connections
+	// of helpers such as FTP) and the helpers of their masters, when the
+	// backend holds them (ExpectBackend).
+	Expectation bool
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection
 	// silent for IdleTimeout (default 5 s) is dropped.
 	Heartbeat   time.Duration
@@ -144,6 +148,7 @@ type Engine struct {
 	st         counters
 	lastBulk   BulkStats
 	lastFullAt time.Time
+	xp         expects // expectations (expect.go)
 }
 
 type pendingKey struct {
@@ -314,6 +319,7 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 	e.primaryID = primaryID
 	e.gen++ // what we hold is older than the next bulk: swept at its end
 	e.pending = nil
+	e.resetExpectsLocked()
 	e.log.Info("session pickup: subordinate", "primary", primaryID, "sessions", e.tab.len())
 	return nil
 }

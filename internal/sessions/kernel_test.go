@@ -4,6 +4,9 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,7 +91,7 @@ func countKernel(t *testing.T, k *conntrack.Kernel, want map[session.Key]session
 // table; a subordinate that starts afterwards holds all of them in its own.
 func TestNamespacesBulk100k(t *testing.T) {
 	const n = 100_000
-	nstest.RaiseConntrackMax(t, 4*n)
+	raiseConntrackMaxRestore(t, 4*n)
 	a, b := nstest.New(t), nstest.New(t)
 	nstest.Veth(t, a, "198.51.100.1/24", b, "198.51.100.2/24")
 	ka, err := conntrack.Open(conntrack.Options{NetNSPath: a.Path()})
@@ -129,7 +132,7 @@ func TestNamespacesBulk100k(t *testing.T) {
 	start = time.Now()
 	ea.SetPeers([]netip.AddrPort{netip.AddrPortFrom(pb, DefaultPort)})
 	deadline := time.Now().Add(60 * time.Second)
-	for eb.Stats().LastBulk.At.IsZero() {
+	for !bulkDone(eb) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no bulk completed: %+v", eb.Stats())
 		}
@@ -165,4 +168,142 @@ func TestNamespacesBulk100k(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestNamespacesBulkScale is the late-subordinate bulk sync at scale,
+// kernel to kernel: HAGATE_SCALE_N sessions (default 1M) created in the
+// primary namespace's table, mirrored by the primary, then synced to a
+// subordinate that starts afterwards, timed until its kernel table holds them
+// (the bulk end is reported once every batch is installed). Opt-in
+// (HAGATE_SCALE=1): it takes tens of seconds and raises nf_conntrack_max.
+// Both namespaces share the host's conntrack hash table, so the primary's
+// entries lengthen the chains the subordinate's inserts walk: two hosts do
+// better than this.
+func TestNamespacesBulkScale(t *testing.T) {
+	if os.Getenv("HAGATE_SCALE") == "" {
+		t.Skip("set HAGATE_SCALE=1")
+	}
+	n := 1_000_000
+	if v := os.Getenv("HAGATE_SCALE_N"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("HAGATE_SCALE_N: %v", err)
+		}
+	}
+	raiseConntrackMaxRestore(t, 3*n)
+	a, b := nstest.New(t), nstest.New(t)
+	nstest.Veth(t, a, "198.51.100.1/24", b, "198.51.100.2/24")
+	ka, err := conntrack.Open(conntrack.Options{NetNSPath: a.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Close()
+	kb, err := conntrack.Open(conntrack.Options{NetNSPath: b.Path()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kb.Close()
+	cs := nsSessions(n)
+	start := time.Now()
+	if err := ka.Apply(context.Background(), cs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("created %d sessions in the primary's table in %s", n, time.Since(start))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	ea := nsEngine(t, ctx, a, "gw1", pa, ka)
+	start = time.Now()
+	if err := ea.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("primary mirrored %d sessions in %s", ea.Stats().Sessions, time.Since(start))
+
+	eb := nsEngine(t, ctx, b, "gw2", pb, kb)
+	if err := eb.BecomeSubordinate(ctx, "gw1"); err != nil {
+		t.Fatal(err)
+	}
+	var ru0 syscallRusage
+	ru0.read(t)
+	start = time.Now()
+	ea.SetPeers([]netip.AddrPort{netip.AddrPortFrom(pb, DefaultPort)})
+	deadline := time.Now().Add(120 * time.Second)
+	for !bulkDone(eb) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no bulk completed: %+v", eb.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	var ru1 syscallRusage
+	ru1.read(t)
+	st := eb.Stats()
+	created, _, _, failed := kb.Counters()
+	t.Logf("subordinate received and installed a bulk of %d sessions in %s (subordinate's bulk %s; process CPU during it: user %s sys %s; kernel creates %d, failures %d)",
+		st.LastBulk.Sessions, took, st.LastBulk.Duration, ru1.user-ru0.user, ru1.sys-ru0.sys, created, failed)
+	if st.LastBulk.Sessions != n || created != uint64(n) || failed != 0 || st.ApplyErrors != 0 {
+		t.Errorf("bulk of %d sessions, %d created in the kernel, %d failed, %d apply errors; want %d", st.LastBulk.Sessions, created, failed, st.ApplyErrors, n)
+	}
+	want := make(map[session.Key]session.Session, n)
+	for _, c := range cs {
+		want[c.Session.Key] = c.Session
+	}
+	if got, same := countKernel(t, kb, want); got != n || same != n {
+		t.Fatalf("subordinate's kernel holds %d of %d sessions, %d identical", got, n, same)
+	}
+}
+
+// bulkDone reports whether e has completed a bulk, without Stats: that walks
+// the whole table under the engine's lock, and polled would slow down the
+// bulk it watches.
+func bulkDone(e *Engine) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.lastBulk.At.IsZero()
+}
+
+// syscallRusage is the process's CPU time, user and system (the kernel's
+// conntrack inserts run as the latter).
+type syscallRusage struct{ user, sys time.Duration }
+
+func (r *syscallRusage) read(t *testing.T) {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatalf("getrusage: %v", err)
+	}
+	r.user, r.sys = time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// raiseConntrackMaxRestore raises the host's nf_conntrack_max (the one
+// host-wide setting tests may change) to at least n, and restores it at
+// cleanup unless someone changed it meanwhile.
+func raiseConntrackMaxRestore(t *testing.T, n int) {
+	t.Helper()
+	nstest.RequireRoot(t)
+	const p = "/proc/sys/net/netfilter/nf_conntrack_max"
+	read := func() int {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("nf_conntrack_max: %v", err)
+		}
+		v, err := strconv.Atoi(string(b[:len(b)-1]))
+		if err != nil {
+			t.Fatalf("nf_conntrack_max %q: %v", b, err)
+		}
+		return v
+	}
+	cur := read()
+	if cur >= n {
+		return
+	}
+	if err := os.WriteFile(p, []byte(strconv.Itoa(n)), 0o644); err != nil {
+		t.Fatalf("raise nf_conntrack_max to %d: %v", n, err)
+	}
+	t.Cleanup(func() {
+		if read() == n {
+			_ = os.WriteFile(p, []byte(strconv.Itoa(cur)), 0o644)
+		}
+	})
 }

@@ -15,6 +15,9 @@ type Memory struct {
 	m        map[session.Key]session.Session
 	watchers []chan session.Event
 	queue    int
+	// expectations (expect_memory.go)
+	xm        map[session.ExpectKey]session.Expect
+	xwatchers []chan session.ExpectEvent
 	// ApplyErr, when set, makes Apply fail (for tests).
 	ApplyErr error
 }
@@ -26,7 +29,7 @@ func NewMemory(queue int) *Memory {
 	if queue <= 0 {
 		queue = 4096
 	}
-	return &Memory{m: map[session.Key]session.Session{}, queue: queue}
+	return &Memory{m: map[session.Key]session.Session{}, queue: queue, xm: map[session.ExpectKey]session.Expect{}}
 }
 
 // Inject applies changes as traffic would and emits their events.
@@ -49,6 +52,7 @@ func (m *Memory) Inject(changes ...session.Change) {
 			}
 			delete(m.m, c.Session.Key)
 			ev.Kind, ev.Session = session.EventDestroy, old
+			m.masterGoneLocked(c.Session.Key)
 		}
 		m.emit(ev)
 	}

@@ -33,6 +33,9 @@ type peer struct {
 		at  time.Time
 	}
 	bulks, resyncs uint64
+
+	version uint8                  // protocol version of the connection
+	xq      []session.ExpectChange // expectation changes (expect.go)
 }
 
 func newPeer(a netip.AddrPort) *peer {
@@ -106,7 +109,8 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	stop := context.AfterFunc(cctx, func() { c.Close() })
 	defer stop()
 	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
-	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
+	version := e.helloVersion()
+	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
 	hello, err := e.readHello(fc)
@@ -115,6 +119,7 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	}
 	e.mu.Lock()
 	p.id, p.connected = hello.NodeID, true
+	p.version = min(version, hello.Version)
 	e.mu.Unlock()
 	e.log.Info("session pickup: subordinate connected", "peer", p.addr, "node", hello.NodeID)
 
@@ -185,7 +190,7 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			return ctx.Err()
 		case <-hb.C:
 			e.mu.Lock()
-			idle := len(p.queue) == 0 && !p.overflow && !p.resyncReq
+			idle := len(p.queue) == 0 && len(p.xq) == 0 && !p.overflow && !p.resyncReq
 			e.mu.Unlock()
 			if idle {
 				if err := fc.write(syncproto.AppendHeartbeat(buf[:0], syncproto.Heartbeat{Seq: seq}), e.cfg.IOTimeout); err != nil {
@@ -198,6 +203,8 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 		e.mu.Lock()
 		q := p.queue
 		p.queue = spare[:0]
+		xq := p.xq
+		p.xq = nil
 		over, req := p.overflow, p.resyncReq
 		if over || req {
 			p.resyncs++
@@ -214,7 +221,7 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			spare, bulk = q, true
 			continue
 		}
-		var w syncproto.BatchWriter
+		w := syncproto.BatchWriter{Version: p.version}
 		for i := 0; i < len(q); {
 			w.Reset(buf[:0])
 			for ; i < len(q) && w.Len() < maxPayload; i++ {
@@ -225,6 +232,10 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			if err := e.sendBatch(fc, p, buf, seq, w.Count()); err != nil {
 				return err
 			}
+		}
+		var err error
+		if buf, err = e.sendExpects(fc, p, xq, &seq, buf); err != nil {
+			return err
 		}
 		spare = q
 	}
@@ -254,10 +265,10 @@ func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	start := time.Now()
 	e.mu.Lock()
 	var chunks [][]byte
-	var w syncproto.BatchWriter
+	w := syncproto.BatchWriter{Version: p.version}
 	w.Reset(nil)
 	n := 0
-	for k, m := range e.tab.m {
+	for k, m := range e.tab.all() {
 		if !m.synced {
 			continue
 		}
@@ -272,6 +283,7 @@ func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	if w.Count() > 0 {
 		chunks = append(chunks, w.Finish(0))
 	}
+	chunks = append(chunks, e.bulkExpectsLocked(p)...) // after every session: masters first
 	p.active, p.overflow, p.resyncReq = true, false, false
 	p.queue = p.queue[:0]
 	p.bulks++

@@ -66,6 +66,9 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 		e.mu.Unlock()
 		close(mirrored)
 		e.log.Info("session pickup: primary", "sessions", n)
+		if xb, ok := e.expectBackend(); ok && rctx.Err() == nil {
+			e.goRole(wg, func() { e.mirrorExpects(rctx, xb) }) // masters first
+		}
 		e.mirrorLoop(rctx, evs)
 	})
 	return nil
@@ -154,6 +157,9 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 // what the subordinates must learn.
 func (e *Engine) observeLocked(ev *session.Event, fromDump bool) {
 	s := &ev.Session
+	if !e.cfg.Expectation {
+		s.Helper = session.Name{} // helpers travel only for expectations
+	}
 	now := e.secs()
 	_, meta, ok := e.tab.get(s.Key)
 	if ev.Kind == session.EventDestroy || e.sel.skip(s) != "" {
@@ -176,6 +182,7 @@ func (e *Engine) observeLocked(ev *session.Event, fromDump bool) {
 		}
 		if meta.synced {
 			e.enqueueLocked(session.Change{Op: session.Upsert, Session: *s})
+			e.masterSyncedLocked(s.Key)
 		} else {
 			e.pending = append(e.pending, pendingKey{s.Key, now})
 		}
@@ -231,7 +238,7 @@ func (e *Engine) resync(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var gone []session.Key
-	for k, m := range e.tab.m {
+	for k, m := range e.tab.all() {
 		if m.mark2 != round {
 			gone = append(gone, k)
 		}
@@ -259,6 +266,7 @@ func (e *Engine) promote() {
 		meta.synced, meta.expires = true, now+s.Timeout
 		e.tab.setMeta(k, meta)
 		e.enqueueLocked(session.Change{Op: session.Upsert, Session: s})
+		e.masterSyncedLocked(k)
 	}
 	e.pending = append(e.pending[:0], e.pending[i:]...)
 }

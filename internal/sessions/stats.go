@@ -64,7 +64,7 @@ func (e *Engine) Stats() Stats {
 	if e.role == roleSubordinate {
 		st.Primary = e.primaryID
 	}
-	for k, m := range e.tab.m {
+	for k, m := range e.tab.all() {
 		if !m.synced {
 			st.Pending++
 		}

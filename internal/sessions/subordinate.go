@@ -133,39 +133,36 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 		old.conn.Close()
 		<-old.done
 	}
-	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
+	// The answer names the version the connection runs at: 1 unless both
+	// ends sync expectations.
+	version := min(e.helloVersion(), hello.Version)
+	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return err
 	}
 	e.log.Info("session pickup: primary connected", "node", from, "remote", c.RemoteAddr())
 	return e.receive(ctx, fc)
 }
 
-// receive applies the primary's messages as they arrive.
+// receive applies the primary's messages as they arrive, in order; the
+// next ones are read and decoded meanwhile (readAhead).
 func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
-	var scratch []session.Change
+	ra := e.readAhead(fc)
+	defer ra.stop()
 	var bulkStart time.Time
 	var bulkN int
 	var ack []byte
 	for {
-		_, payload, err := fc.read(e.cfg.IdleTimeout)
-		if err != nil {
-			e.dropped(err)
-			return err
+		r := <-ra.msgs
+		if r.err != nil {
+			return r.err
 		}
-		m, err := syncproto.Decode(payload, scratch)
-		if err != nil {
-			e.count(&e.st.frameErrors)
-			e.obs.FrameDropped("decode")
-			return err
-		}
-		switch m := m.(type) {
+		switch m := r.m.(type) {
 		case syncproto.BulkStart:
 			e.mu.Lock()
 			e.gen++
 			e.mu.Unlock()
 			bulkStart, bulkN = time.Now(), 0
 		case syncproto.Batch:
-			scratch = m.Changes
 			e.mu.Lock()
 			gap := m.Seq != e.lastSeq+1
 			e.lastSeq = m.Seq
@@ -177,18 +174,28 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			}
 			bulkN += len(m.Changes)
 			e.applyBatch(ctx, m.Changes)
+			ra.recycle(m.Changes)
 			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: m.Seq})
 			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
 				return err
 			}
 		case syncproto.BulkEnd:
 			swept := e.sweep(ctx)
+			e.sweepExpects(ctx)
 			d := time.Since(bulkStart)
 			e.mu.Lock()
 			e.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.cfg.Now()}
 			e.mu.Unlock()
 			e.obs.BulkDone(bulkN, d)
 			e.log.Info("session pickup: bulk received", "sessions", bulkN, "stale_removed", swept, "duration", d)
+		case syncproto.ExpectBatch:
+			if err := e.receiveExpects(ctx, m); err != nil {
+				return err
+			}
+			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: m.Seq})
+			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+				return err
+			}
 		case syncproto.Heartbeat:
 			e.mu.Lock()
 			last := e.lastSeq
@@ -205,12 +212,90 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 	}
 }
 
+// readAheadFrames is how many decoded messages may wait for the installer:
+// enough to keep the kernel busy while the next batch arrives, few enough
+// to bound memory (a batch of 256 KiB decodes to about 1 MiB of changes).
+const readAheadFrames = 2
+
+// decoded is a message read ahead, or the error that ended the reading.
+type decoded struct {
+	m   syncproto.Message
+	err error
+}
+
+// inboundReader reads, authenticates and decodes a connection's messages in a
+// goroutine, ahead of the one applying them: receiving and decoding the next
+// batches overlap with the kernel installing this one.
+type inboundReader struct {
+	msgs chan decoded          // in order; the last one carries the error
+	free chan []session.Change // decoded batches given back for reuse
+	quit chan struct{}
+	done chan struct{}
+	conn net.Conn
+}
+
+// readAhead starts reading fc. The caller must call stop.
+func (e *Engine) readAhead(fc *frameConn) *inboundReader {
+	r := &inboundReader{
+		msgs: make(chan decoded, readAheadFrames),
+		free: make(chan []session.Change, readAheadFrames+2),
+		quit: make(chan struct{}),
+		done: make(chan struct{}),
+		conn: fc.c,
+	}
+	go func() {
+		defer close(r.done)
+		for {
+			var scratch []session.Change
+			select {
+			case scratch = <-r.free:
+			default:
+			}
+			var d decoded
+			_, payload, err := fc.read(e.cfg.IdleTimeout)
+			if err != nil {
+				e.dropped(err)
+				d.err = err
+			} else if d.m, err = syncproto.Decode(payload, scratch); err != nil {
+				e.count(&e.st.frameErrors)
+				e.obs.FrameDropped("decode")
+				d.err = err
+			}
+			select {
+			case r.msgs <- d:
+			case <-r.quit:
+				return
+			}
+			if d.err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// recycle gives back a decoded batch's changes once they are applied.
+func (r *inboundReader) recycle(cs []session.Change) {
+	select {
+	case r.free <- cs[:0]:
+	default:
+	}
+}
+
+// stop ends the reading (closing the connection, which serveInbound would
+// close next anyway) and waits for the goroutine.
+func (r *inboundReader) stop() {
+	close(r.quit)
+	r.conn.Close()
+	<-r.done
+}
+
 // applyBatch installs changes into the backend, then records them.
 func (e *Engine) applyBatch(ctx context.Context, cs []session.Change) {
 	e.mu.Lock()
 	keep := cs[:0]
 	for _, c := range cs {
-		_, ok := e.tab.m[c.Session.Key]
+		ok := e.tab.has(c.Session.Key)
 		if c.Op == session.Upsert && !ok && e.tab.max > 0 && e.tab.len() >= e.tab.max {
 			e.fullLocked()
 			continue
@@ -219,14 +304,16 @@ func (e *Engine) applyBatch(ctx context.Context, cs []session.Change) {
 		keep = append(keep, c)
 	}
 	e.mu.Unlock()
-	if err := e.be.Apply(ctx, keep); err != nil {
-		e.count(&e.st.applyErrors)
-		e.obs.ApplyErrors(1)
-		e.log.Warn("session pickup: install", "err", err)
+	// A large batch is recorded while the backend installs it (both only
+	// read keep), so that on a bulk the table's bookkeeping costs no time
+	// beside the kernel's; the call still returns only when both are done.
+	installed := make(chan error, 1)
+	if len(keep) >= concurrentRecordMin {
+		go func() { installed <- e.be.Apply(ctx, keep) }()
+	} else {
+		installed <- e.be.Apply(ctx, keep)
 	}
-	e.obs.SessionsApplied(len(keep))
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for i := range keep {
 		c := &keep[i]
 		if c.Op == session.Delete {
@@ -235,14 +322,25 @@ func (e *Engine) applyBatch(ctx context.Context, cs []session.Change) {
 		}
 		e.tab.put(&c.Session, entry{synced: true, mark2: e.gen})
 	}
+	e.mu.Unlock()
+	if err := <-installed; err != nil {
+		e.count(&e.st.applyErrors)
+		e.obs.ApplyErrors(1)
+		e.log.Warn("session pickup: install", "err", err)
+	}
+	e.obs.SessionsApplied(len(keep))
 }
+
+// concurrentRecordMin is the batch size from which applyBatch records while
+// the backend installs.
+const concurrentRecordMin = 256
 
 // sweep deletes what the subordinate holds from older generations: sessions
 // the primary no longer has.
 func (e *Engine) sweep(ctx context.Context) int {
 	e.mu.Lock()
 	var dels []session.Change
-	for k, m := range e.tab.m {
+	for k, m := range e.tab.all() {
 		if m.mark2 != e.gen {
 			dels = append(dels, session.Change{Op: session.Delete, Session: session.Session{Key: k}})
 		}

@@ -105,67 +105,13 @@ func (k *Kernel) applyOps(ctx context.Context, ops []op) error {
 	}
 	healthy := true
 	defer func() { k.put(s, healthy) }()
-	var w builder
 	var first error
 	for pass := 0; len(ops) > 0 && pass < maxPasses; pass++ {
 		var next []op
-		for start := 0; start < len(ops); {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			w.reset()
-			base := s.seq + 1
-			end := start
-			for end < len(ops) {
-				o := ops[end]
-				flags := uint16(0)
-				if end == len(ops)-1 || len(w.b) >= k.opts.BatchBytes-512 {
-					flags = nlmAck
-				}
-				seq := s.nextSeq()
-				switch o.kind {
-				case opCreate:
-					w.create(o.s, seq, flags)
-				case opUpdate:
-					w.update(o.s, seq, flags)
-				case opDelete:
-					w.del(&o.s.Key, seq, flags)
-				}
-				end++
-				if flags != 0 {
-					break
-				}
-			}
-			last := s.seq
-			errs, err := k.exchange(ctx, s, w.b, base, last)
-			if err != nil {
-				healthy = false
-				k.failed.Add(uint64(end - start))
-				return fmt.Errorf("conntrack apply: %w", err)
-			}
-			for i := start; i < end; i++ {
-				o := ops[i]
-				e := errs[base+uint32(i-start)]
-				switch {
-				case e == 0:
-					k.count(o.kind)
-				case o.kind == opCreate && e == unix.EEXIST:
-					next = append(next, op{opUpdate, o.s})
-				case o.kind == opUpdate && e == unix.ENOENT:
-					next = append(next, op{opCreate, o.s})
-				case o.kind == opUpdate && e == unix.EBUSY:
-					// A status bit the kernel will not clear (ASSURED,
-					// SEEN_REPLY) or a changed NAT: start the entry afresh.
-					next = append(next, op{opDelete, o.s}, op{opCreate, o.s})
-				case o.kind == opDelete && e == unix.ENOENT:
-				default:
-					k.failed.Add(1)
-					if first == nil {
-						first = fmt.Errorf("conntrack apply %s: %w", o.s.Key, e)
-					}
-				}
-			}
-			start = end
+		next, err = k.pass(ctx, s, ops, &first)
+		if err != nil {
+			healthy = false
+			return err
 		}
 		ops = next
 	}
@@ -176,6 +122,157 @@ func (k *Kernel) applyOps(ctx context.Context, ops []op) error {
 		}
 	}
 	return first
+}
+
+// sendBatch is one sendmsg's worth of requests: ops[start:end], carrying
+// sequence numbers first..last.
+type sendBatch struct {
+	w           builder
+	start, end  int
+	first, last uint32
+}
+
+// fill encodes ops from start until the batch is full, the last request
+// asking for an acknowledgement, and returns where it stopped.
+func (k *Kernel) fill(b *sendBatch, s *socket, ops []op, start int) int {
+	b.w.reset()
+	b.start, b.first = start, s.seq+1
+	end := start
+	for end < len(ops) {
+		o := ops[end]
+		flags := uint16(0)
+		if end == len(ops)-1 || len(b.w.b) >= k.opts.BatchBytes-512 {
+			flags = nlmAck
+		}
+		seq := s.nextSeq()
+		switch o.kind {
+		case opCreate:
+			b.w.create(o.s, seq, flags)
+		case opUpdate:
+			b.w.update(o.s, seq, flags)
+		case opDelete:
+			b.w.del(&o.s.Key, seq, flags)
+		}
+		end++
+		if flags != 0 {
+			break
+		}
+	}
+	b.end, b.last = end, s.seq
+	return end
+}
+
+// pipelineMin is the number of changes from which a pass encodes the next
+// batch while the kernel works on the current one.
+const pipelineMin = 1024
+
+// pass sends ops once and returns those to retry. From pipelineMin changes
+// up, a goroutine encodes the next batch while this one waits in sendmsg,
+// where the kernel installs the current one: a bulk install then costs the
+// kernel's time alone. An error other than a per-request one leaves the
+// socket unusable.
+func (k *Kernel) pass(ctx context.Context, s *socket, ops []op, first *error) ([]op, error) {
+	var next []op
+	if len(ops) < pipelineMin {
+		var b sendBatch
+		for start := 0; start < len(ops); {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			start = k.fill(&b, s, ops, start)
+			var err error
+			if next, err = k.send(ctx, s, &b, ops, next, first); err != nil {
+				return nil, err
+			}
+		}
+		return next, nil
+	}
+	full := make(chan *sendBatch, 2)
+	free := make(chan *sendBatch, 3)
+	for range cap(free) {
+		free <- new(sendBatch)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(full)
+		for start := 0; start < len(ops); {
+			var b *sendBatch
+			select {
+			case b = <-free:
+			case <-stop:
+				return
+			}
+			start = k.fill(b, s, ops, start)
+			select {
+			case full <- b:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var ferr error
+	for b := range full {
+		if ferr == nil {
+			ferr = ctx.Err()
+			if ferr == nil {
+				next, ferr = k.send(ctx, s, b, ops, next, first)
+			}
+			if ferr != nil {
+				close(stop)
+			}
+		}
+		free <- b
+	}
+	<-done
+	if ferr != nil {
+		return nil, ferr
+	}
+	return next, nil
+}
+
+// send exchanges one batch and sorts its failures: counted, remedied in
+// next, or recorded in first.
+func (k *Kernel) send(ctx context.Context, s *socket, b *sendBatch, ops, next []op, first *error) ([]op, error) {
+	errs, err := k.exchange(ctx, s, b.w.b, b.first, b.last)
+	if err != nil {
+		k.failed.Add(uint64(len(ops) - b.start))
+		return nil, fmt.Errorf("conntrack apply: %w", err)
+	}
+	if len(errs) == 0 {
+		var n [opDelete + 1]uint64
+		for _, o := range ops[b.start:b.end] {
+			n[o.kind]++
+		}
+		k.created.Add(n[opCreate])
+		k.updated.Add(n[opUpdate])
+		k.deleted.Add(n[opDelete])
+		return next, nil
+	}
+	for i := b.start; i < b.end; i++ {
+		o := ops[i]
+		e := errs[b.first+uint32(i-b.start)]
+		switch {
+		case e == 0:
+			k.count(o.kind)
+		case o.kind == opCreate && e == unix.EEXIST:
+			next = append(next, op{opUpdate, o.s})
+		case o.kind == opUpdate && e == unix.ENOENT:
+			next = append(next, op{opCreate, o.s})
+		case o.kind == opUpdate && e == unix.EBUSY:
+			// A status bit the kernel will not clear (ASSURED,
+			// SEEN_REPLY) or a changed NAT: start the entry afresh.
+			next = append(next, op{opDelete, o.s}, op{opCreate, o.s})
+		case o.kind == opDelete && e == unix.ENOENT:
+		default:
+			k.failed.Add(1)
+			if *first == nil {
+				*first = fmt.Errorf("conntrack apply %s: %w", o.s.Key, e)
+			}
+		}
+	}
+	return next, nil
 }
 
 func (k *Kernel) count(kind opKind) {

@@ -92,6 +92,8 @@ func parseFlow(data []byte) (session.Session, error) {
 			copy(s.Labels[:], v)
 		case ctaProtoinfo:
 			err = parseProtoinfo(v, &s.TCP)
+		case ctaHelp:
+			s.Helper, err = parseHelp(v)
 		}
 		if err != nil {
 			return s, fmt.Errorf("ctnetlink attribute %d: %w", typ, err)
@@ -330,6 +332,7 @@ func (w *builder) create(s *session.Session, seq uint32, flags uint16) {
 	}
 	w.zone(s.Zone)
 	w.state(s)
+	w.help(s.Helper)
 	w.end(off)
 }
 

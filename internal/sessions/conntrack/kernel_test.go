@@ -277,7 +277,7 @@ var benchWorkers = 2
 func BenchmarkKernelBulkInstall(b *testing.B) {
 	for _, n := range []int{100_000, 1_000_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			nstest.RaiseConntrackMax(b, 2*n)
+			raiseConntrackMax(b, 2*n)
 			ss := synthetic(n)
 			cs := upserts(ss)
 			var total time.Duration

@@ -162,6 +162,10 @@ type Session struct {
 	Mark    uint32
 	Labels  [16]byte
 	TCP     TCPInfo
+	// Helper is the conntrack helper attached to the entry (FTP's control
+	// connection has "ftp"): the expectations it creates need it on the
+	// subordinate's copy too. Synced only with expectations.
+	Helper Name
 }
 
 // IsNAT reports whether the reply tuple is not the plain inverse of the

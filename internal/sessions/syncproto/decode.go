@@ -89,8 +89,8 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 			return nil, fmt.Errorf("hello: flags %#x: %w", f, ErrMalformed)
 		}
 		h.WantBulk, h.NodeID = f == 1, string(id)
-		if r.err == nil && h.Version != Version {
-			return nil, fmt.Errorf("hello: version %d, want %d: %w", h.Version, Version, ErrVersion)
+		if r.err == nil && (h.Version < MinVersion || h.Version > Version) {
+			return nil, fmt.Errorf("hello: version %d, want %d..%d: %w", h.Version, MinVersion, Version, ErrVersion)
 		}
 		m = h
 	case TBulkStart:
@@ -119,6 +119,8 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 			changes = append(changes, c)
 		}
 		m = Batch{Seq: seq, Changes: changes}
+	case TExpect:
+		m = decodeExpectBatch(&r)
 	default:
 		return nil, fmt.Errorf("type %d: %w", t, ErrMalformed)
 	}
@@ -134,6 +136,10 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 func decodeChange(r *reader, c *session.Change) {
 	f := r.u8()
 	c.Op = session.Op(f & fOpMask)
+	helper := f&fOpMask == opHelper
+	if helper {
+		c.Op = session.Upsert
+	}
 	if c.Op != session.Upsert && c.Op != session.Delete {
 		if r.err == nil {
 			r.err = ErrMalformed
@@ -152,8 +158,8 @@ func decodeChange(r *reader, c *session.Change) {
 	}
 	readTuple(r, &s.Orig, v6)
 	if c.Op == session.Delete {
-		if f&^(fOpMask|fIPv6|fZone) != 0 && r.err == nil {
-			r.err = ErrMalformed // upsert-only fields on a delete
+		if (f&^(fOpMask|fIPv6|fZone) != 0 || f&fZone != 0 && s.Zone == 0) && r.err == nil {
+			r.err = ErrMalformed // upsert-only fields on a delete, or zone 0 sent
 		}
 		return
 	}
@@ -175,12 +181,32 @@ func decodeChange(r *reader, c *session.Change) {
 			s.TCP = session.TCPInfo{State: t[0], WScaleOrig: t[1], WScaleReply: t[2], FlagsOrig: t[3], FlagsReply: t[4]}
 		}
 	}
+	if helper {
+		readName(r, s.Helper[:])
+	}
 	// One encoding per session: optional parts are present exactly when set.
 	if r.err == nil && (f&fMark != 0 && s.Mark == 0 || f&fZone != 0 && s.Zone == 0 ||
 		f&fLabels != 0 && s.Labels == ([16]byte{}) || (f&fTCP != 0) != (s.Proto == session.ProtoTCP) ||
 		f&fNAT != 0 && !s.IsNAT()) {
 		r.err = ErrMalformed
 	}
+}
+
+// readName reads a name written by appendName into dst: not empty, not
+// longer than dst, without NUL (one encoding per name).
+func readName(r *reader, dst []byte) {
+	n := int(r.u8())
+	if r.err == nil && (n == 0 || n > len(dst)) {
+		r.err = ErrMalformed
+		return
+	}
+	v := r.take(n)
+	for _, c := range v {
+		if c == 0 && r.err == nil {
+			r.err = ErrMalformed
+		}
+	}
+	copy(dst, v)
 }
 
 func readTuple(r *reader, t *session.Tuple, v6 bool) {

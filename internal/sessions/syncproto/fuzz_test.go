@@ -35,3 +35,4 @@ func FuzzDecodeBulkEnd(f *testing.F)   { fuzzDecode(f, TBulkEnd) }
 func FuzzDecodeAck(f *testing.F)       { fuzzDecode(f, TAck) }
 func FuzzDecodeHeartbeat(f *testing.F) { fuzzDecode(f, THeartbeat) }
 func FuzzDecodeResync(f *testing.F)    { fuzzDecode(f, TResync) }
+func FuzzDecodeExpect(f *testing.F)    { fuzzDecode(f, TExpect) }

@@ -13,8 +13,17 @@ import (
 	"github.com/hagate/hagate/internal/sessions/session"
 )
 
-// Version is the protocol version this package speaks.
-const Version = 1
+// Version is the highest protocol version this package speaks; MinVersion
+// the lowest. A connection runs at the lower of the two ends' versions: each
+// Hello carries its sender's highest, and the subordinate answers with the
+// version the connection will use.
+//
+// Version 2 adds the helper of a session (a change with op bits 3) and
+// expectation batches (TExpect); a sender leaves both out at version 1.
+const (
+	Version    = 2
+	MinVersion = 1
+)
 
 // Type identifies a message.
 type Type uint8
@@ -27,6 +36,7 @@ const (
 	TAck       Type = 5
 	THeartbeat Type = 6
 	TResync    Type = 7
+	TExpect    Type = 8 // version 2
 )
 
 func (t Type) String() string {
@@ -45,6 +55,8 @@ func (t Type) String() string {
 		return "heartbeat"
 	case TResync:
 		return "resync"
+	case TExpect:
+		return "expect"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -158,9 +170,12 @@ func AppendBatch(b []byte, m Batch) []byte {
 // BatchWriter builds a Batch change by change, so a sender can cut batches
 // at a byte size. The zero value is ready after Reset.
 type BatchWriter struct {
-	b     []byte
-	start int
-	n     uint32
+	// Version is the connection's protocol version (0: Version); below 2
+	// the helpers of sessions are left out.
+	Version uint8
+	b       []byte
+	start   int
+	n       uint32
 }
 
 // Reset starts a batch appended to b.
@@ -172,6 +187,11 @@ func (w *BatchWriter) Reset(b []byte) {
 
 // Add appends one change.
 func (w *BatchWriter) Add(c *session.Change) {
+	if w.Version == 1 && !c.Session.Helper.IsZero() {
+		v1 := *c
+		v1.Session.Helper = session.Name{}
+		c = &v1
+	}
 	w.b = AppendChange(w.b, c)
 	w.n++
 }
@@ -187,9 +207,10 @@ func (w *BatchWriter) Finish(seq uint64) []byte {
 	return w.b
 }
 
-// SetBatchSeq rewrites the sequence number of an encoded batch in place.
+// SetBatchSeq rewrites the sequence number of an encoded Batch or
+// ExpectBatch in place.
 func SetBatchSeq(msg []byte, seq uint64) error {
-	if len(msg) < batchHeaderLen || Type(msg[0]) != TBatch {
+	if len(msg) < batchHeaderLen || Type(msg[0]) != TBatch && Type(msg[0]) != TExpect {
 		return fmt.Errorf("set seq: not a batch: %w", ErrMalformed)
 	}
 	binary.BigEndian.PutUint64(msg[1:9], seq)
@@ -206,12 +227,18 @@ const (
 	fMark     = 0x40
 	fTCP      = 0x80
 	minChange = 1 + 1 + 4 + 4 + 2 + 2 // a delete of an IPv4 key
+	// opHelper in the op bits (version 2): an upsert followed by the
+	// session's helper name.
+	opHelper = 0x03
 )
 
 // AppendChange appends one encoded change.
 func AppendChange(b []byte, c *session.Change) []byte {
 	s := &c.Session
 	f := byte(c.Op) & fOpMask
+	if c.Op == session.Upsert && !s.Helper.IsZero() {
+		f = opHelper
+	}
 	v6 := s.Family == session.FamilyIPv6
 	if v6 {
 		f |= fIPv6
@@ -238,7 +265,7 @@ func AppendChange(b []byte, c *session.Change) []byte {
 		b = binary.BigEndian.AppendUint16(b, s.Zone)
 	}
 	b = appendTuple(b, &s.Orig, v6)
-	if c.Op != session.Upsert {
+	if f&fOpMask == byte(session.Delete) {
 		return b
 	}
 	b = binary.AppendUvarint(b, uint64(s.Status))
@@ -256,7 +283,19 @@ func AppendChange(b []byte, c *session.Change) []byte {
 		t := &s.TCP
 		b = append(b, t.State, t.WScaleOrig, t.WScaleReply, t.FlagsOrig, t.FlagsReply)
 	}
+	if f&fOpMask == opHelper {
+		b = appendName(b, s.Helper[:])
+	}
 	return b
+}
+
+// appendName appends a name up to its first NUL, length first.
+func appendName(b, name []byte) []byte {
+	n := 0
+	for n < len(name) && name[n] != 0 {
+		n++
+	}
+	return append(append(b, byte(n)), name[:n]...)
 }
 
 func appendTuple(b []byte, t *session.Tuple, v6 bool) []byte {

@@ -33,7 +33,12 @@ func sampleChanges() []session.Change {
 		Orig: session.Tuple{Src: addr("192.0.2.1"), Dst: addr("198.51.100.2"), SrcPort: 77, DstPort: 8 << 8}},
 		Status: 0xa, Timeout: 29}
 	icmp.Reply = icmp.Orig.Invert(icmp.Proto)
+	ftp := tcp
+	ftp.Orig.DstPort = 21
+	ftp.Reply = ftp.Orig.Invert(ftp.Proto)
+	ftp.Helper, _ = session.MakeName("ftp")
 	return []session.Change{
+		{Op: session.Upsert, Session: ftp},
 		{Op: session.Upsert, Session: tcp},
 		{Op: session.Upsert, Session: snat},
 		{Op: session.Upsert, Session: udp6},
@@ -54,6 +59,7 @@ func sampleMessages() []Message {
 		Ack{Seq: 12345},
 		Heartbeat{Seq: 99},
 		Resync{Reason: 2},
+		ExpectBatch{Seq: 3, Changes: sampleExpects()},
 	}
 }
 
@@ -73,6 +79,8 @@ func encode(m Message) []byte {
 		return AppendHeartbeat(nil, m)
 	case Resync:
 		return AppendResync(nil, m)
+	case ExpectBatch:
+		return AppendExpectBatch(nil, m)
 	}
 	panic("unknown message")
 }
@@ -116,7 +124,8 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"empty", nil, ErrTruncated},
 		{"unknown type", []byte{99}, ErrMalformed},
-		{"hello version", AppendHello(nil, Hello{Version: 2, NodeID: "x"}), ErrVersion},
+		{"hello version", AppendHello(nil, Hello{Version: Version + 1, NodeID: "x"}), ErrVersion},
+		{"hello version 0", AppendHello(nil, Hello{Version: 0, NodeID: "x"}), ErrVersion},
 		{"huge batch count", []byte{byte(TBatch), 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff}, ErrMalformed},
 		{"bad op", append([]byte{byte(TBatch), 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}, make([]byte, 14)...), ErrMalformed},
 	} {

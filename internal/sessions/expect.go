@@ -1,0 +1,439 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+	"github.com/hagate/hagate/internal/sessions/syncproto"
+)
+
+// Expectations (EngineConfig.Expectation) follow their master sessions: the
+// primary mirrors its backend's expectations in a small map of their own
+// (they live seconds to minutes, and are few), and sends one only once its
+// master is synced, so a subordinate always has the master first; the
+// master's helper travels with it, since the kernel accepts an expectation
+// only on a master that has one. On a connection each wake-up sends the
+// session changes before the expectation changes, and a bulk sends the
+// expectations after all the sessions.
+
+// MaxExpectations bounds the expectations an engine holds, as primary and
+// as subordinate; beyond it new ones are not synced (counted as dropped).
+const MaxExpectations = 1 << 16
+
+// Expectation drop reasons, logged and counted.
+const (
+	xDropLimit    = "limit"     // MaxExpectations reached
+	xDropDisabled = "disabled"  // received while expectation sync is off here
+	xDropNoMaster = "no-master" // the subordinate does not hold the master
+	xDropFailed   = "failed"    // the backend refused it otherwise
+)
+
+// xentry is the primary's copy of one expectation.
+type xentry struct {
+	x     session.Expect
+	sent  bool   // queued to the subordinates (its master was synced)
+	round uint32 // the dump round that last saw it
+}
+
+// expects is the engine's expectation state, guarded by Engine.mu.
+type expects struct {
+	m     map[session.ExpectKey]*xentry // primary: mirrored
+	held  map[session.ExpectKey]uint32  // subordinate: installed, by bulk generation
+	round uint32
+	// waiting indexes the unsent expectations by master (primary), so the
+	// master's sync sends them at once; rebuilt by every dump round.
+	waiting map[session.Key][]session.ExpectKey
+
+	sent, installed, removed uint64
+	dropped                  map[string]uint64
+}
+
+func (x *expects) drop(reason string, n int) {
+	if x.dropped == nil {
+		x.dropped = map[string]uint64{}
+	}
+	x.dropped[reason] += uint64(n)
+}
+
+// expectBackend returns the backend's expectation side when expectations
+// are synced.
+func (e *Engine) expectBackend() (ExpectBackend, bool) {
+	if !e.cfg.Expectation {
+		return nil, false
+	}
+	xb, ok := e.be.(ExpectBackend)
+	return xb, ok
+}
+
+// ExpectStats describes the expectations synced.
+type ExpectStats struct {
+	Enabled   bool              `json:"enabled"`
+	Held      int               `json:"held"`      // primary: mirrored; subordinate: installed
+	Unsent    int               `json:"unsent"`    // primary: waiting for their master to be synced
+	Sent      uint64            `json:"sent"`      // primary: changes queued to subordinates
+	Installed uint64            `json:"installed"` // subordinate: installed into the backend
+	Removed   uint64            `json:"removed"`   // subordinate: deleted (primary's order or stale)
+	Dropped   map[string]uint64 `json:"dropped,omitempty"`
+}
+
+// ExpectStats returns the counts of expectation sync.
+func (e *Engine) ExpectStats() ExpectStats {
+	_, on := e.expectBackend()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := ExpectStats{Enabled: on, Sent: e.xp.sent, Installed: e.xp.installed, Removed: e.xp.removed, Dropped: map[string]uint64{}}
+	for r, n := range e.xp.dropped {
+		st.Dropped[r] = n
+	}
+	if e.role == rolePrimary {
+		st.Held = len(e.xp.m)
+		for _, x := range e.xp.m {
+			if !x.sent {
+				st.Unsent++
+			}
+		}
+	} else {
+		st.Held = len(e.xp.held)
+	}
+	return st
+}
+
+// resetExpectsLocked forgets every expectation (a role change).
+func (e *Engine) resetExpectsLocked() {
+	e.xp.m, e.xp.held, e.xp.waiting = nil, nil, nil
+}
+
+// mirrorExpects keeps the primary's expectation map equal to the backend's
+// and queues the changes, until ctx ends. It starts once the sessions are
+// mirrored, so that masters are found.
+func (e *Engine) mirrorExpects(ctx context.Context, xb ExpectBackend) {
+	e.mu.Lock()
+	e.xp.m, e.xp.waiting = map[session.ExpectKey]*xentry{}, nil
+	e.mu.Unlock()
+	evs, err := xb.WatchExpect(ctx)
+	if err != nil {
+		e.log.Error("session pickup: watching expectations; they are not synced", "err", err)
+		return
+	}
+	if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
+		e.log.Error("session pickup: dumping expectations", "err", err)
+	}
+	refresh := time.NewTicker(e.cfg.Refresh)
+	defer refresh.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-evs:
+			if !ok {
+				if ctx.Err() != nil {
+					return
+				}
+				e.count(&e.st.errors)
+				if evs, err = xb.WatchExpect(ctx); err != nil {
+					e.log.Error("session pickup: watching expectations", "err", err)
+					return
+				}
+				ev.Kind = session.EventOverflow
+			}
+			if ev.Kind == session.EventOverflow {
+				if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
+					e.log.Error("session pickup: expectation dump after overflow", "err", err)
+				}
+				continue
+			}
+			e.mu.Lock()
+			e.observeExpectLocked(ev.Kind == session.EventDestroy, &ev.Expect, 0)
+			e.mu.Unlock()
+		case <-refresh.C:
+			// Repairs lost events and sends the expectations whose master
+			// has been synced since (delay, or an event order).
+			if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
+				e.log.Error("session pickup: expectation refresh dump", "err", err)
+			}
+		}
+	}
+}
+
+// resyncExpects dumps the backend's expectations and diffs them into the map.
+func (e *Engine) resyncExpects(ctx context.Context, xb ExpectBackend) error {
+	var all []session.Expect
+	if err := xb.DumpExpect(ctx, func(x session.Expect) error {
+		all = append(all, x)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("expectations: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.xp.round++
+	e.xp.waiting = nil
+	for i := range all {
+		e.observeExpectLocked(false, &all[i], e.xp.round)
+	}
+	for k, x := range e.xp.m {
+		if x.round != e.xp.round {
+			e.observeExpectLocked(true, &session.Expect{ExpectKey: k}, 0)
+		}
+	}
+	return nil
+}
+
+// observeExpectLocked folds one event or dumped expectation (round > 0)
+// into the primary's map and queues what the subordinates must learn.
+func (e *Engine) observeExpectLocked(gone bool, x *session.Expect, round uint32) {
+	if e.xp.m == nil {
+		return // not mirroring
+	}
+	old := e.xp.m[x.ExpectKey]
+	if gone {
+		if old != nil {
+			delete(e.xp.m, x.ExpectKey)
+			if old.sent {
+				e.enqueueExpectLocked(session.ExpectChange{Op: session.Delete, Expect: session.Expect{ExpectKey: x.ExpectKey}})
+			}
+		}
+		return
+	}
+	if old == nil {
+		if len(e.xp.m) >= MaxExpectations {
+			e.xp.drop(xDropLimit, 1)
+			return
+		}
+		old = &xentry{}
+		e.xp.m[x.ExpectKey] = old
+	}
+	old.x = *x
+	if round != 0 {
+		old.round = round
+	} else {
+		old.round = e.xp.round // an event counts as seen in the current round
+	}
+	if old.sent {
+		return // expectations do not change; their timeouts only run down
+	}
+	if _, meta, ok := e.tab.get(x.Master); ok && meta.synced {
+		old.sent = true
+		e.enqueueExpectLocked(session.ExpectChange{Op: session.Upsert, Expect: *x})
+		return
+	}
+	// The master is not synced yet (delay, a filter, or its event is still
+	// queued behind this one): wait for it.
+	if e.xp.waiting == nil {
+		e.xp.waiting = map[session.Key][]session.ExpectKey{}
+	}
+	e.xp.waiting[x.Master] = append(e.xp.waiting[x.Master], x.ExpectKey)
+}
+
+// masterSyncedLocked sends the expectations waiting for session k, which
+// has just been queued to the subordinates.
+func (e *Engine) masterSyncedLocked(k session.Key) {
+	if len(e.xp.waiting) == 0 {
+		return
+	}
+	keys, ok := e.xp.waiting[k]
+	if !ok {
+		return
+	}
+	delete(e.xp.waiting, k)
+	for _, xk := range keys {
+		if x := e.xp.m[xk]; x != nil && !x.sent && x.x.Master == k {
+			x.sent = true
+			e.enqueueExpectLocked(session.ExpectChange{Op: session.Upsert, Expect: x.x})
+		}
+	}
+}
+
+// enqueueExpectLocked hands an expectation change to every connected
+// subordinate that speaks protocol version 2. A full queue is handled like
+// the session queue's: dropped, and the subordinate resynced.
+func (e *Engine) enqueueExpectLocked(c session.ExpectChange) {
+	for _, p := range e.peers {
+		if !p.active || p.version < 2 || p.overflow {
+			continue
+		}
+		if len(p.xq) >= e.cfg.QueueLen {
+			p.overflow = true
+			p.queue, p.xq = p.queue[:0], p.xq[:0]
+			e.st.queueOverflows++
+			continue
+		}
+		p.xq = append(p.xq, c)
+		e.xp.sent++
+		p.wakeUp()
+	}
+}
+
+// bulkExpectsLocked encodes the expectations sent in a bulk to p (those
+// whose master the bulk carries) and empties p's expectation queue. The
+// messages' sequence numbers are set when sent.
+func (e *Engine) bulkExpectsLocked(p *peer) [][]byte {
+	p.xq = p.xq[:0]
+	if p.version < 2 || len(e.xp.m) == 0 {
+		return nil
+	}
+	var msgs [][]byte
+	var m syncproto.ExpectBatch
+	flush := func() {
+		if len(m.Changes) > 0 {
+			msgs = append(msgs, syncproto.AppendExpectBatch(nil, m))
+			m.Changes = m.Changes[:0]
+		}
+	}
+	for _, x := range e.xp.m {
+		if x.sent {
+			m.Changes = append(m.Changes, session.ExpectChange{Op: session.Upsert, Expect: x.x})
+			if len(m.Changes) == expectsPerBatch {
+				flush()
+			}
+		}
+	}
+	flush()
+	return msgs
+}
+
+// expectsPerBatch bounds an expectation batch: at most about 150 bytes
+// each, well under maxPayload.
+const expectsPerBatch = 1024
+
+// sendExpects sends the expectation changes taken from p's queue, after the
+// session changes of the same wake-up.
+func (e *Engine) sendExpects(fc *frameConn, p *peer, xq []session.ExpectChange, seq *uint64, buf []byte) ([]byte, error) {
+	for len(xq) > 0 {
+		n := min(len(xq), expectsPerBatch)
+		*seq++
+		buf = syncproto.AppendExpectBatch(buf[:0], syncproto.ExpectBatch{Seq: *seq, Changes: xq[:n]})
+		if err := e.sendBatch(fc, p, buf, *seq, 0); err != nil {
+			return buf, err
+		}
+		xq = xq[n:]
+	}
+	return buf, nil
+}
+
+// receiveExpects installs an expectation batch on a subordinate. Its
+// sequence number follows the session batches'.
+func (e *Engine) receiveExpects(ctx context.Context, m syncproto.ExpectBatch) error {
+	e.mu.Lock()
+	gap := m.Seq != e.lastSeq+1
+	e.lastSeq = m.Seq
+	e.mu.Unlock()
+	if gap {
+		e.count(&e.st.frameErrors)
+		e.obs.FrameDropped("gap")
+		return fmt.Errorf("expectation batch %d out of sequence", m.Seq)
+	}
+	e.applyExpects(ctx, m.Changes)
+	return nil
+}
+
+// applyExpects installs expectation changes into the backend. An
+// expectation whose master is missing is dropped and counted: the primary
+// sends masters first, so a missing one was refused or filtered here, and
+// holding the expectation for later would outlive its short timeout anyway.
+func (e *Engine) applyExpects(ctx context.Context, cs []session.ExpectChange) {
+	xb, ok := e.expectBackend()
+	e.mu.Lock()
+	if !ok {
+		e.xp.drop(xDropDisabled, len(cs))
+		e.mu.Unlock()
+		return
+	}
+	if e.xp.held == nil {
+		e.xp.held = map[session.ExpectKey]uint32{}
+	}
+	keep := cs[:0:0]
+	for _, c := range cs {
+		if c.Op == session.Upsert {
+			if _, ok := e.xp.held[c.Expect.ExpectKey]; !ok && len(e.xp.held) >= MaxExpectations {
+				e.xp.drop(xDropLimit, 1)
+				continue
+			}
+			e.xp.held[c.Expect.ExpectKey] = e.gen
+		} else {
+			delete(e.xp.held, c.Expect.ExpectKey)
+		}
+		keep = append(keep, c)
+	}
+	e.mu.Unlock()
+	err := xb.ApplyExpect(ctx, keep)
+	noMaster, failed := countExpectErrors(err)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ups := 0
+	for _, c := range keep {
+		if c.Op == session.Upsert {
+			ups++
+		} else {
+			e.xp.removed++
+		}
+	}
+	e.xp.installed += uint64(max(ups-noMaster-failed, 0))
+	if noMaster > 0 {
+		e.xp.drop(xDropNoMaster, noMaster)
+	}
+	if failed > 0 {
+		e.xp.drop(xDropFailed, failed)
+		e.st.applyErrors++
+		e.obs.ApplyErrors(1)
+	}
+	if err != nil {
+		e.log.Warn("session pickup: installing expectations", "refused", noMaster+failed, "err", err)
+	}
+}
+
+// countExpectErrors splits the errors of ApplyExpect by cause.
+func countExpectErrors(err error) (noMaster, other int) {
+	if err == nil {
+		return 0, 0
+	}
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, err := range errs {
+		if errors.Is(err, session.ErrNoMaster) {
+			noMaster++
+		} else {
+			other++
+		}
+	}
+	return noMaster, other
+}
+
+// sweepExpects deletes, at the end of a bulk, the expectations held from
+// older bulks: the primary no longer has them.
+func (e *Engine) sweepExpects(ctx context.Context) {
+	xb, ok := e.expectBackend()
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	var dels []session.ExpectChange
+	for k, g := range e.xp.held {
+		if g != e.gen {
+			dels = append(dels, session.ExpectChange{Op: session.Delete, Expect: session.Expect{ExpectKey: k}})
+			delete(e.xp.held, k)
+		}
+	}
+	e.xp.removed += uint64(len(dels))
+	e.mu.Unlock()
+	if err := xb.ApplyExpect(ctx, dels); err != nil {
+		e.log.Warn("session pickup: removing stale expectations", "err", err)
+	}
+}
+
+// helloVersion is the highest protocol version the engine offers: version
+// 1, which every member speaks, unless it syncs expectations. Members that
+// do not sync expectations thus keep speaking to older ones.
+func (e *Engine) helloVersion() uint8 {
+	if e.cfg.Expectation {
+		return syncproto.Version
+	}
+	return syncproto.MinVersion
+}

@@ -1,0 +1,183 @@
+package syncproto
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
+
+// ExpectBatch carries expectation changes (version 2). It shares the
+// sequence numbers of Batch: Seq follows the last batch of either kind, and
+// an Ack covers both.
+type ExpectBatch struct {
+	Seq     uint64
+	Changes []session.ExpectChange
+}
+
+func (ExpectBatch) Type() Type { return TExpect }
+
+// Expectation change flag bits (the first byte of an encoded expectation).
+const (
+	xOpMask = 0x03
+	xIPv6   = 0x04
+	xZone   = 0x08
+	xNAT    = 0x10
+	xFlags  = 0x20 // flags and class present (not both zero)
+	xHelper = 0x40
+	xFn     = 0x80
+)
+
+// AppendExpectBatch appends an ExpectBatch.
+func AppendExpectBatch(b []byte, m ExpectBatch) []byte {
+	b = append(b, byte(TExpect))
+	b = binary.BigEndian.AppendUint64(b, m.Seq)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Changes)))
+	for i := range m.Changes {
+		b = AppendExpectChange(b, &m.Changes[i])
+	}
+	return b
+}
+
+// AppendExpectChange appends one encoded expectation change; a Delete
+// carries only the key.
+func AppendExpectChange(b []byte, c *session.ExpectChange) []byte {
+	x := &c.Expect
+	f := byte(c.Op) & xOpMask
+	v6 := x.Family == session.FamilyIPv6
+	if v6 {
+		f |= xIPv6
+	}
+	if x.Zone != 0 {
+		f |= xZone
+	}
+	if c.Op == session.Upsert {
+		if x.NAT {
+			f |= xNAT
+		}
+		if x.Flags != 0 || x.Class != 0 {
+			f |= xFlags
+		}
+		if !x.Helper.IsZero() {
+			f |= xHelper
+		}
+		if !x.Fn.IsZero() {
+			f |= xFn
+		}
+	}
+	b = append(b, f, x.Proto)
+	if f&xZone != 0 {
+		b = binary.BigEndian.AppendUint16(b, x.Zone)
+	}
+	b = appendTuple(b, &x.Tuple, v6)
+	if c.Op != session.Upsert {
+		return b
+	}
+	b = appendAddr(b, &x.MaskSrc, v6)
+	b = binary.BigEndian.AppendUint16(b, x.MaskSrcPort)
+	b = append(b, x.Master.Proto)
+	b = appendTuple(b, &x.Master.Orig, v6)
+	b = binary.AppendUvarint(b, uint64(x.Timeout))
+	if f&xFlags != 0 {
+		b = binary.AppendUvarint(b, uint64(x.Flags))
+		b = binary.AppendUvarint(b, uint64(x.Class))
+	}
+	if f&xHelper != 0 {
+		b = appendName(b, x.Helper[:])
+	}
+	if f&xFn != 0 {
+		b = appendName(b, x.Fn[:])
+	}
+	if f&xNAT != 0 {
+		b = append(b, x.NATDir)
+		b = appendAddr(b, &x.NATAddr, v6)
+		b = binary.BigEndian.AppendUint16(b, x.NATPort)
+	}
+	return b
+}
+
+func appendAddr(b []byte, a *[16]byte, v6 bool) []byte {
+	if v6 {
+		return append(b, a[:]...)
+	}
+	return append(b, a[12:]...)
+}
+
+func readAddr(r *reader, a *[16]byte, v6 bool) {
+	if v6 {
+		copy(a[:], r.take(16))
+		return
+	}
+	*a = [16]byte{10: 0xff, 11: 0xff}
+	copy(a[12:], r.take(4))
+}
+
+func decodeExpectBatch(r *reader) Message {
+	seq := r.u64()
+	n := int(r.u32())
+	if r.err == nil && n > len(r.b)/minChange {
+		r.err = fmt.Errorf("%d expectations in %d bytes: %w", n, len(r.b), ErrMalformed)
+		return ExpectBatch{}
+	}
+	m := ExpectBatch{Seq: seq, Changes: make([]session.ExpectChange, 0, n)}
+	for i := 0; i < n && r.err == nil; i++ {
+		var c session.ExpectChange
+		decodeExpectChange(r, &c)
+		m.Changes = append(m.Changes, c)
+	}
+	return m
+}
+
+func decodeExpectChange(r *reader, c *session.ExpectChange) {
+	f := r.u8()
+	c.Op = session.Op(f & xOpMask)
+	if c.Op != session.Upsert && c.Op != session.Delete {
+		if r.err == nil {
+			r.err = ErrMalformed
+		}
+		return
+	}
+	x := &c.Expect
+	v6 := f&xIPv6 != 0
+	x.Family = session.FamilyIPv4
+	if v6 {
+		x.Family = session.FamilyIPv6
+	}
+	x.Proto = r.u8()
+	if f&xZone != 0 {
+		x.Zone = r.u16()
+	}
+	readTuple(r, &x.Tuple, v6)
+	if c.Op == session.Delete {
+		if (f&^(xOpMask|xIPv6|xZone) != 0 || f&xZone != 0 && x.Zone == 0) && r.err == nil {
+			r.err = ErrMalformed // upsert-only fields on a delete, or zone 0 sent
+		}
+		return
+	}
+	readAddr(r, &x.MaskSrc, v6)
+	x.MaskSrcPort = r.u16()
+	x.Master = session.Key{Family: x.Family, Proto: r.u8(), Zone: x.Zone}
+	readTuple(r, &x.Master.Orig, v6)
+	x.Timeout = r.uvarint32()
+	if f&xFlags != 0 {
+		x.Flags = r.uvarint32()
+		x.Class = r.uvarint32()
+	}
+	if f&xHelper != 0 {
+		readName(r, x.Helper[:])
+	}
+	if f&xFn != 0 {
+		readName(r, x.Fn[:])
+	}
+	if f&xNAT != 0 {
+		x.NAT = true
+		x.NATDir = r.u8()
+		readAddr(r, &x.NATAddr, v6)
+		x.NATPort = r.u16()
+	}
+	// One encoding per expectation: optional parts are present exactly
+	// when set; the kernel knows two directions.
+	if r.err == nil && (f&xZone != 0 && x.Zone == 0 || f&xFlags != 0 && x.Flags == 0 && x.Class == 0 || x.NATDir > 1) {
+		r.err = ErrMalformed
+	}
+}
