@@ -91,7 +91,8 @@ func (p *syncPeer) read(timeout time.Duration) (seal.Header, syncproto.Message, 
 	return h, m, err
 }
 
-// handshake reads the primary's hello and answers as gw3.
+// handshake reads the primary's hello, answers as gw3 with a challenge and
+// reads the primary's answer to it.
 func (p *syncPeer) handshake() error {
 	h, m, err := p.read(5 * time.Second)
 	if err != nil {
@@ -100,7 +101,15 @@ func (p *syncPeer) handshake() error {
 	if hello, ok := m.(syncproto.Hello); !ok || hello.NodeID != "gw1" || h.Sender != "gw1" {
 		return fmt.Errorf("first frame %T %+v from %q, want gw1's hello", m, m, h.Sender)
 	}
-	return p.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: "gw3"}))
+	nonce := [syncproto.NonceLen]byte{3, 1, 4, 1, 5, 9, 2, 6}
+	if err := p.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: "gw3", Nonce: nonce})); err != nil {
+		return err
+	}
+	_, m, err = p.read(5 * time.Second)
+	if echo, ok := m.(syncproto.Hello); err != nil || !ok || echo.Nonce != nonce {
+		return fmt.Errorf("primary's answer to the challenge: %v %+v", err, m)
+	}
+	return nil
 }
 
 // ackEvery sends an ack every interval until a write fails or stop closes;
@@ -447,14 +456,10 @@ func (r *recorder) Read(b []byte) (int, error) {
 // bytes of the primary's sync connection to gw3 (recorded by the test,
 // which plays gw3) to the other subordinate gw2. An attacker on the link
 // can record them without the key. gw2 must refuse them: they were sealed
-// for another connection. Today it accepts them (open problem 2 in
-// docs/reliability.md: the handshake binds nothing of the subordinate, and
-// gw2's replay window never saw that connection's stream), so the test
-// runs only with HAGATE_KNOWN_ISSUES=1.
+// for another connection. gw2's hello challenges the primary with a fresh
+// nonce that the recording cannot answer (it accepted such a replay before
+// the challenge: a bulk that removed the newer sessions).
 func TestSyncReplayToAnotherSubordinate(t *testing.T) {
-	if os.Getenv("HAGATE_KNOWN_ISSUES") == "" {
-		t.Skip("known open problem (docs/reliability.md, open problem 2); HAGATE_KNOWN_ISSUES=1 runs it")
-	}
 	const n = 100
 	c := setup(t, 3, Options{Extra: pickupOn, Interval: 250 * time.Millisecond, LostThreshold: 12, Holddown: 4 * time.Second}, lab.Options{})
 	ln := listenSmall(t, c, "gw3", netip.AddrPortFrom(haAddr(3), sessions.DefaultPort))
@@ -535,5 +540,11 @@ func TestSyncReplayToAnotherSubordinate(t *testing.T) {
 	if len(accepted) > 0 {
 		t.Errorf("gw2 took %d bytes of the primary's connection to gw3, replayed from gw3's address, as a sync from its primary:\n%s",
 			len(replay), strings.Join(accepted, "\n"))
+	}
+	if !strings.Contains(c.Log("gw2"), "did not answer the challenge") {
+		t.Errorf("gw2 did not log the refused challenge:\n%s", c.Log("gw2"))
+	}
+	if got := conntrackCount(t, c, "gw2"); got < len(cs) {
+		t.Errorf("gw2 holds %d of %d sessions after the replay", got, len(cs))
 	}
 }

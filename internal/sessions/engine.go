@@ -75,6 +75,8 @@ type EngineConfig struct {
 	// of helpers such as FTP) and the helpers of their masters, when the
 	// backend holds them (ExpectBackend).
 	Expectation bool
+	// maxVersion, in tests, makes the engine speak as an older build.
+	maxVersion uint8
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection
 	// silent for IdleTimeout (default 5 s) is dropped.
 	Heartbeat   time.Duration

@@ -428,12 +428,12 @@ func (e *Engine) sweepExpects(ctx context.Context) {
 	}
 }
 
-// helloVersion is the highest protocol version the engine offers: version
-// 1, which every member speaks, unless it syncs expectations. Members that
-// do not sync expectations thus keep speaking to older ones.
+// helloVersion is the highest protocol version the engine offers. A
+// connection runs at the lower of both ends'; expectations are sent from
+// version 2 and only by a primary that syncs them.
 func (e *Engine) helloVersion() uint8 {
-	if e.cfg.Expectation {
-		return syncproto.Version
+	if e.cfg.maxVersion != 0 {
+		return e.cfg.maxVersion
 	}
-	return syncproto.MinVersion
+	return syncproto.Version
 }

@@ -225,16 +225,24 @@ func TestEngineExpectationsManyMasters(t *testing.T) {
 	}
 }
 
-// TestEngineExpectationVersionMix: when only one end syncs expectations,
-// the connection runs at protocol version 1: sessions flow, without helpers
-// or expectations.
+// TestEngineExpectationVersionMix: when one end is an older build that
+// speaks protocol version 1, the connection runs at version 1: sessions
+// flow, without helpers or expectations.
 func TestEngineExpectationVersionMix(t *testing.T) {
-	for _, primaryOn := range []bool{true, false} {
-		t.Run(fmt.Sprintf("primary_on=%v", primaryOn), func(t *testing.T) {
+	for _, primaryOld := range []bool{true, false} {
+		t.Run(fmt.Sprintf("primary_old=%v", primaryOld), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			p := startNode(t, ctx, "gw1", func(c *EngineConfig) { c.Expectation = primaryOn })
-			s := startNode(t, ctx, "gw2", func(c *EngineConfig) { c.Expectation = !primaryOn })
+			old := func(isOld bool) func(*EngineConfig) {
+				return func(c *EngineConfig) {
+					c.Expectation = true
+					if isOld {
+						c.maxVersion = 1
+					}
+				}
+			}
+			p := startNode(t, ctx, "gw1", old(primaryOld))
+			s := startNode(t, ctx, "gw2", old(!primaryOld))
 			if err := s.e.BecomeSubordinate(ctx, "gw1"); err != nil {
 				t.Fatal(err)
 			}

@@ -117,9 +117,20 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.addr, err)
 	}
+	version = min(version, hello.Version)
+	if version >= 3 {
+		// Answer the subordinate's challenge before anything else.
+		if hello.Nonce == ([syncproto.NonceLen]byte{}) {
+			return fmt.Errorf("%s: hello without a challenge at version %d", p.addr, version)
+		}
+		echo := syncproto.Hello{Version: version, NodeID: e.cfg.NodeID, Nonce: hello.Nonce}
+		if err := fc.write(syncproto.AppendHello(nil, echo), e.cfg.IOTimeout); err != nil {
+			return fmt.Errorf("challenge: %w", err)
+		}
+	}
 	e.mu.Lock()
 	p.id, p.connected = hello.NodeID, true
-	p.version = min(version, hello.Version)
+	p.version = version
 	e.mu.Unlock()
 	e.log.Info("session pickup: subordinate connected", "peer", p.addr, "node", hello.NodeID)
 

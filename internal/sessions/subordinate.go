@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -73,6 +74,15 @@ func (e *Engine) count(c *uint64) {
 	e.mu.Unlock()
 }
 
+// newNonce returns a random, non-zero challenge.
+func newNonce() [syncproto.NonceLen]byte {
+	var n [syncproto.NonceLen]byte
+	for n == ([syncproto.NonceLen]byte{}) {
+		rand.Read(n[:]) // never fails (crypto/rand)
+	}
+	return n
+}
+
 // readHello reads a connection's first frame, which must be an
 // authenticated hello from the node it names.
 func (e *Engine) readHello(fc *frameConn) (syncproto.Hello, error) {
@@ -133,11 +143,26 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 		old.conn.Close()
 		<-old.done
 	}
-	// The answer names the version the connection runs at: 1 unless both
-	// ends sync expectations.
-	version := min(e.helloVersion(), hello.Version)
-	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
+	// The answer names the version the connection runs at, and from
+	// version 3 challenges the primary: a recording of another connection
+	// cannot answer with this nonce.
+	answer := syncproto.Hello{Version: min(e.helloVersion(), hello.Version), NodeID: e.cfg.NodeID}
+	if answer.Version >= 3 {
+		answer.Nonce = newNonce()
+	}
+	if err := fc.write(syncproto.AppendHello(nil, answer), e.cfg.IOTimeout); err != nil {
 		return err
+	}
+	if answer.Version >= 3 {
+		echo, err := e.readHello(fc)
+		if err != nil {
+			return fmt.Errorf("challenge: %w", err)
+		}
+		if echo.Nonce != answer.Nonce || echo.NodeID != from {
+			e.count(&e.st.frameErrors)
+			e.obs.FrameDropped("challenge")
+			return fmt.Errorf("%q did not answer the challenge: a replayed connection?", from)
+		}
 	}
 	e.log.Info("session pickup: primary connected", "node", from, "remote", c.RemoteAddr())
 	return e.receive(ctx, fc)

@@ -42,6 +42,10 @@ type frameConn struct {
 	rbuf   []byte
 	hdr    [4]byte
 	authed bool // a frame has authenticated: full-size frames allowed
+	// The first authenticated frame binds the connection to its sender's
+	// boot and stream; later frames must follow it in sequence, so frames
+	// recorded from another connection cannot be spliced in.
+	peer seal.Header
 }
 
 // write seals payload and sends it within timeout.
@@ -87,8 +91,12 @@ func (f *frameConn) read(timeout time.Duration) (seal.Header, []byte, error) {
 		f.rbuf = f.rbuf[:end]
 	}
 	h, p, err := f.opener.Open(f.rbuf, f.now())
-	if err == nil {
-		f.authed = true
+	if err != nil {
+		return h, p, err
 	}
-	return h, p, err
+	if f.authed && (h.Sender != f.peer.Sender || h.Epoch != f.peer.Epoch || h.Stream != f.peer.Stream || h.Seq <= f.peer.Seq) {
+		return h, nil, &seal.DropError{Reason: "stream", Detail: fmt.Sprintf("frame %s/%d/%d after %s/%d/%d", h.Sender, h.Stream, h.Seq, f.peer.Sender, f.peer.Stream, f.peer.Seq)}
+	}
+	f.authed, f.peer = true, h
+	return h, p, nil
 }

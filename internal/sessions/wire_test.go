@@ -39,7 +39,17 @@ func fakePrimary(t *testing.T, to netip.AddrPort) (*frameConn, net.Conn) {
 	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: syncproto.Version, NodeID: "gw1"}), time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := fc.read(time.Second); err != nil {
+	_, p, err := fc.read(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := syncproto.Decode(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Answer the subordinate's challenge.
+	echo := syncproto.Hello{Version: syncproto.Version, NodeID: "gw1", Nonce: m.(syncproto.Hello).Nonce}
+	if err := fc.write(syncproto.AppendHello(nil, echo), time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return fc, c

@@ -85,12 +85,20 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 			return nil, fmt.Errorf("hello: node id of %d bytes: %w", n, ErrMalformed)
 		}
 		id := r.take(n)
-		if f&^1 != 0 {
+		if f&^(helloWantBulk|helloNonce) != 0 {
 			return nil, fmt.Errorf("hello: flags %#x: %w", f, ErrMalformed)
 		}
-		h.WantBulk, h.NodeID = f == 1, string(id)
-		if r.err == nil && (h.Version < MinVersion || h.Version > Version) {
-			return nil, fmt.Errorf("hello: version %d, want %d..%d: %w", h.Version, MinVersion, Version, ErrVersion)
+		h.WantBulk, h.NodeID = f&helloWantBulk != 0, string(id)
+		if f&helloNonce != 0 {
+			copy(h.Nonce[:], r.take(NonceLen))
+			if r.err == nil && h.Nonce == ([NonceLen]byte{}) {
+				return nil, fmt.Errorf("hello: zero nonce: %w", ErrMalformed)
+			}
+		}
+		// A newer peer offers more than this end speaks: the connection
+		// runs at the lower version.
+		if r.err == nil && h.Version < MinVersion {
+			return nil, fmt.Errorf("hello: version %d, want at least %d: %w", h.Version, MinVersion, ErrVersion)
 		}
 		m = h
 	case TBulkStart:

@@ -20,10 +20,16 @@ import (
 //
 // Version 2 adds the helper of a session (a change with op bits 3) and
 // expectation batches (TExpect); a sender leaves both out at version 1.
+// Version 3 adds the challenge: the subordinate's Hello carries a random
+// Nonce, which the primary's second Hello must echo before anything else,
+// so that a recorded connection cannot be replayed to a subordinate.
 const (
-	Version    = 2
+	Version    = 3
 	MinVersion = 1
 )
+
+// NonceLen is the length of a Hello's challenge.
+const NonceLen = 16
 
 // Type identifies a message.
 type Type uint8
@@ -67,11 +73,14 @@ const MaxNodeID = 64
 // Message is one decoded message.
 type Message interface{ Type() Type }
 
-// Hello opens a connection, both ways.
+// Hello opens a connection, both ways. From version 3, the subordinate's
+// answer carries a Nonce and the primary echoes it in a second Hello; a zero
+// Nonce is none.
 type Hello struct {
 	Version  uint8
 	NodeID   string
 	WantBulk bool
+	Nonce    [NonceLen]byte
 }
 
 // BulkStart begins a full copy of the primary's table, generation Gen, of
@@ -113,6 +122,12 @@ var (
 	ErrVersion   = errors.New("unsupported protocol version")
 )
 
+// Hello flags.
+const (
+	helloWantBulk = 1 << iota
+	helloNonce
+)
+
 // AppendHello appends a Hello.
 func AppendHello(b []byte, h Hello) []byte {
 	id := h.NodeID
@@ -121,10 +136,17 @@ func AppendHello(b []byte, h Hello) []byte {
 	}
 	var f byte
 	if h.WantBulk {
-		f = 1
+		f |= helloWantBulk
+	}
+	if h.Nonce != ([NonceLen]byte{}) {
+		f |= helloNonce
 	}
 	b = append(b, byte(THello), h.Version, f, byte(len(id)))
-	return append(b, id...)
+	b = append(b, id...)
+	if f&helloNonce != 0 {
+		b = append(b, h.Nonce[:]...)
+	}
+	return b
 }
 
 func appendU64Pair(b []byte, t Type, x, y uint64) []byte {

@@ -52,6 +52,8 @@ func sampleMessages() []Message {
 	return []Message{
 		Hello{Version: Version, NodeID: "gw1", WantBulk: true},
 		Hello{Version: Version, NodeID: "a-node-with-a-longer-name"},
+		Hello{Version: Version, NodeID: "gw2", Nonce: [NonceLen]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}},
+		Hello{Version: Version + 1, NodeID: "newer"}, // a newer peer: negotiated down
 		BulkStart{Gen: 7, Count: 1_000_000},
 		Batch{Seq: 1, Changes: sampleChanges()},
 		Batch{Seq: 2, Changes: []session.Change{}},
@@ -124,7 +126,9 @@ func TestRefusals(t *testing.T) {
 	}{
 		{"empty", nil, ErrTruncated},
 		{"unknown type", []byte{99}, ErrMalformed},
-		{"hello version", AppendHello(nil, Hello{Version: Version + 1, NodeID: "x"}), ErrVersion},
+		{"zero nonce", append([]byte(nil), byte(THello), Version, helloNonce, 1, 'x', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), ErrMalformed},
+		{"short nonce", []byte{byte(THello), Version, helloNonce, 1, 'x', 1, 2, 3}, ErrTruncated},
+		{"unknown hello flag", []byte{byte(THello), Version, 4, 1, 'x'}, ErrMalformed},
 		{"hello version 0", AppendHello(nil, Hello{Version: 0, NodeID: "x"}), ErrVersion},
 		{"huge batch count", []byte{byte(TBatch), 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff}, ErrMalformed},
 		{"bad op", append([]byte{byte(TBatch), 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1}, make([]byte, 14)...), ErrMalformed},
