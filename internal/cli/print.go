@@ -160,6 +160,21 @@ func printSessions(w io.Writer, data json.RawMessage) error {
 		fmt.Fprintf(w, "Last bulk sync:   %d sessions in %s at %s (%d stale removed)\n",
 			st.LastBulk.Sessions, st.LastBulk.Duration.Round(time.Microsecond), stamp(st.LastBulk.At), st.LastBulk.Removed)
 	}
+	if x := st.Expectations; x != nil {
+		fmt.Fprintf(w, "Expectations:     %d held", x.Held)
+		if x.Unsent > 0 {
+			fmt.Fprintf(w, " (%d waiting for their master)", x.Unsent)
+		}
+		fmt.Fprintf(w, ", %d sent, %d installed, %d removed", x.Sent, x.Installed, x.Removed)
+		if len(x.Dropped) > 0 {
+			dropped := map[string]int{}
+			for r, n := range x.Dropped {
+				dropped[r] = int(n)
+			}
+			fmt.Fprintf(w, ", dropped: %s", countList(dropped))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "Resyncs %d, event overflows %d, queue overflows %d, frame errors %d, install errors %d, max_sessions hits %d\n",
 		st.Resyncs, st.EventOverflows, st.QueueOverflows, st.FrameErrors, st.ApplyErrors, st.TableFull)
 	if len(st.Peers) == 0 || st.Role != "primary" {

@@ -32,7 +32,13 @@ func (p *enginePickup) BecomeSubordinate(ctx context.Context, primary string) {
 func (p *enginePickup) SetPrimary(id string)             { p.e.SetPrimary(id) }
 func (p *enginePickup) SetLocalAddrs(addrs []netip.Addr) { p.e.SetLocalAddrs(addrs) }
 func (p *enginePickup) SetPeers(addrs []netip.AddrPort)  { p.e.SetPeers(addrs) }
-func (p *enginePickup) Stats() any                       { return p.e.Stats() }
+func (p *enginePickup) Stats() any {
+	st := p.e.Stats()
+	if x := p.e.ExpectStats(); x.Enabled {
+		st.Expectations = &x
+	}
+	return st
+}
 func (p *enginePickup) Run(ctx context.Context) error {
 	<-ctx.Done()
 	p.e.Wait()

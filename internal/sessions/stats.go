@@ -49,6 +49,8 @@ type Stats struct {
 	Refused        uint64         `json:"refused_connections"`
 	TableFull      uint64         `json:"max_sessions_hits"`
 	Errors         uint64         `json:"errors"`
+	// Expectations is set when expectation sync is on (ExpectStats).
+	Expectations *ExpectStats `json:"expectations,omitempty"`
 }
 
 // Stats returns counts and the state of the sync. It walks the table, so it

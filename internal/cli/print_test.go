@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hagate/hagate/internal/sessions"
+)
+
+func TestPrintSessions(t *testing.T) {
+	st := sessions.Stats{
+		Role: "subordinate", Primary: "gw1", Sessions: 3, ByProtocol: map[string]int{"tcp": 2, "udp": 1},
+		TCPStates: map[string]int{"ESTABLISHED": 2},
+		LastBulk:  sessions.BulkStats{Sessions: 3, Duration: 2 * time.Millisecond, At: time.Unix(1700000000, 0)},
+	}
+	for _, tc := range []struct {
+		name   string
+		expect *sessions.ExpectStats
+		want   []string
+		absent []string
+	}{
+		{"no expectations", nil, []string{"primary gw1", "Sessions synced:  3", "tcp 2, udp 1", "ESTABLISHED 2"}, []string{"Expectations"}},
+		{"expectations", &sessions.ExpectStats{Enabled: true, Held: 4, Unsent: 1, Installed: 9, Removed: 5, Dropped: map[string]uint64{"no-master": 2}},
+			[]string{"Expectations:     4 held (1 waiting for their master), 0 sent, 9 installed, 5 removed, dropped: no-master 2"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st.Expectations = tc.expect
+			data, err := json.Marshal(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := printSessions(&b, data); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(b.String(), a) {
+					t.Errorf("output has %q:\n%s", a, b.String())
+				}
+			}
+		})
+	}
+}
