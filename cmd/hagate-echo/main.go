@@ -1,7 +1,10 @@
-// Command hagate-echo is the lab's long-lived TCP session (package echo):
-// `hagate-echo serve :7000` echoes; `hagate-echo client ADDR` sends a
-// numbered message every 50 ms until SIGTERM or -for, then prints its report
-// as JSON. The tests and the demo run it inside lab namespaces.
+// Command hagate-echo is the lab's long-lived session (package echo):
+// `hagate-echo serve :7000` echoes TCP and UDP on that port;
+// `hagate-echo client ADDR` keeps one TCP connection (or, with -udp, one
+// UDP flow) to ADDR and sends a numbered record every 50 ms until SIGTERM
+// or -for, then prints its report as JSON (exit status 1 if the session did
+// not survive). The tests, the demo and the benchmarks run it inside lab
+// namespaces.
 package main
 
 import (
@@ -9,7 +12,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,57 +22,72 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: hagate-echo serve ADDR | client [-interval 50ms] [-for 0] [-progress] ADDR")
+		fmt.Fprintln(os.Stderr, "usage: hagate-echo serve ADDR | client [-udp] [-interval 50ms] [-for 0] [-progress 0] [-drain 1s] [-stall 0] [-reconnect] [-samples] [-ready] ADDR")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	switch os.Args[1] {
 	case "serve":
-		ln, err := net.Listen("tcp", os.Args[2])
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		if err := echo.Serve(ctx, ln); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+		logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "hagate-echo: "+f+"\n", a...) }
+		if err := echo.ListenAndServe(ctx, os.Args[2], logf); err != nil {
+			fmt.Fprintln(os.Stderr, "hagate-echo:", err)
 			os.Exit(1)
 		}
 	case "client":
-		fs := flag.NewFlagSet("client", flag.ExitOnError)
-		interval := fs.Duration("interval", 50*time.Millisecond, "time between messages")
-		dur := fs.Duration("for", 0, "run this long (0: until SIGTERM)")
-		progress := fs.Duration("progress", 0, "print the report so far this often (0: only at the end)")
-		fs.Parse(os.Args[2:])
-		if dur := *dur; dur > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, dur)
-			defer cancel()
-		}
-		var c echo.Client
-		if *progress > 0 {
-			go func() {
-				t := time.NewTicker(*progress)
-				defer t.Stop()
-				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-t.C:
-						b, _ := json.Marshal(c.Snapshot())
-						fmt.Println(string(b))
-					}
-				}
-			}()
-		}
-		r := c.Run(ctx, fs.Arg(0), *interval)
-		b, _ := json.Marshal(r)
-		fmt.Println(string(b))
-		if !r.Survived {
-			os.Exit(1)
-		}
+		os.Exit(client(ctx, os.Args[2:]))
 	default:
 		fmt.Fprintln(os.Stderr, "hagate-echo: unknown mode", os.Args[1])
 		os.Exit(2)
 	}
+}
+
+func client(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("client", flag.ExitOnError)
+	var cfg echo.Config
+	udp := fs.Bool("udp", false, "one UDP flow instead of a TCP connection")
+	fs.DurationVar(&cfg.Interval, "interval", 50*time.Millisecond, "time between records")
+	fs.DurationVar(&cfg.Duration, "for", 0, "send this long (0: until SIGTERM)")
+	fs.DurationVar(&cfg.Drain, "drain", time.Second, "then wait this long at most for the last echoes")
+	fs.DurationVar(&cfg.Stall, "stall", 0, "TCP: give a connection up after this long without echo (0: never)")
+	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "TCP: open a new connection when one breaks or stalls")
+	fs.BoolVar(&cfg.Samples, "samples", false, "put every record's send and echo time in the final report")
+	progress := fs.Duration("progress", 0, "print the report so far this often (0: only at the end)")
+	ready := fs.Bool("ready", false, "print "+echo.ReadyLine+" at the first echo")
+	fs.Parse(args)
+	cfg.Addr = fs.Arg(0)
+	if *udp {
+		cfg.Network = "udp"
+	}
+	out := json.NewEncoder(os.Stdout)
+	if *ready {
+		cfg.Ready = func() { fmt.Println(echo.ReadyLine) }
+	}
+	var c echo.Client
+	pctx, cancel := context.WithCancel(ctx)
+	progressed := make(chan struct{})
+	go func() {
+		defer close(progressed)
+		if *progress > 0 {
+			t := time.NewTicker(*progress)
+			defer t.Stop()
+			for {
+				select {
+				case <-pctx.Done():
+					return
+				case <-t.C:
+					out.Encode(c.Snapshot())
+				}
+			}
+		}
+	}()
+	r := c.Run(ctx, cfg)
+	// The final report must be the last line: progress stops first.
+	cancel()
+	<-progressed
+	out.Encode(r)
+	if !r.Survived {
+		return 1
+	}
+	return 0
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/hagate/hagate/internal/echo"
 	"github.com/hagate/hagate/internal/lab"
 )
 
@@ -36,7 +37,7 @@ type failoverResult struct {
 	// RSS of the session-sync daemons on the primary and the subordinate
 	// after the bulk sync.
 	RSS     [2]int64
-	Trace   Trace
+	Trace   echo.Report // the echo client's, with a sample per record
 	FaultNS int64
 	Err     string // what went wrong, if the run is incomplete
 	Note    string // the system's note (System.Note)
@@ -138,7 +139,7 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 	if err != nil {
 		return res, err
 	}
-	res.Gap = LargestGap(tr)
+	res.Gap = gapOf(tr)
 	res.Survived = tr.Survived
 	return res, nil
 }

@@ -1,14 +1,14 @@
 // Package bench owns `make bench`: hagate and keepalived + conntrackd side
 // by side on the same namespace lab, in one run. It builds a fresh
 // two-gateway lab for every run, starts one system's daemons in it, drives
-// a long-lived TCP echo session through the virtual IP (its own echo
-// client and server, re-executed inside the namespaces), injects the fault,
-// and measures the gap the client sees, whether its session survived, bulk
-// sync, churn and memory. It writes docs/benchmarks.md and an SVG chart per
-// scenario under docs/bench/.
+// a long-lived TCP echo session through the virtual IP (hagate-echo, package
+// echo, run inside the namespaces), injects the fault, and measures the
+// gap the client sees, whether its session survived, bulk sync, churn,
+// memory, and false failovers under CPU stress. It writes
+// docs/benchmarks.md and an SVG chart per scenario under docs/bench/.
 //
 // Benchmarks measure; they never assert. The unit tests cover what needs
-// no root: statistics, the SVG writer and the echo protocol.
+// no root: statistics, the SVG writer and the parsers.
 package bench
 
 import (

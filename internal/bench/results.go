@@ -22,6 +22,7 @@ type Results struct {
 	mu       sync.Mutex
 	failover map[string]map[string][]failoverResult // scenario key -> system -> runs
 	churn    map[string][]churnResult
+	stress   map[string][]stressResult
 	hgNote   string // why hagate's sessions cannot survive, if they cannot
 }
 
@@ -35,12 +36,13 @@ type savedResults struct {
 	Failover map[string]map[string][]failoverResult
 	Churn    map[string][]churnResult
 	HGNote   string
+	Stress   map[string][]stressResult `json:",omitempty"`
 }
 
 func (r *Results) save() savedResults {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return savedResults{r.cfg, r.args, r.Started, r.Elapsed, r.failover, r.churn, r.hgNote}
+	return savedResults{r.cfg, r.args, r.Started, r.Elapsed, r.failover, r.churn, r.hgNote, r.stress}
 }
 
 func (s savedResults) results() *Results {
@@ -52,12 +54,15 @@ func (s savedResults) results() *Results {
 	if s.Churn != nil {
 		r.churn = s.Churn
 	}
+	if s.Stress != nil {
+		r.stress = s.Stress
+	}
 	return r
 }
 
 func newResults(cfg Config, args []string) *Results {
 	return &Results{cfg: cfg, args: args, Started: time.Now(),
-		failover: map[string]map[string][]failoverResult{}, churn: map[string][]churnResult{}}
+		failover: map[string]map[string][]failoverResult{}, churn: map[string][]churnResult{}, stress: map[string][]stressResult{}}
 }
 
 func (r *Results) addFailover(key, sys string, fr failoverResult) {
@@ -76,6 +81,12 @@ func (r *Results) addChurn(sys string, cr churnResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.churn[sys] = append(r.churn[sys], cr)
+}
+
+func (r *Results) addStress(sys string, sr stressResult) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stress[sys] = append(r.stress[sys], sr)
 }
 
 // Row is one line of the table: a measurement of both systems.
@@ -198,7 +209,55 @@ func (r *Results) rows() []Row {
 		rate.Notes = fmt.Sprintf("rates tried: %v; each session lives %s; the generator (one netlink request per change) tops out near 8k/s here", churnRates(r.cfg.Quick), churnLife)
 		rows = append(rows, rate, cpu)
 	}
+	if row, ok := r.stressRow(); ok {
+		rows = append(rows, row)
+	}
 	return rows
+}
+
+// stressRow: false failovers of the CPU stress runs. A run that ended in
+// error counts only if it ran its whole length.
+func (r *Results) stressRow() (Row, bool) {
+	if len(r.stress) == 0 {
+		return Row{}, false
+	}
+	row := Row{Unit: "", Values: map[string][]float64{}, Extra: map[string]string{}}
+	var dur time.Duration
+	workers := 0
+	for _, sys := range systemNames {
+		dual, hog, capacity, errs := 0, 0.0, 0.0, 0
+		for _, sr := range r.stress[sys] {
+			dur, workers = max(dur, sr.Duration), max(workers, sr.Workers)
+			if sr.Err != "" && sr.Elapsed < sr.Duration {
+				errs++
+				continue
+			}
+			row.Values[sys] = append(row.Values[sys], float64(sr.FalseFailovers()))
+			dual += sr.Dual
+			hog += sr.HogCPU
+			capacity += sr.Elapsed.Seconds() * float64(max(sr.CPUs, 1))
+		}
+		var extra []string
+		if len(row.Values[sys]) > 0 && capacity > 0 {
+			extra = append(extra, fmt.Sprintf("both gateways held the VIP at once %d times; the hog got %.0f%% of the machine's CPU time",
+				dual, 100*hog/capacity))
+		}
+		if errs > 0 {
+			extra = append(extra, fmt.Sprintf("%d runs cut short", errs))
+		}
+		row.Extra[sys] = strings.Join(extra, "; ")
+	}
+	row.Scenario = fmt.Sprintf("False failovers in %s under CPU stress: power loss tuning (hagate 50 ms x 3, VRRPv3 advert_int 0.05 s), empty table, nothing failed", fmtLength(dur))
+	row.Notes = fmt.Sprintf("each time the LAN virtual IP moved to a gateway counts; CPU hog: %d busy threads (cores + 1) for the whole run", workers)
+	return row, true
+}
+
+// fmtLength writes whole minutes as "10 min", anything else as a duration.
+func fmtLength(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		return fmt.Sprintf("%d min", d/time.Minute)
+	}
+	return d.String()
 }
 
 // memoryRows: resident memory of the sync daemon per synced session,

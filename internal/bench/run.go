@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hagate/hagate/internal/echo"
+	"github.com/hagate/hagate/internal/harness"
 	"github.com/hagate/hagate/internal/lab"
 )
 
@@ -57,7 +59,7 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 		r.close()
 		return nil, err
 	}
-	if _, err := l.Start(lab.Server, out, e.self, cmdEchoServer, "-listen", ":7000"); err != nil {
+	if _, err := l.Start(lab.Server, out, harness.EchoBin(e.hgBin), "serve", ":7000"); err != nil {
 		out.Close()
 		r.close()
 		return nil, err
@@ -108,16 +110,17 @@ type client struct {
 }
 
 type clientResult struct {
-	tr  Trace
+	tr  echo.Report
 	err error
 }
 
-// startClient starts the echo client for duration and waits until its
-// session works.
+// startClient starts the echo client (hagate-echo, one TCP connection
+// that it replaces if it breaks or stalls for stall, a sample per record)
+// for duration and waits until its session works.
 func (r *run) startClient(duration, stall time.Duration) (*client, error) {
-	cmd := r.l.Command(lab.Client, r.e.self, cmdEchoClient,
-		"-addr", lab.ServerAddr.Addr().String()+":7000",
-		"-duration", duration.String(), "-stall", stall.String(), "-drain", "3s")
+	cmd := r.l.Command(lab.Client, harness.EchoBin(r.e.hgBin), "client",
+		"-for", duration.String(), "-stall", stall.String(), "-drain", "3s", "-reconnect", "-samples", "-ready",
+		lab.ServerAddr.Addr().String()+":7000")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -132,10 +135,10 @@ func (r *run) startClient(duration, stall time.Duration) (*client, error) {
 	go func() {
 		br := bufio.NewReader(stdout)
 		line, err := br.ReadString('\n')
-		if err == nil && strings.TrimSpace(line) == readyLine {
+		if err == nil && strings.TrimSpace(line) == echo.ReadyLine {
 			close(ready)
 		}
-		var tr Trace
+		var tr echo.Report
 		derr := json.NewDecoder(br).Decode(&tr)
 		werr := cmd.Wait()
 		if derr != nil {
@@ -154,8 +157,8 @@ func (r *run) startClient(duration, stall time.Duration) (*client, error) {
 	}
 }
 
-// wait returns the client's trace, killing it if it overruns timeout.
-func (c *client) wait(timeout time.Duration) (Trace, error) {
+// wait returns the client's report, killing it if it overruns timeout.
+func (c *client) wait(timeout time.Duration) (echo.Report, error) {
 	select {
 	case res := <-c.result:
 		return res.tr, res.err

@@ -3,9 +3,11 @@ package bench
 import (
 	"fmt"
 	"math"
-	"slices"
 	"sort"
+	"strconv"
 	"time"
+
+	"github.com/hagate/hagate/internal/echo"
 )
 
 // Summary is the median and spread of repeated measurements.
@@ -60,37 +62,21 @@ func Ratio(a, b Summary) float64 {
 }
 
 // Gap is the largest time between two consecutive echoes a client
-// received, from the first echo to the last record it sent. If the last
-// records were never echoed, the gap runs to the last send and Open is
-// true: it is then a lower bound.
+// received, from the first echo to the last record it sent, as the echo
+// client measured it (echo.Report.MaxGap). If the last records were never
+// echoed, the gap runs to the last send and Open is true: it is then a
+// lower bound. It is kept in results.json.
 type Gap struct {
 	Length time.Duration
 	AtNS   int64 // Unix ns of the last echo before the gap
 	Open   bool
 }
 
-// LargestGap finds the largest gap between echoes in a trace.
-func LargestGap(tr Trace) Gap {
-	var echoes []int64
-	var lastSent int64
-	for _, s := range tr.Samples {
-		if s.EchoNS != 0 {
-			echoes = append(echoes, s.EchoNS)
-		}
-		lastSent = max(lastSent, s.SentNS)
-	}
-	if len(echoes) == 0 {
-		return Gap{Open: true}
-	}
-	slices.Sort(echoes)
-	var g Gap
-	for i := 1; i < len(echoes); i++ {
-		if d := time.Duration(echoes[i] - echoes[i-1]); d > g.Length {
-			g = Gap{Length: d, AtNS: echoes[i-1]}
-		}
-	}
-	if tail := time.Duration(lastSent - echoes[len(echoes)-1]); tail > g.Length {
-		g = Gap{Length: tail, AtNS: echoes[len(echoes)-1], Open: true}
+// gapOf is the largest gap of a client's report.
+func gapOf(r echo.Report) Gap {
+	g := Gap{Length: r.MaxGap, Open: r.GapOpen}
+	if !r.GapAt.IsZero() {
+		g.AtNS = r.GapAt.UnixNano()
 	}
 	return g
 }
@@ -104,6 +90,8 @@ func formatValue(v float64, unit string) string {
 		return fmt.Sprintf("%.0f ms", v*1000)
 	case unit == "s":
 		return fmt.Sprintf("%.2f s", v)
+	case unit == "":
+		return strconv.FormatFloat(v, 'f', -1, 64) // a count
 	case v >= 100:
 		return fmt.Sprintf("%.0f %s", v, unit)
 	case v >= 10:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hagate/hagate/internal/echo"
 )
 
 func TestSummarize(t *testing.T) {
@@ -70,39 +71,16 @@ func TestFormat(t *testing.T) {
 	}
 }
 
-func ms(n int64) int64 { return n * int64(time.Millisecond) }
-
-func TestLargestGap(t *testing.T) {
-	tests := []struct {
-		name    string
-		samples []Sample
-		want    Gap
-	}{
-		{"nothing echoed", []Sample{{SentNS: ms(0)}}, Gap{Open: true}},
-		{"steady", []Sample{
-			{SentNS: ms(0), EchoNS: ms(1)},
-			{SentNS: ms(50), EchoNS: ms(51)},
-			{SentNS: ms(100), EchoNS: ms(101)},
-		}, Gap{Length: 50 * time.Millisecond, AtNS: ms(1)}},
-		{"outage, queued records arrive together", []Sample{
-			{SentNS: ms(0), EchoNS: ms(1)},
-			{SentNS: ms(50), EchoNS: ms(451)},
-			{SentNS: ms(100), EchoNS: ms(451)},
-			{SentNS: ms(450), EchoNS: ms(452)},
-			{SentNS: ms(500), EchoNS: ms(501)},
-		}, Gap{Length: 450 * time.Millisecond, AtNS: ms(1)}},
-		{"lost at the end: open gap to the last send", []Sample{
-			{SentNS: ms(0), EchoNS: ms(1)},
-			{SentNS: ms(50)},
-			{SentNS: ms(2000)},
-		}, Gap{Length: 1999 * time.Millisecond, AtNS: ms(1), Open: true}},
+// The largest gap between echoes is measured by the echo client (package
+// echo, TestTrackerVerdicts); gapOf only carries it over.
+func TestGapOf(t *testing.T) {
+	at := time.Unix(0, 1e6)
+	r := echo.Report{MaxGap: 450 * time.Millisecond, GapAt: at, GapOpen: true}
+	if d := cmp.Diff(Gap{Length: 450 * time.Millisecond, AtNS: 1e6, Open: true}, gapOf(r)); d != "" {
+		t.Errorf("gapOf (-want +got):\n%s", d)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if d := cmp.Diff(tt.want, LargestGap(Trace{Samples: tt.samples})); d != "" {
-				t.Errorf("LargestGap (-want +got):\n%s", d)
-			}
-		})
+	if g := gapOf(echo.Report{}); g != (Gap{}) {
+		t.Errorf("gapOf(nothing) = %+v", g)
 	}
 }
 

@@ -24,9 +24,10 @@ const (
 	scLink          = "link"           // the primary's WAN link down
 	scSessions      = "sessions"       // many sessions: bulk sync, memory, then power loss
 	scChurn         = "churn"          // create/destroy rate the subordinate keeps up with
+	scStress        = "cpu-stress"     // tuned, nothing wrong, CPU hog: false failovers
 )
 
-var allScenarios = []string{scPowerDefaults, scPowerTuned, scLink, scSessions, scChurn}
+var allScenarios = []string{scPowerDefaults, scPowerTuned, scLink, scSessions, scChurn, scStress}
 
 // Config is what the command line chose.
 type Config struct {
@@ -38,10 +39,14 @@ type Config struct {
 	LargeRuns int
 	Quick     bool
 	Pickup    bool // hagate with session pickup on
-	Docs      string
-	Systems   []string
-	Keep      bool
-	Render    string
+	// StressFor is the length of each CPU stress run, StressRuns how many
+	// runs of it each system gets.
+	StressFor  time.Duration
+	StressRuns int
+	Docs       string
+	Systems    []string
+	Keep       bool
+	Render     string
 }
 
 func parseFlags(args []string, stderr io.Writer) (Config, error) {
@@ -57,10 +62,13 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	renderFrom := fs.String("render", "", "write the report from a saved results.json instead of running")
 	keep := fs.Bool("keep", false, "keep the scratch directory (configurations and daemon logs)")
 	systems := fs.String("systems", strings.Join(systemNames, ","), "systems to run")
+	stressFor := fs.Duration("stress-for", stressDefault, "length of each cpu-stress run (-quick: "+stressQuick.String()+")")
+	stressRuns := fs.Int("stress-runs", 1, "cpu-stress runs per system")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
-	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom}
+	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom,
+		StressFor: *stressFor, StressRuns: *stressRuns}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
 		if s == "all" {
@@ -83,6 +91,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		if !flagSet(fs, "sizes") {
 			*sizes = "1000,10000"
 		}
+		if !flagSet(fs, "stress-for") {
+			c.StressFor = stressQuick
+		}
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -93,6 +104,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.Runs < 1 || c.Runs > 100 || c.LargeRuns < 1 {
 		return c, errors.New("-runs must be 1..100 and -large-runs at least 1")
+	}
+	if c.StressFor < time.Second || c.StressFor > 24*time.Hour || c.StressRuns < 1 || c.StressRuns > 100 {
+		return c, errors.New("-stress-for must be 1s..24h and -stress-runs 1..100")
 	}
 	if c.Docs == "" && !c.Quick {
 		c.Docs = "docs"
@@ -170,6 +184,8 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 		switch sc {
 		case scChurn:
 			e.churnScenario(ctx, cfg, res, w)
+		case scStress:
+			e.stressScenario(ctx, cfg, res, w)
 		default:
 			e.failoverScenario(ctx, cfg, sc, res, w)
 		}

@@ -2,26 +2,19 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"time"
 )
 
-// Hidden subcommands: the benchmark re-executes its own binary inside the
-// lab's namespaces (ip netns exec) to run the echo server and the
-// measurement client there.
+// Hidden subcommands of the benchmark's binary. The echo server and client
+// it runs in the lab's namespaces are hagate-echo, built beside hagate.
 const (
-	cmdEchoServer = "echo-server"
-	cmdEchoClient = "echo-client"
-	cmdFill       = "fill"
+	cmdFill   = "fill"
+	cmdCPUHog = "cpu-hog"
 )
-
-// readyLine is what the echo client prints once its session works.
-const readyLine = "READY"
 
 // runTool runs a hidden subcommand; ok is false if args name none.
 func runTool(ctx context.Context, args []string, stdout io.Writer) (code int, ok bool) {
@@ -30,12 +23,10 @@ func runTool(ctx context.Context, args []string, stdout io.Writer) (code int, ok
 	}
 	var err error
 	switch args[0] {
-	case cmdEchoServer:
-		err = toolEchoServer(ctx, args[1:])
-	case cmdEchoClient:
-		err = toolEchoClient(ctx, args[1:], stdout)
 	case cmdFill:
 		err = toolFill(ctx, args[1:], stdout)
+	case cmdCPUHog:
+		err = toolCPUHog(ctx, args[1:], stdout)
 	default:
 		return 0, false
 	}
@@ -44,38 +35,6 @@ func runTool(ctx context.Context, args []string, stdout io.Writer) (code int, ok
 		return 1, true
 	}
 	return 0, true
-}
-
-func toolEchoServer(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet(cmdEchoServer, flag.ContinueOnError)
-	listen := fs.String("listen", ":7000", "address to listen on")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	return ServeEcho(ctx, ln)
-}
-
-func toolEchoClient(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet(cmdEchoClient, flag.ContinueOnError)
-	var cfg ClientConfig
-	fs.StringVar(&cfg.Addr, "addr", "203.0.113.100:7000", "echo server")
-	fs.DurationVar(&cfg.Interval, "interval", 50*time.Millisecond, "time between records")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "sending time")
-	fs.DurationVar(&cfg.Drain, "drain", 3*time.Second, "wait for outstanding echoes")
-	fs.DurationVar(&cfg.Stall, "stall", 10*time.Second, "give a connection up after this long without echo")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	cfg.Ready = func() { fmt.Fprintln(stdout, readyLine) }
-	tr, err := RunClient(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	return json.NewEncoder(stdout).Encode(tr)
 }
 
 // toolFill creates or deletes synthetic sessions in a namespace's

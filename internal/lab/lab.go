@@ -69,6 +69,14 @@ type Options struct {
 	IPv6 bool
 	// NoNAT leaves out the gateways' SNAT rule.
 	NoNAT bool
+	// SNATRandomPorts makes the SNAT rule pick a random source port for
+	// every new mapping (nftables fully-random) instead of keeping the
+	// client's port when it is free. With the default, a new primary that
+	// lacks a flow's conntrack entry usually maps it to the same port
+	// again, so a UDP flow looks unbroken whether or not its entry was
+	// synced; with random ports (as gateways that randomize or pool their
+	// source ports do) it keeps its mapping only if the entry was synced.
+	SNATRandomPorts bool
 	// AllowInvalid forwards packets conntrack finds invalid instead of
 	// dropping them (they are still counted).
 	AllowInvalid bool
@@ -299,7 +307,11 @@ func (l *Lab) buildGateway(k int, gw string) error {
 			return fmt.Errorf("%s %s: %w", gw, link, err)
 		}
 	}
-	rules := gatewayRules(!l.opts.NoNAT, !l.opts.AllowInvalid)
+	var snatFlags []string
+	if l.opts.SNATRandomPorts {
+		snatFlags = append(snatFlags, "fully-random")
+	}
+	rules := gatewayRules(!l.opts.NoNAT, !l.opts.AllowInvalid, snatFlags...)
 	if _, err := runInput(context.Background(), rules, "ip", "netns", "exec", l.NS(gw), "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("%s ruleset: %w", gw, err)
 	}
@@ -308,9 +320,10 @@ func (l *Lab) buildGateway(k int, gw string) error {
 	return l.sysctl(gw, "net.netfilter.nf_conntrack_tcp_loose=0", "net.netfilter.nf_conntrack_tcp_be_liberal=0")
 }
 
-// gatewayRules renders a gateway's nftables ruleset. It replaces the table
+// gatewayRules renders a gateway's nftables ruleset, with snatFlags (e.g.
+// "fully-random") after the snat statement. It replaces the table
 // atomically, so applying it twice is harmless.
-func gatewayRules(snat, dropInvalid bool) string {
+func gatewayRules(snat, dropInvalid bool, snatFlags ...string) string {
 	var b strings.Builder
 	b.WriteString("table inet lab {}\ndelete table inet lab\ntable inet lab {\n")
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
@@ -322,7 +335,11 @@ func gatewayRules(snat, dropInvalid bool) string {
 	b.WriteString("\t}\n")
 	if snat {
 		fmt.Fprintf(&b, "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
-		fmt.Fprintf(&b, "\t\toifname %q ip saddr %s counter snat ip to %s\n", WAN, LANNet, WANVIP.Addr())
+		fmt.Fprintf(&b, "\t\toifname %q ip saddr %s counter snat ip to %s", WAN, LANNet, WANVIP.Addr())
+		for _, f := range snatFlags {
+			b.WriteString(" " + f)
+		}
+		b.WriteString("\n")
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("}\n")
