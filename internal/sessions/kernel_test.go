@@ -198,7 +198,8 @@ func TestNamespacesBulkScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ka.Close()
-	kb, err := conntrack.Open(conntrack.Options{NetNSPath: b.Path()})
+	workers, _ := strconv.Atoi(os.Getenv("HAGATE_SCALE_WORKERS")) // 0: the default
+	kb, err := conntrack.Open(conntrack.Options{NetNSPath: b.Path(), Workers: workers})
 	if err != nil {
 		t.Fatal(err)
 	}
