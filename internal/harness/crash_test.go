@@ -11,6 +11,7 @@ import (
 // The primary's daemon crashes (kill -9; the unit's ExecStopPost releases
 // the virtual IPs) while the gateway itself keeps forwarding.
 func TestSessionSurvivesDaemonCrash(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	o, lo := SoakClusterOptions()
 	o.Extra += pickupOn
 	c := setup(t, 3, o, lo)
@@ -39,6 +40,7 @@ func TestSessionSurvivesDaemonCrash(t *testing.T) {
 // its holddown ended, then took over with an empty table and the sessions
 // died.
 func TestSessionSurvivesHandoverDuringHolddown(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	o, lo := SoakClusterOptions()
 	o.Extra += pickupOn
 	o.Holddown = 4 * time.Second

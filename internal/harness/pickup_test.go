@@ -50,12 +50,14 @@ func finish(t *testing.T, s *Session) (survived bool, report string) {
 // primary with no reset and no lost or duplicated bytes; without it, the
 // new primary drops the session's packets as invalid and it dies.
 func TestSessionSurvivesPowerLoss(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	for _, tc := range []struct {
 		name  string
 		extra string
 		want  bool
 	}{{"pickup", pickupOn, true}, {"no-pickup", pickupOff, false}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			c := setup(t, 3, Options{Extra: tc.extra}, lab.Options{})
 			c.StartAll()
 			mustHolder(t, c, 15*time.Second, "gw1")
@@ -84,6 +86,7 @@ func TestSessionSurvivesPowerLoss(t *testing.T) {
 // returns (within the uptime margin, priority brings gw1 back): the session
 // survives both.
 func TestSessionSurvivesLinkFailoverAndBack(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	c := setup(t, 2, Options{Extra: pickupOn}, lab.Options{})
 	c.StartAll()
 	mustHolder(t, c, 15*time.Second, "gw1")

@@ -15,12 +15,14 @@ import (
 // (session_pickup.links), the same cut stops the sync and the session dies:
 // the test can fail.
 func TestSyncMovesToTheSecondLink(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	for _, tc := range []struct {
 		name  string
 		links string
 		want  bool
 	}{{"both-links", "", true}, {"first-link-only", "  links: [" + lab.HA + "]\n", false}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			c := setup(t, 2, Options{HA2: true, Extra: pickupOn + tc.links}, lab.Options{HA2: true})
 			c.StartAll()
 			mustHolder(t, c, 15*time.Second, "gw1")

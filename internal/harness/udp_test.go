@@ -114,6 +114,7 @@ func udpPowerLoss(t *testing.T, extra string) (r echo.Report, synced bool) {
 // mapping, and the server goes on echoing; datagrams are lost only while
 // no gateway forwarded (one run of consecutive datagrams, none after).
 func TestUDPSessionSurvivesPowerLoss(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	r, synced := udpPowerLoss(t, pickupUDP)
 	if !synced {
 		t.Error("gw2 did not hold the flow's conntrack entry before the fault")
@@ -129,6 +130,7 @@ func TestUDPSessionSurvivesPowerLoss(t *testing.T) {
 // for TCP only (connectionless: false), the new primary makes a new entry
 // with another source port, and the server reports the flow moved.
 func TestUDPSessionBreaksWithoutPickup(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	for _, tc := range []struct{ name, extra string }{
 		{"pickup-off", pickupOff},
 		{"tcp-only", pickupTCPOnly},

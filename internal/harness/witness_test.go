@@ -67,6 +67,7 @@ func holdsAlone(t *testing.T, c *Cluster, want string, d time.Duration) {
 }
 
 func TestWitness(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
 	t.Run("primary-reaches-witness", func(t *testing.T) {
 		c := setup(t, 2, Options{Extra: witnessExtra}, lab.Options{})
 		c.StartAll()
