@@ -123,6 +123,8 @@ type Engine struct {
 	opener *seal.Opener
 	start  time.Time
 
+	bucketsWarned bool // checkBuckets: said once (receive goroutine only)
+
 	streams   atomic.Uint32
 	listeners []net.Listener
 	runCtx    context.Context

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -270,4 +272,20 @@ func (k *Kernel) exchange(ctx context.Context, s *socket, batch []byte, first, l
 			}
 		}
 	}
+}
+
+// HashBuckets is the size of the kernel's conntrack hash table
+// (nf_conntrack_buckets, the module's hashsize): one table for the whole
+// host. Inserts slow down as its chains grow, so a table holding many more
+// sessions than buckets installs a bulk sync slowly.
+func (k *Kernel) HashBuckets() (int, error) {
+	b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_buckets")
+	if err != nil {
+		return 0, fmt.Errorf("conntrack buckets: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("conntrack buckets: %w", err)
+	}
+	return n, nil
 }
