@@ -229,6 +229,7 @@ type soak struct {
 	pending  []pendingUndo     // undo actions, by time
 	baseline map[string]sample // per gateway, of its current process
 	restarts map[string]int
+	started  map[string]time.Time // when each daemon was last started
 }
 
 type pendingUndo struct {
@@ -260,7 +261,7 @@ func Soak(ctx context.Context, c *Cluster, o SoakOptions) (SoakReport, error) {
 		rng:      rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)),
 		haFaults: map[string]string{},
 		down:     map[string]bool{}, monitor: map[string]bool{},
-		baseline: map[string]sample{}, restarts: map[string]int{},
+		baseline: map[string]sample{}, restarts: map[string]int{}, started: map[string]time.Time{},
 	}
 	s.rep = SoakReport{Seed: o.Seed, Interval: c.opts.Interval, Faults: map[FaultKind]int{}}
 	if slices.Contains(o.Faults, FaultHACut) && !c.opts.HA2 {
@@ -410,19 +411,44 @@ func (s *soak) anyDown() bool {
 	return false
 }
 
+// syncGrace is how long a started member needs before it holds the
+// primary's sessions: its hello holddown, during which it takes them, and
+// a margin.
+const syncGrace = 3 * time.Second
+
+// failoverReady reports whether a fault that moves the primary role may be
+// injected now: every member runs and has run for syncGrace, and no
+// monitored link flaps. A failover then always has a member with the
+// sessions and working links to go to. A second failover before the first
+// standby has synced, or while the only synced standby has a link down,
+// loses sessions in any cluster (a double fault); the soak does not inject
+// those, so a session lost at a failover is hagate's fault.
+func (s *soak) failoverReady() bool {
+	if s.anyDown() {
+		return false
+	}
+	for _, gw := range s.c.gws {
+		if time.Since(s.started[gw]) < syncGrace || s.monitor[gw] {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *soak) pick(gws []string) string { return gws[s.rng.IntN(len(gws))] }
 
 // try injects one fault of kind if its preconditions hold. At most one
 // member is down at a time, heartbeat faults stay on one link (the other
 // works everywhere), and one monitored link flaps at a time: the cluster
 // can always have a primary, and a dual-primary window is always a fault
-// of hagate's.
+// of hagate's. Faults that move the primary role wait for failoverReady,
+// so a session lost at a failover is one too.
 func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 	c := s.c
 	switch kind {
 	case FaultKillPrimary:
 		h := c.Holders()
-		if len(h) != 1 || s.anyDown() || s.isolating() || h[0] == s.o.Steady {
+		if len(h) != 1 || !s.failoverReady() || s.isolating() || h[0] == s.o.Steady {
 			return "", false
 		}
 		gw := h[0]
@@ -437,7 +463,7 @@ func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 		s.schedule(after, "start "+gw, func() error { return s.startDaemon(gw) })
 		return fmt.Sprintf("SIGKILL %s, release, start again in %s", gw, after.Round(100*time.Millisecond)), true
 	case FaultRestart:
-		if s.anyDown() || s.isolating() || len(s.restartable()) == 0 {
+		if !s.failoverReady() || s.isolating() || len(s.restartable()) == 0 {
 			return "", false
 		}
 		gw := s.pick(s.restartable())
@@ -494,10 +520,8 @@ func (s *soak) try(ctx context.Context, kind FaultKind) (string, bool) {
 	case FaultHAIsolate:
 		return s.isolate()
 	case FaultMonitorFlap:
-		for _, busy := range s.monitor {
-			if busy {
-				return "", false
-			}
+		if !s.failoverReady() { // a flap of the primary's link is a failover
+			return "", false
 		}
 		gw := s.pick(c.gws)
 		link := []string{lab.LAN, lab.WAN}[s.rng.IntN(2)]
@@ -553,7 +577,7 @@ func (s *soak) isolate() (string, bool) {
 	s.mu.Lock()
 	busy := len(s.haFaults) > 0
 	s.mu.Unlock()
-	if !s.o.Quorum || busy || s.anyDown() || len(s.c.gws) < 3 {
+	if !s.o.Quorum || busy || !s.failoverReady() || len(s.c.gws) < 3 {
 		return "", false
 	}
 	links := []string{lab.HA}
@@ -674,6 +698,7 @@ func (s *soak) haState(now time.Time) (string, bool) {
 func (s *soak) startDaemon(gw string) error {
 	s.down[gw] = false
 	s.restarts[gw]++
+	s.started[gw] = time.Now()
 	return s.c.Start(gw)
 }
 
@@ -689,6 +714,7 @@ func (s *soak) checkDaemons(ctx context.Context) {
 			s.rep.Crashes = append(s.rep.Crashes, fmt.Sprintf("%s: daemon exited by itself at %s; log ends:\n%s", gw, s.since(), tail(s.c.Log(gw), 10)))
 			s.violate("%s daemon exited at %s", gw, s.since())
 			s.restarts[gw]++
+			s.started[gw] = time.Now()
 			if err := s.c.Start(gw); err != nil {
 				s.violate("restart %s after its crash: %v", gw, err)
 			}
