@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -221,51 +220,14 @@ func parseName(v []byte) (session.Name, error) {
 
 // DumpExpect calls fn for every expectation in the table.
 func (k *Kernel) DumpExpect(ctx context.Context, fn func(session.Expect) error) error {
-	s, err := k.open(0, 1<<20)
-	if err != nil {
-		return fmt.Errorf("conntrack expect dump: %w", err)
-	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(time.Now()) })
-	defer stop()
-	var w builder
-	w.end(w.beginExp(msgExpGet, nlmDumpFlg, s.nextSeq(), unix.AF_UNSPEC))
-	if err := s.send(w.b); err != nil {
-		return fmt.Errorf("conntrack expect dump: %w", err)
-	}
-	for {
-		b, err := s.recv()
+	req := func(w *builder, seq uint32) { w.end(w.beginExp(msgExpGet, nlmDumpFlg, seq, unix.AF_UNSPEC)) }
+	return k.dump(ctx, "conntrack expect dump", 1<<20, subsysExp, req, func(data []byte) error {
+		x, err := parseExpect(data)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			return fmt.Errorf("conntrack expect dump: %w", err)
 		}
-		for len(b) > 0 {
-			m, rest, ok := nextMsg(b)
-			if !ok {
-				return errors.New("conntrack expect dump: malformed message")
-			}
-			b = rest
-			switch {
-			case m.typ == nlmsgDone:
-				return nil
-			case m.typ == nlmsgError:
-				if e := errnoOf(m.data); e != 0 {
-					return fmt.Errorf("conntrack expect dump: %w", e)
-				}
-				return nil
-			case m.typ>>8 == subsysExp:
-				x, err := parseExpect(m.data)
-				if err != nil {
-					return fmt.Errorf("conntrack expect dump: %w", err)
-				}
-				if err := fn(x); err != nil {
-					return err
-				}
-			}
-		}
-	}
+		return fn(x)
+	})
 }
 
 // WatchExpect subscribes to the expectation events: NEW when a helper (or a
@@ -277,54 +239,16 @@ func (k *Kernel) WatchExpect(ctx context.Context) (<-chan session.ExpectEvent, e
 	if err != nil {
 		return nil, fmt.Errorf("conntrack expect watch: %w", err)
 	}
-	ch := make(chan session.ExpectEvent, k.opts.EventQueue)
-	stop := context.AfterFunc(ctx, func() { s.Close() })
-	go func() {
-		defer close(ch)
-		defer stop()
-		defer s.Close()
-		send := func(ev session.ExpectEvent) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+	overflow := session.ExpectEvent{Kind: session.EventOverflow}
+	return watch(ctx, s, k.opts.EventQueue, subsysExp, overflow, func(m nlmsg) (session.ExpectEvent, bool) {
+		ev := session.ExpectEvent{Kind: session.EventNew}
+		if m.typ&0xff == msgExpDel {
+			ev.Kind = session.EventDestroy
 		}
-		for {
-			b, err := s.recv()
-			if errors.Is(err, unix.ENOBUFS) {
-				if !send(session.ExpectEvent{Kind: session.EventOverflow}) {
-					return
-				}
-				continue
-			}
-			if err != nil {
-				return
-			}
-			for len(b) > 0 {
-				m, rest, ok := nextMsg(b)
-				if !ok {
-					break
-				}
-				b = rest
-				if m.typ>>8 != subsysExp {
-					continue
-				}
-				ev := session.ExpectEvent{Kind: session.EventNew}
-				if m.typ&0xff == msgExpDel {
-					ev.Kind = session.EventDestroy
-				}
-				if ev.Expect, err = parseExpect(m.data); err != nil {
-					continue // the refresh dump repairs
-				}
-				if !send(ev) {
-					return
-				}
-			}
-		}
-	}()
-	return ch, nil
+		var err error
+		ev.Expect, err = parseExpect(m.data)
+		return ev, err == nil // an unparsable event: the refresh dump repairs
+	}), nil
 }
 
 // ApplyExpect installs and deletes expectations, in order, over one socket.

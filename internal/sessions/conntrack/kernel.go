@@ -162,52 +162,14 @@ func (k *Kernel) Counters() (created, updated, deleted, failed uint64) {
 // streams them. Entries that change during the dump may be missed or seen
 // twice; callers that watch events first lose nothing.
 func (k *Kernel) Dump(ctx context.Context, fn func(session.Session) error) error {
-	s, err := k.open(0, 8<<20)
-	if err != nil {
-		return fmt.Errorf("conntrack dump: %w", err)
-	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.f.SetReadDeadline(time.Now()) })
-	defer stop()
-	var w builder
-	seq := s.nextSeq()
-	w.end(w.begin(msgCTGet, nlmDumpFlg, seq, unix.AF_UNSPEC))
-	if err := s.send(w.b); err != nil {
-		return fmt.Errorf("conntrack dump: %w", err)
-	}
-	for {
-		b, err := s.recv()
+	req := func(w *builder, seq uint32) { w.end(w.begin(msgCTGet, nlmDumpFlg, seq, unix.AF_UNSPEC)) }
+	return k.dump(ctx, "conntrack dump", 8<<20, subsysCT, req, func(data []byte) error {
+		sess, err := parseFlow(data)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			return fmt.Errorf("conntrack dump: %w", err)
 		}
-		for len(b) > 0 {
-			m, rest, ok := nextMsg(b)
-			if !ok {
-				return errors.New("conntrack dump: malformed message")
-			}
-			b = rest
-			switch {
-			case m.typ == nlmsgDone:
-				return nil
-			case m.typ == nlmsgError:
-				if e := errnoOf(m.data); e != 0 {
-					return fmt.Errorf("conntrack dump: %w", e)
-				}
-				return nil
-			case m.typ>>8 == subsysCT:
-				sess, err := parseFlow(m.data)
-				if err != nil {
-					return fmt.Errorf("conntrack dump: %w", err)
-				}
-				if err := fn(sess); err != nil {
-					return err
-				}
-			}
-		}
-	}
+		return fn(sess)
+	})
 }
 
 // Flush deletes every entry of the table.

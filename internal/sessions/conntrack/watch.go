@@ -2,10 +2,7 @@ package conntrack
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hagate/hagate/internal/sessions/session"
 )
@@ -20,55 +17,17 @@ func (k *Kernel) Watch(ctx context.Context) (<-chan session.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("conntrack watch: %w", err)
 	}
-	ch := make(chan session.Event, k.opts.EventQueue)
-	stop := context.AfterFunc(ctx, func() { s.Close() })
-	go func() {
-		defer close(ch)
-		defer stop()
-		defer s.Close()
-		send := func(ev session.Event) bool {
-			select {
-			case ch <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+	overflow := session.Event{Kind: session.EventOverflow}
+	return watch(ctx, s, k.opts.EventQueue, subsysCT, overflow, func(m nlmsg) (session.Event, bool) {
+		ev := session.Event{Kind: session.EventUpdate}
+		switch {
+		case m.typ&0xff == msgCTDel:
+			ev.Kind = session.EventDestroy
+		case m.flags&(nlmCreate|nlmExcl) != 0:
+			ev.Kind = session.EventNew
 		}
-		for {
-			b, err := s.recv()
-			if errors.Is(err, unix.ENOBUFS) {
-				if !send(session.Event{Kind: session.EventOverflow}) {
-					return
-				}
-				continue
-			}
-			if err != nil {
-				return
-			}
-			for len(b) > 0 {
-				m, rest, ok := nextMsg(b)
-				if !ok {
-					break
-				}
-				b = rest
-				if m.typ>>8 != subsysCT {
-					continue
-				}
-				ev := session.Event{Kind: session.EventUpdate}
-				switch {
-				case m.typ&0xff == msgCTDel:
-					ev.Kind = session.EventDestroy
-				case m.flags&(nlmCreate|nlmExcl) != 0:
-					ev.Kind = session.EventNew
-				}
-				if ev.Session, err = parseFlow(m.data); err != nil {
-					continue // one unparsable event; the refresh dump repairs
-				}
-				if !send(ev) {
-					return
-				}
-			}
-		}
-	}()
-	return ch, nil
+		var err error
+		ev.Session, err = parseFlow(m.data)
+		return ev, err == nil // one unparsable event; the refresh dump repairs
+	}), nil
 }
