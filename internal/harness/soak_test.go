@@ -25,7 +25,8 @@ func TestSoak(t *testing.T) {
 // hold the addresses together with the primary the others elect.
 func TestSoakQuorum(t *testing.T) {
 	runSoak(t, QuorumExtra, SoakOptions{Duration: 30 * time.Second, Sessions: 2, Quorum: true, RequireSessions: true,
-		Faults: []FaultKind{FaultHAIsolate, FaultKillPrimary, FaultHALoss, FaultMonitorFlap}}, 5)
+		// No loss faults: a heartbeat fault in force holds isolations back.
+		Faults: []FaultKind{FaultHAIsolate, FaultKillPrimary, FaultMonitorFlap}}, 4)
 }
 
 func runSoak(t *testing.T, extra string, so SoakOptions, minFaults int) {
