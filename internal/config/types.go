@@ -77,16 +77,17 @@ type Security struct {
 
 // SessionPickup configures session synchronisation (FGCP's session-pickup).
 type SessionPickup struct {
-	Enabled        bool          `yaml:"enabled"`        // default false
-	Delay          time.Duration `yaml:"delay"`          // sync only sessions older than this, default 0
-	Connectionless bool          `yaml:"connectionless"` // UDP and ICMP too; default false (TCP only)
-	NAT            *bool         `yaml:"nat"`            // sync NATed sessions, default true
-	Expectation    bool          `yaml:"expectation"`    // sync expectations (FTP and other helpers), default false
-	Port           int           `yaml:"port"`           // TCP, default 703
-	Links          []string      `yaml:"links"`          // heartbeat link interfaces to use, default all
-	MaxSessions    int           `yaml:"max_sessions"`   // default 2000000
-	Backend        string        `yaml:"backend"`        // kernel|memory, default kernel
-	Filter         SessionFilter `yaml:"filter"`
+	Enabled           bool          `yaml:"enabled"`             // default false
+	Delay             time.Duration `yaml:"delay"`               // sync only sessions older than this, default 0
+	Connectionless    bool          `yaml:"connectionless"`      // UDP and ICMP too; default false (TCP only)
+	NAT               *bool         `yaml:"nat"`                 // sync NATed sessions, default true
+	Expectation       bool          `yaml:"expectation"`         // sync expectations (FTP and other helpers), default false
+	TCPWindowTracking bool          `yaml:"tcp_window_tracking"` // keep TCP window checks on synced sessions; default false (liberal)
+	Port              int           `yaml:"port"`                // TCP, default 703
+	Links             []string      `yaml:"links"`               // heartbeat link interfaces to use, default all
+	MaxSessions       int           `yaml:"max_sessions"`        // default 2000000
+	Backend           string        `yaml:"backend"`             // kernel|memory, default kernel
+	Filter            SessionFilter `yaml:"filter"`
 }
 
 // SessionFilter limits which sessions are synced. Empty lists match everything.

@@ -93,8 +93,8 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter: sessions.Filter{Connectionless: sp.Connectionless, NAT: cfg.PickupNAT(), Zones: sp.Filter.Zones,
 			Marks: marks, Prefixes: sp.Filter.Addresses},
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
-		Expectation: sp.Expectation,
-		Logger:      d.log.With("part", "session pickup"), Observer: observer{met, d.synced},
+		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
+		Logger: d.log.With("part", "session pickup"), Observer: observer{met, d.synced},
 	}, be)
 	if err != nil {
 		be.Close()

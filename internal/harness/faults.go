@@ -374,6 +374,7 @@ type sessionPool struct {
 	c       *Cluster
 	n       int
 	changes func() []time.Time // when the primary changed
+	start   time.Time          // the soak's start, for times in reports
 	stopc   chan struct{}
 	done    chan struct{}
 
@@ -386,11 +387,11 @@ type liveSession struct {
 	opened time.Time
 }
 
-func startSessions(ctx context.Context, c *Cluster, n int, changes func() []time.Time) (*sessionPool, error) {
+func startSessions(ctx context.Context, c *Cluster, n int, start time.Time, changes func() []time.Time) (*sessionPool, error) {
 	if err := c.StartEchoServer(); err != nil {
 		return nil, fmt.Errorf("echo server: %w", err)
 	}
-	ss := &sessionPool{c: c, n: n, changes: changes, stopc: make(chan struct{}), done: make(chan struct{}),
+	ss := &sessionPool{c: c, n: n, changes: changes, start: start, stopc: make(chan struct{}), done: make(chan struct{}),
 		rep: SessionReport{Enabled: true}}
 	// The echo server needs a moment to listen.
 	time.Sleep(300 * time.Millisecond)
@@ -465,8 +466,14 @@ func (ss *sessionPool) lost(ls *liveSession, r echo.Report, at time.Time) {
 		ss.rep.LostAtFailover++
 	}
 	if len(ss.rep.Errors) < 10 {
-		ss.rep.Errors = append(ss.rep.Errors, fmt.Sprintf("session opened %s lost at %s (%s)",
-			ls.opened.Format("15:04:05.000"), at.Format("15:04:05.000"), r))
+		// Times from the soak's start, to line up with the fault log.
+		rel := func(t time.Time) time.Duration { return t.Sub(ss.start).Round(time.Millisecond) }
+		silent := "never echoed"
+		if !r.GapAt.IsZero() {
+			silent = fmt.Sprintf("silent from %s", rel(r.GapAt))
+		}
+		ss.rep.Errors = append(ss.rep.Errors, fmt.Sprintf("session from %s opened at %s, %s, lost at %s (%s)",
+			r.Local, rel(ls.opened), silent, rel(at), r))
 	}
 }
 

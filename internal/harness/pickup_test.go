@@ -177,3 +177,60 @@ func TestSessionSurvivesWithManySessions(t *testing.T) {
 		t.Fatalf("session did not survive: %s", rep)
 	}
 }
+
+// A subordinate that forwards a stray segment of a synced session (here the
+// client's ARP entry for the LAN virtual IP points at gw2 for a moment, as
+// a stale entry does right after a failover) records the TCP window of that
+// moment in its kernel entry. Seconds later the primary loses power: with
+// the synced sessions installed liberal (the default) the session carries
+// on through gw2; with tcp_window_tracking on, gw2 checks the client's
+// segments against the stale window, finds them invalid, and the session
+// dies (the soak found this: one session lost out of eight, the one that
+// sent through the subordinate just after a preemption).
+func TestSessionSurvivesStraySegmentThroughSubordinate(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
+	for _, tc := range []struct {
+		name  string
+		extra string
+		want  bool
+	}{
+		{"liberal", pickupOn, true},
+		{"window-tracking", pickupOn + "  tcp_window_tracking: true\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := setup(t, 2, Options{Extra: tc.extra}, lab.Options{})
+			c.StartAll()
+			mustHolder(t, c, 15*time.Second, "gw1")
+			s := startSession(t, c)
+			mac, err := c.Lab.Exec("gw2", "cat", "/sys/class/net/"+lab.LAN+"/address")
+			if err != nil {
+				t.Fatal(err)
+			}
+			vip := lab.LANVIP.Addr().String()
+			strayAt := time.Now()
+			if _, err := c.Lab.Exec(lab.Client, "ip", "neigh", "replace", vip, "lladdr", strings.TrimSpace(mac), "dev", lab.Eth0, "nud", "permanent"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond) // a few segments through gw2
+			if _, err := c.Lab.Exec(lab.Client, "ip", "neigh", "del", vip, "dev", lab.Eth0); err != nil {
+				t.Fatal(err)
+			}
+			// The session runs on through gw1 while gw2's window ages.
+			time.Sleep(3 * time.Second)
+			if r, _ := s.Progress(); r.Err != "" || !s.Alive() {
+				t.Fatalf("session broke before the failover: %s", r)
+			}
+			faultAt := time.Now()
+			if err := c.PowerOff("gw1"); err != nil {
+				t.Fatal(err)
+			}
+			mustHolder(t, c, 10*time.Second, "gw2")
+			survived, rep := finish(t, s)
+			t.Logf("session: %s; stray segments at 0, power loss at %s", rep, faultAt.Sub(strayAt).Round(time.Millisecond))
+			if survived != tc.want {
+				t.Fatalf("survived %v, want %v: %s", survived, tc.want, rep)
+			}
+		})
+	}
+}

@@ -288,7 +288,7 @@ func Soak(ctx context.Context, c *Cluster, o SoakOptions) (SoakReport, error) {
 	}()
 	var sess *sessionPool
 	if o.Sessions > 0 {
-		if sess, err = startSessions(ctx, c, o.Sessions, s.changeTimes); err != nil {
+		if sess, err = startSessions(ctx, c, o.Sessions, s.start, s.changeTimes); err != nil {
 			stopSampler()
 			<-samplerDone
 			watch.Close()
@@ -876,6 +876,11 @@ func (r SoakReport) Format(w io.Writer) {
 	fmt.Fprintf(w, "\ndaemons (current process: first and last scrape):\n")
 	fmt.Fprintf(w, "  %-4s %8s %8s %9s %14s %18s\n", "gw", "pid", "restarts", "observed", "goroutines", "RSS MiB")
 	for _, d := range r.Daemons {
+		if d.Observed == 0 { // restarted at the end: one scrape, nothing to compare
+			fmt.Fprintf(w, "  %-4s %8d %8d %9s %6s    %-5.0f %8s    %-6.1f\n", d.Gateway, d.PID, d.Restarts, "-",
+				"", d.GoroutinesEnd, "", d.RSSEnd/(1<<20))
+			continue
+		}
 		fmt.Fprintf(w, "  %-4s %8d %8d %9s %6.0f -> %-5.0f %8.1f -> %-6.1f\n", d.Gateway, d.PID, d.Restarts, d.Observed,
 			d.GoroutinesStart, d.GoroutinesEnd, d.RSSStart/(1<<20), d.RSSEnd/(1<<20))
 	}
@@ -996,6 +1001,9 @@ func (s *soak) sample(ctx context.Context, holders func() ([]string, error)) {
 			closeDual(now, gap)
 			closeNone(now)
 			if len(prev) == 1 && prev[0] != h[0] {
+				if s.o.Logf != nil { // nil in tests that drive the sampler alone
+					s.o.Logf("%8s  primary %s -> %s", s.since(), prev[0], h[0])
+				}
 				s.rep.PrimaryChange++
 				s.mu.Lock()
 				s.changes = append(s.changes, now)

@@ -28,7 +28,8 @@
 // 2001:db8:2::1) are on no gateway: holding them is the job of hagate, or
 // of a test by hand. Each gateway forwards, tracks connections strictly
 // (nf_conntrack_tcp_loose=0, be_liberal=0, and packets conntrack finds
-// invalid are dropped, as a stateful firewall does, so a session the new
+// invalid are dropped, forwarded or addressed to the gateway, as a stateful
+// firewall does, so a session the new
 // primary does not know dies visibly), and source-NATs the LAN to the WAN
 // virtual IP (snat, not masquerade: every gateway must translate to the
 // shared address whether it holds it or not).
@@ -326,13 +327,18 @@ func (l *Lab) buildGateway(k int, gw string) error {
 func gatewayRules(snat, dropInvalid bool, snatFlags ...string) string {
 	var b strings.Builder
 	b.WriteString("table inet lab {}\ndelete table inet lab\ntable inet lab {\n")
-	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
-	if dropInvalid {
-		b.WriteString("\t\tct state invalid counter drop\n")
-	} else {
-		b.WriteString("\t\tct state invalid counter\n")
+	// Invalid packets are dropped on input too: conntrack does not undo the
+	// NAT of a packet it finds invalid, so a reply to the virtual IP would
+	// reach the gateway's own TCP stack and be answered with a reset.
+	for _, hook := range []string{"forward", "input"} {
+		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy accept;\n", hook, hook)
+		if dropInvalid {
+			b.WriteString("\t\tct state invalid counter drop\n")
+		} else {
+			b.WriteString("\t\tct state invalid counter\n")
+		}
+		b.WriteString("\t}\n")
 	}
-	b.WriteString("\t}\n")
 	if snat {
 		fmt.Fprintf(&b, "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 		fmt.Fprintf(&b, "\t\toifname %q ip saddr %s counter snat ip to %s", WAN, LANNet, WANVIP.Addr())

@@ -45,10 +45,11 @@ func TestFaultRules(t *testing.T) {
 }
 
 func TestGatewayRules(t *testing.T) {
-	const fwdDrop = "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n" +
-		"\t\tct state invalid counter drop\n\t}\n"
-	const fwdCount = "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n" +
-		"\t\tct state invalid counter\n\t}\n"
+	chains := func(stmt string) string {
+		return "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n" + stmt + "\t}\n" +
+			"\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n" + stmt + "\t}\n"
+	}
+	fwdDrop, fwdCount := chains("\t\tct state invalid counter drop\n"), chains("\t\tct state invalid counter\n")
 	const nat = "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n" +
 		"\t\toifname \"wan\" ip saddr 192.0.2.0/24 counter snat ip to 203.0.113.1\n\t}\n"
 	const head = "table inet lab {}\ndelete table inet lab\ntable inet lab {\n"

@@ -75,6 +75,14 @@ type EngineConfig struct {
 	// of helpers such as FTP) and the helpers of their masters, when the
 	// backend holds them (ExpectBackend).
 	Expectation bool
+	// TCPWindowTracking keeps the kernel's TCP window checks on the
+	// sessions a subordinate installs. Off (the default), they are
+	// installed liberal (IP_CT_TCP_FLAG_BE_LIBERAL, as conntrackd does
+	// by default): the window the kernel tracks is not synced, so a
+	// subordinate that forwards a stray packet of a session (a client
+	// with a stale ARP entry) records a window that is stale by the time
+	// it takes over, and its strict checks would then drop the session.
+	TCPWindowTracking bool
 	// maxVersion, in tests, makes the engine speak as an older build.
 	maxVersion uint8
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection

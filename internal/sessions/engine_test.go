@@ -165,6 +165,11 @@ func converge(t *testing.T, p, s *node) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		want, got := p.mem.Snapshot(), s.mem.Snapshot()
+		if !s.e.cfg.TCPWindowTracking {
+			for k, v := range want {
+				want[k] = liberal(v)
+			}
+		}
 		if cmp.Equal(want, got) {
 			return
 		}
@@ -262,6 +267,35 @@ func TestEngineRefusesNonPrimary(t *testing.T) {
 	}
 	if s.mem.Len() != 0 {
 		t.Fatalf("subordinate installed %d sessions from a non-primary", s.mem.Len())
+	}
+}
+
+// A subordinate installs synced TCP sessions liberal unless
+// TCPWindowTracking is on (the kernel does not sync sequence windows, and
+// one learned from a stray packet goes stale); UDP has no such flags.
+func TestEngineInstallsTCPLiberal(t *testing.T) {
+	for _, tracking := range []bool{false, true} {
+		ctx, p, s := pair(t, func(c *EngineConfig) { c.TCPWindowTracking = tracking })
+		if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tcp := synthSession(1)
+		udp := synthSession(2)
+		udp.Proto, udp.TCP = session.ProtoUDP, session.TCPInfo{}
+		udp.Reply = udp.Orig.Invert(udp.Proto)
+		p.mem.Inject(session.Change{Op: session.Upsert, Session: tcp}, session.Change{Op: session.Upsert, Session: udp})
+		converge(t, p, s)
+		got := s.mem.Snapshot()
+		wantFlags := tcp.TCP.FlagsOrig
+		if !tracking {
+			wantFlags |= session.TCPFlagBeLiberal
+		}
+		if g := got[tcp.Key].TCP; g.FlagsOrig != wantFlags || g.FlagsReply != wantFlags {
+			t.Errorf("tracking %v: installed TCP flags %#x/%#x, want %#x", tracking, g.FlagsOrig, g.FlagsReply, wantFlags)
+		}
+		if g := got[udp.Key].TCP; g != (session.TCPInfo{}) {
+			t.Errorf("tracking %v: installed UDP with TCP info %+v", tracking, g)
+		}
 	}
 }
 

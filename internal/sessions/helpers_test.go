@@ -1,6 +1,10 @@
 package sessions
 
-import "context"
+import (
+	"context"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+)
 
 // becomePrimaryMirrored is BecomePrimary followed by the wait for the table
 // to be mirrored, for tests that look at the primary's table right after.
@@ -9,4 +13,13 @@ func (e *Engine) becomePrimaryMirrored(ctx context.Context) error {
 		return err
 	}
 	return e.WaitMirrored(ctx)
+}
+
+// liberal is s as a subordinate without tcp_window_tracking installs it.
+func liberal(s session.Session) session.Session {
+	if s.Proto == session.ProtoTCP {
+		s.TCP.FlagsOrig |= session.TCPFlagBeLiberal
+		s.TCP.FlagsReply |= session.TCPFlagBeLiberal
+	}
+	return s
 }

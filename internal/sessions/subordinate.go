@@ -346,6 +346,10 @@ func (e *Engine) applyBatch(ctx context.Context, cs []session.Change) {
 			continue
 		}
 		c.Exists = ok
+		if c.Op == session.Upsert && c.Session.Proto == session.ProtoTCP && !e.cfg.TCPWindowTracking {
+			c.Session.TCP.FlagsOrig |= session.TCPFlagBeLiberal
+			c.Session.TCP.FlagsReply |= session.TCPFlagBeLiberal
+		}
 		keep = append(keep, c)
 	}
 	e.mu.Unlock()

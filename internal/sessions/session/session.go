@@ -143,6 +143,11 @@ type Key struct {
 	Orig   Tuple
 }
 
+// TCPFlagBeLiberal is IP_CT_TCP_FLAG_BE_LIBERAL: the kernel accepts the
+// direction's segments outside the window it tracks (out-of-window RSTs
+// excepted).
+const TCPFlagBeLiberal = 0x08
+
 // TCPInfo is the TCP protocol state of an entry. Flags are the per-direction
 // IP_CT_TCP_FLAG_* bits.
 type TCPInfo struct {
