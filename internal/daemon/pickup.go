@@ -61,6 +61,11 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		if err != nil {
 			return nil, fmt.Errorf("session_pickup: conntrack: %w", err)
 		}
+		if was, err := k.EventsForAll(); err != nil {
+			d.log.Warn("session pickup: sessions made while nobody listens will report their end only to the periodic dump", "err", err)
+		} else if was != 1 {
+			d.log.Info("session pickup: conntrack events on for every session (net.netfilter.nf_conntrack_events=1)", "was", was)
+		}
 		be = k
 	}
 	links := syncLinks(cfg)

@@ -29,6 +29,15 @@ type Backend interface {
 	Close() error
 }
 
+// Looker is a Backend that can also look entries up by key (the kernel's
+// and Memory). With it, the primary's periodic refresh looks up only the
+// sessions whose copies near expiry instead of dumping the whole table.
+type Looker interface {
+	// Lookup calls fn for each of keys the table holds; the others are
+	// skipped.
+	Lookup(ctx context.Context, keys []session.Key, fn func(session.Session) error) error
+}
+
 // ExpectBackend is a Backend that also holds expectations (the kernel's and
 // Memory). With another backend, expectations are not synced.
 type ExpectBackend interface {

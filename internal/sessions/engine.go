@@ -64,10 +64,15 @@ type EngineConfig struct {
 	Filter      Filter
 	MaxSessions int           // 0: unbounded
 	Delay       time.Duration // sync a session once it is this old
-	// Refresh is how often the primary dumps its table to repair missed
-	// events and refresh the timeouts of the subordinates' copies (default
-	// 10 s).
+	// Refresh is how often the primary re-sends the sessions whose copies
+	// near expiry (traffic refreshes a kernel timeout without an event):
+	// it looks them up by key when the backend can (Looker), else dumps
+	// the table (default 10 s).
 	Refresh time.Duration
+	// FullRefresh is how often the primary dumps its whole table all the
+	// same, to repair what events missed without saying so (default 2
+	// min). A dump of a million entries costs seconds of CPU.
+	FullRefresh time.Duration
 	// QueueLen bounds the changes queued for one subordinate; beyond it the
 	// queue is dropped and the subordinate resynced (default 65536).
 	QueueLen int
@@ -155,7 +160,8 @@ type Engine struct {
 	lastSeq uint64
 	// gen numbers dump rounds (primary) and bulks (subordinate) in one
 	// sequence, so a new round never matches an entry's older mark.
-	gen uint32
+	gen      uint32
+	lastDump time.Time // primary: when the last whole-table dump began (cfg.Now)
 
 	st         counters
 	lastBulk   BulkStats
@@ -197,6 +203,7 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 		}
 	}
 	def(&cfg.Refresh, 10*time.Second)
+	def(&cfg.FullRefresh, 2*time.Minute)
 	def(&cfg.Heartbeat, time.Second)
 	def(&cfg.IdleTimeout, 5*time.Second)
 	def(&cfg.IOTimeout, 10*time.Second)

@@ -48,13 +48,18 @@ func link(t *testing.T, n string, a *nstest.NS, addrA string, b *nstest.NS, addr
 	b.Run(t, "ip", "link", "set", ifB, "up")
 }
 
-func openKernel(t *testing.T, ns *nstest.NS) *conntrack.Kernel {
+// openKernel opens the namespace's table with events for every entry, as
+// the daemon does (workers 0: the default).
+func openKernel(t *testing.T, ns *nstest.NS, workers int) *conntrack.Kernel {
 	t.Helper()
-	k, err := conntrack.Open(conntrack.Options{NetNSPath: ns.Path()})
+	k, err := conntrack.Open(conntrack.Options{NetNSPath: ns.Path(), Workers: workers})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { k.Close() })
+	if _, err := k.EventsForAll(); err != nil {
+		t.Fatal(err)
+	}
 	return k
 }
 
@@ -181,7 +186,7 @@ func TestNamespacesFTPExpectation(t *testing.T) {
 	gw1.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	nftApply(t, gw1, ftpGatewayRuleset)
 	nftApply(t, gw2, ftpGatewayRuleset)
-	k1, k2 := openKernel(t, gw1), openKernel(t, gw2)
+	k1, k2 := openKernel(t, gw1, 0), openKernel(t, gw2, 0)
 	fakeFTPServer(t, server)
 	t.Logf("topology ready after %s", time.Since(start)) // slow on a loaded host
 
@@ -322,7 +327,7 @@ func TestNamespacesFTPDataAfterFailover(t *testing.T) {
 		gw.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 		nftApply(t, gw, gatewayRuleset)
 	}
-	k1, k2 := openKernel(t, gw1), openKernel(t, gw2)
+	k1, k2 := openKernel(t, gw1, 0), openKernel(t, gw2, 0)
 	fakeFTPServer(t, server)
 	// The data ports: 50000, announced by the PASV reply, and 50001, not.
 	for _, port := range []string{"50000", "50001"} {

@@ -95,16 +95,7 @@ func TestNamespacesBulk100k(t *testing.T) {
 	raiseConntrackMaxRestore(t, 4*n)
 	a, b := nstest.New(t), nstest.New(t)
 	nstest.Veth(t, a, "198.51.100.1/24", b, "198.51.100.2/24")
-	ka, err := conntrack.Open(conntrack.Options{NetNSPath: a.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ka.Close()
-	kb, err := conntrack.Open(conntrack.Options{NetNSPath: b.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kb.Close()
+	ka, kb := openKernel(t, a, 0), openKernel(t, b, 0)
 	cs := nsSessions(n)
 	start := time.Now()
 	if err := ka.Apply(context.Background(), cs); err != nil {
@@ -194,17 +185,8 @@ func TestNamespacesBulkScale(t *testing.T) {
 	raiseConntrackMaxRestore(t, 3*n)
 	a, b := nstest.New(t), nstest.New(t)
 	nstest.Veth(t, a, "198.51.100.1/24", b, "198.51.100.2/24")
-	ka, err := conntrack.Open(conntrack.Options{NetNSPath: a.Path()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ka.Close()
 	workers, _ := strconv.Atoi(os.Getenv("HAGATE_SCALE_WORKERS")) // 0: the default
-	kb, err := conntrack.Open(conntrack.Options{NetNSPath: b.Path(), Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kb.Close()
+	ka, kb := openKernel(t, a, 0), openKernel(t, b, workers)
 	cs := nsSessions(n)
 	start := time.Now()
 	if err := ka.Apply(context.Background(), cs); err != nil {

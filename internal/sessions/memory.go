@@ -20,6 +20,17 @@ type Memory struct {
 	xwatchers []chan session.ExpectEvent
 	// ApplyErr, when set, makes Apply fail (for tests).
 	ApplyErr error
+	// dumps and lookups count the calls of Dump and the keys found by
+	// Lookup (Reads).
+	dumps, lookups int
+}
+
+// Reads returns how many times the table was dumped and how many entries
+// were looked up by key.
+func (m *Memory) Reads() (dumps, lookups int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.dumps, m.lookups
 }
 
 // NewMemory returns an empty table whose watchers get channels of queue
@@ -82,6 +93,26 @@ func (m *Memory) Get(k session.Key) (session.Session, bool) {
 	return s, ok
 }
 
+// Lookup implements Looker.
+func (m *Memory) Lookup(ctx context.Context, keys []session.Key, fn func(session.Session) error) error {
+	for _, k := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s, ok := m.Get(k)
+		if !ok {
+			continue
+		}
+		m.mu.Lock()
+		m.lookups++
+		m.mu.Unlock()
+		if err := fn(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Snapshot returns a copy of the table.
 func (m *Memory) Snapshot() map[session.Key]session.Session {
 	m.mu.Lock()
@@ -102,6 +133,9 @@ func (m *Memory) Len() int {
 
 // Dump implements Backend.
 func (m *Memory) Dump(ctx context.Context, fn func(session.Session) error) error {
+	m.mu.Lock()
+	m.dumps++
+	m.mu.Unlock()
 	for _, s := range m.Snapshot() {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -144,8 +144,8 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 			e.observeLocked(&ev, false)
 			e.mu.Unlock()
 		case <-refresh.C:
-			if err := e.resync(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("session pickup: refresh dump", "err", err)
+			if err := e.refresh(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error("session pickup: refresh", "err", err)
 			}
 		case <-delay.C:
 			e.promote()
@@ -195,7 +195,7 @@ func (e *Engine) observeLocked(ev *session.Event, fromDump bool) {
 	changed := !sameState(s, &meta, labels)
 	// Traffic refreshes a kernel timeout without an event: the dump is how
 	// the primary learns it, and copies about to expire are sent again.
-	expiring := int64(meta.expires)-int64(now) < int64(2*e.cfg.Refresh/time.Second)+5
+	expiring := e.expiring(meta, now)
 	meta.mark2 = e.gen
 	send := meta.synced && (!fromDump || changed || expiring)
 	if send {
@@ -207,34 +207,102 @@ func (e *Engine) observeLocked(ev *session.Event, fromDump bool) {
 	}
 }
 
+// expiring reports whether a synced session's copies expire before the
+// refresh after next could re-send it.
+func (e *Engine) expiring(meta entry, now uint32) bool {
+	return int64(meta.expires)-int64(now) < int64(2*e.cfg.Refresh/time.Second)+5
+}
+
+// refresh keeps the subordinates' copies from expiring: every FullRefresh
+// a dump of the whole table (resync), in between a lookup of only the
+// sessions whose copies near expiry. In a table of long-lived TCP sessions
+// that is next to none: a primary holding a million of them no longer
+// spends seconds of CPU on a dump every Refresh.
+func (e *Engine) refresh(ctx context.Context) error {
+	l, ok := e.be.(Looker)
+	e.mu.Lock()
+	full := !ok || e.cfg.Now().Sub(e.lastDump) >= e.cfg.FullRefresh
+	e.mu.Unlock()
+	if full {
+		return e.resync(ctx)
+	}
+	e.mu.Lock()
+	now := e.secs()
+	var keys []session.Key
+	for k, m := range e.tab.all() {
+		if m.synced && e.expiring(m, now) {
+			keys = append(keys, k)
+		}
+	}
+	e.mu.Unlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	found := make(map[session.Key]bool, len(keys))
+	r := e.newDumpReader()
+	if err := l.Lookup(ctx, keys, func(s session.Session) error {
+		found[s.Key] = true
+		r.add(s)
+		return nil
+	}); err != nil {
+		return err
+	}
+	r.flush()
+	// A key the table no longer holds ended without its event reaching us.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, k := range keys {
+		if !found[k] {
+			ev := session.Event{Kind: session.EventDestroy, Session: session.Session{Key: k}}
+			e.observeLocked(&ev, true)
+		}
+	}
+	return nil
+}
+
+// dumpReader folds entries read from the backend (a dump or lookups) into
+// the table in batches, taking the engine's lock once per batch.
+type dumpReader struct {
+	e     *Engine
+	batch []session.Session
+}
+
+func (e *Engine) newDumpReader() *dumpReader { return &dumpReader{e: e} }
+
+func (r *dumpReader) add(s session.Session) {
+	r.batch = append(r.batch, s)
+	if len(r.batch) == 1024 {
+		r.flush()
+	}
+}
+
+func (r *dumpReader) flush() {
+	r.e.mu.Lock()
+	for i := range r.batch {
+		ev := session.Event{Kind: session.EventUpdate, Session: r.batch[i]}
+		r.e.observeLocked(&ev, true)
+	}
+	r.e.mu.Unlock()
+	r.batch = r.batch[:0]
+}
+
 // resync dumps the backend and diffs it into the table: changes and
 // near-expiry entries are sent, entries no longer present are deleted.
 func (e *Engine) resync(ctx context.Context) error {
 	e.mu.Lock()
 	e.gen++
 	round := e.gen
+	e.lastDump = e.cfg.Now()
 	e.mu.Unlock()
-	var batch []session.Session
-	flush := func() {
-		e.mu.Lock()
-		for i := range batch {
-			ev := session.Event{Kind: session.EventUpdate, Session: batch[i]}
-			e.observeLocked(&ev, true)
-		}
-		e.mu.Unlock()
-		batch = batch[:0]
-	}
+	r := e.newDumpReader()
 	err := e.be.Dump(ctx, func(s session.Session) error {
-		batch = append(batch, s)
-		if len(batch) == 1024 {
-			flush()
-		}
+		r.add(s)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	flush()
+	r.flush()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var gone []session.Key

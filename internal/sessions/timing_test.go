@@ -70,3 +70,47 @@ func TestRefreshResendsExpiringSessions(t *testing.T) {
 	clk.Advance(27 * time.Second)
 	waitFor(t, "the flow re-sent", func() bool { _, ok := s.mem.Get(u.Key); return ok })
 }
+
+// Between whole-table dumps (FullRefresh) the refresh looks up only the
+// sessions whose copies near expiry: long-lived TCP sessions cost it
+// nothing, and a session gone from the table without its event is deleted
+// on the subordinates when its lookup finds nothing.
+func TestRefreshLooksUpOnlyExpiring(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh = 50 * time.Millisecond; c.Now = clk.Now })
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const tcp = 50
+	for i := range tcp {
+		p.mem.Inject(session.Change{Op: session.Upsert, Session: synthSession(100 + i)}) // 5-day timeouts
+	}
+	u := synthSession(3)
+	u.Proto, u.TCP, u.Timeout = session.ProtoUDP, session.TCPInfo{}, 30
+	u.Reply = u.Orig.Invert(u.Proto)
+	p.mem.Inject(session.Change{Op: session.Upsert, Session: u})
+	waitFor(t, "the sessions synced", func() bool { return s.mem.Len() == tcp+1 })
+	dumps0, lookups0 := p.mem.Reads()
+	time.Sleep(300 * time.Millisecond) // several refresh ticks, nothing near expiry
+	if d, l := p.mem.Reads(); d != dumps0 || l != lookups0 {
+		t.Fatalf("refresh with nothing near expiry: %d dumps, %d lookups", d-dumps0, l-lookups0)
+	}
+	// The flow's copies near expiry: it alone is looked up, and re-sent.
+	s.mem.Inject(session.Change{Op: session.Delete, Session: u})
+	clk.Advance(27 * time.Second)
+	waitFor(t, "the flow re-sent", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+	d, l := p.mem.Reads()
+	if d != dumps0 || l == lookups0 || l-lookups0 >= tcp {
+		t.Fatalf("refresh near the flow's expiry: %d dumps, %d lookups (want 0 dumps, lookups of the flow only)", d-dumps0, l-lookups0)
+	}
+	// The flow ends on the primary without an event reaching the engine:
+	// its lookup finds nothing and the subordinate's copy is deleted.
+	p.mem.mu.Lock()
+	delete(p.mem.m, u.Key) // no event: as if the socket had lost it unnoticed
+	p.mem.mu.Unlock()
+	clk.Advance(27 * time.Second)
+	waitFor(t, "the ended flow deleted", func() bool { _, ok := s.mem.Get(u.Key); return !ok })
+	// After FullRefresh, a whole dump all the same.
+	clk.Advance(2 * time.Minute)
+	waitFor(t, "a whole-table dump", func() bool { d, _ := p.mem.Reads(); return d > dumps0 })
+}

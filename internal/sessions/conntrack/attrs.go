@@ -354,8 +354,14 @@ func (w *builder) zone(z uint16) {
 }
 
 // del appends a request deleting the entry with key k.
-func (w *builder) del(k *session.Key, seq uint32, flags uint16) {
-	off := w.begin(msgCTDel, flags, seq, k.Family)
+func (w *builder) del(k *session.Key, seq uint32, flags uint16) { w.byKey(msgCTDel, k, seq, flags) }
+
+// get appends a request for the entry with key k.
+func (w *builder) get(k *session.Key, seq uint32, flags uint16) { w.byKey(msgCTGet, k, seq, flags) }
+
+// byKey appends a request of type msg naming one entry by its key.
+func (w *builder) byKey(msg uint8, k *session.Key, seq uint32, flags uint16) {
+	off := w.begin(msg, flags, seq, k.Family)
 	w.tuple(ctaTupleOrig, k.Family, k.Proto, &k.Orig)
 	w.zone(k.Zone)
 	w.end(off)

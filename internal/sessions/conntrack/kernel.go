@@ -27,7 +27,13 @@ type Options struct {
 	// NetNSPath, when set, is a network namespace file (/var/run/netns/NAME)
 	// whose table the backend works on, instead of the caller's.
 	NetNSPath string
-	// Workers is the number of sockets writing in parallel (default 2).
+	// Workers is the number of sockets writing in parallel (default 1).
+	// The kernel runs every ctnetlink create and update under one mutex,
+	// shared by all network namespaces, so a second socket mostly spins on
+	// it: a late subordinate's bulk of 100k sessions took 410 ms with one
+	// and 486 ms with two, 1M 14.7 s and 15-18 s, with a quarter of the
+	// CPU spent in mutex_spin_on_owner (TestNamespacesBulkScale,
+	// HAGATE_SCALE_WORKERS).
 	Workers int
 	// BatchBytes bounds the requests sent in one sendmsg (default 64 KiB).
 	BatchBytes int
@@ -53,7 +59,7 @@ type Kernel struct {
 // Open prepares a backend. It checks that ctnetlink answers.
 func Open(opts Options) (*Kernel, error) {
 	if opts.Workers <= 0 {
-		opts.Workers = 2
+		opts.Workers = 1
 	}
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 64 << 10
@@ -172,6 +178,67 @@ func (k *Kernel) Dump(ctx context.Context, fn func(session.Session) error) error
 	})
 }
 
+// getBatch bounds the lookups sent at once, so that their answers (a few
+// hundred bytes each) fit the socket's receive buffer many times over.
+const getBatch = 256
+
+// Lookup looks entries up by key and calls fn for each one the table
+// holds; keys it does not hold are skipped. It costs the kernel a lookup per
+// key, where a dump costs it a walk of the whole table.
+func (k *Kernel) Lookup(ctx context.Context, keys []session.Key, fn func(session.Session) error) error {
+	s, err := k.get()
+	if err != nil {
+		return fmt.Errorf("conntrack lookup: %w", err)
+	}
+	healthy := false
+	defer func() { k.put(s, healthy) }()
+	var w builder
+	for len(keys) > 0 {
+		part := keys[:min(len(keys), getBatch)]
+		keys = keys[len(part):]
+		w.b = w.b[:0]
+		first := s.nextSeq()
+		seq := first
+		for i := range part {
+			if i > 0 {
+				seq = s.nextSeq()
+			}
+			flags := uint16(0)
+			if i == len(part)-1 {
+				flags = nlmAck // the last answer ends the batch: an entry then an ack, or an error
+			}
+			w.get(&part[i], seq, flags)
+		}
+		if err := k.lookupBatch(ctx, s, w.b, first, seq, fn); err != nil {
+			return fmt.Errorf("conntrack lookup: %w", err)
+		}
+	}
+	healthy = true
+	return nil
+}
+
+// lookupBatch sends a batch of GET requests numbered first..last and passes the
+// entries found to fn until the last request is answered. A missing entry
+// (ENOENT) is no error.
+func (k *Kernel) lookupBatch(ctx context.Context, s *socket, batch []byte, first, last uint32, fn func(session.Session) error) error {
+	return k.roundTrip(ctx, s, batch, first, last, func(m nlmsg) (bool, error) {
+		if m.typ == nlmsgError {
+			if e := errnoOf(m.data); e != 0 && e != unix.ENOENT {
+				return true, e
+			}
+			return m.seq == last, nil
+		}
+		if m.typ>>8 != subsysCT {
+			return false, nil
+		}
+		sess, err := parseFlow(m.data)
+		if err != nil {
+			return true, err
+		}
+		return false, fn(sess)
+	})
+}
+
 // Flush deletes every entry of the table.
 func (k *Kernel) Flush(ctx context.Context) error {
 	s, err := k.get()
@@ -196,8 +263,28 @@ func (k *Kernel) Flush(ctx context.Context) error {
 // (only the last asks for an acknowledgement) and collects the errors the
 // kernel reports, by sequence number, until the last one is answered.
 func (k *Kernel) exchange(ctx context.Context, s *socket, batch []byte, first, last uint32) (map[uint32]syscall.Errno, error) {
-	if err := s.send(batch); err != nil {
+	errs := map[uint32]syscall.Errno{}
+	err := k.roundTrip(ctx, s, batch, first, last, func(m nlmsg) (bool, error) {
+		if m.typ != nlmsgError {
+			return false, nil
+		}
+		if e := errnoOf(m.data); e != 0 {
+			errs[m.seq] = e
+		}
+		return m.seq == last, nil
+	})
+	if err != nil {
 		return nil, err
+	}
+	return errs, nil
+}
+
+// roundTrip sends a batch of requests numbered first..last and hands every
+// answer to them to each until each says the batch is done (or fails).
+// Answers to other sequence numbers (stale ones) are skipped.
+func (k *Kernel) roundTrip(ctx context.Context, s *socket, batch []byte, first, last uint32, each func(m nlmsg) (done bool, err error)) error {
+	if err := s.send(batch); err != nil {
+		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -205,35 +292,59 @@ func (k *Kernel) exchange(ctx context.Context, s *socket, batch []byte, first, l
 	}
 	s.f.SetReadDeadline(deadline)
 	defer s.f.SetReadDeadline(time.Time{})
-	var errs map[uint32]syscall.Errno
 	for {
 		b, err := s.recv()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for len(b) > 0 {
 			m, rest, ok := nextMsg(b)
 			if !ok {
-				return nil, errors.New("malformed reply")
+				return errors.New("malformed reply")
 			}
 			b = rest
-			if m.typ != nlmsgError || m.seq-first > last-first {
-				continue // not ours (a stale reply); ignore
+			if m.seq-first > last-first {
+				continue
 			}
-			if e := errnoOf(m.data); e != 0 {
-				if errs == nil {
-					errs = map[uint32]syscall.Errno{}
-				}
-				errs[m.seq] = e
-			}
-			if m.seq == last {
-				if errs == nil {
-					errs = map[uint32]syscall.Errno{}
-				}
-				return errs, nil
+			done, err := each(m)
+			if err != nil || done {
+				return err
 			}
 		}
 	}
+}
+
+// eventsSysctl chooses which entries carry event reporting: 0 none, 1 all,
+// 2 (the kernel's default) only those made while an event listener exists.
+const eventsSysctl = "/proc/sys/net/netfilter/nf_conntrack_events"
+
+// EventsForAll makes the kernel attach event reporting to every new entry
+// of the backend's namespace (nf_conntrack_events=1) and returns the
+// former setting. Under the default (2), an entry made while no socket
+// listens for events never reports its changes or its end, even once
+// somebody listens: the sessions a subordinate installs (it does not
+// listen) would fall silent on it after a takeover, and the primary would
+// learn their ends only from a dump. Event messages are still built only
+// while somebody listens, so a subordinate's installs cost no more.
+func (k *Kernel) EventsForAll() (was int, err error) {
+	// /proc/sys/net follows the namespace of the thread that opens it.
+	err = inNetNS(k.nsfd(), func() error {
+		b, err := os.ReadFile(eventsSysctl)
+		if err != nil {
+			return err
+		}
+		if was, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil {
+			return err
+		}
+		if was == 1 {
+			return nil
+		}
+		return os.WriteFile(eventsSysctl, []byte("1\n"), 0)
+	})
+	if err != nil {
+		return was, fmt.Errorf("conntrack events: %w", err)
+	}
+	return was, nil
 }
 
 // HashBuckets is the size of the kernel's conntrack hash table

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +175,99 @@ func TestKernelCreateUpdateDumpDelete(t *testing.T) {
 	}
 	if got = dumpMap(t, k); len(got) != 0 {
 		t.Errorf("after flush: %d entries", len(got))
+	}
+}
+
+// Lookup finds entries by key (every family, protocol, zone and NAT of
+// testSessions, in batches larger than one request's), skips keys the table
+// does not hold, and reports what the dump reports for the same entries.
+func TestKernelLookup(t *testing.T) {
+	_, k := openNS(t)
+	ctx := context.Background()
+	present := testSessions()
+	for i := range 2 * getBatch { // enough for more than two batches
+		present = append(present, mk(session.FamilyIPv4, session.ProtoTCP, tuple("192.0.2.30", "198.51.100.30", uint16(10000+i), 443), nil))
+	}
+	if err := k.Apply(ctx, upserts(present)); err != nil {
+		t.Fatal(err)
+	}
+	var keys []session.Key
+	for i, s := range present {
+		keys = append(keys, s.Key)
+		if i%3 == 0 { // interleave missing keys, and end on one
+			keys = append(keys, mk(session.FamilyIPv4, session.ProtoTCP, tuple("192.0.2.31", "198.51.100.31", uint16(20000+i), 443), nil).Key)
+		}
+	}
+	got := map[session.Key]session.Session{}
+	if err := k.Lookup(ctx, keys, func(s session.Session) error {
+		if _, dup := got[s.Key]; dup {
+			t.Errorf("%s reported twice", s.Key)
+		}
+		got[s.Key] = s
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dumped := dumpMap(t, k)
+	if len(got) != len(present) {
+		t.Errorf("got %d entries, want %d", len(got), len(present))
+	}
+	for _, w := range present {
+		if d := cmp.Diff(normalize(dumped[w.Key]), normalize(got[w.Key])); d != "" {
+			t.Errorf("%s: lookup differs from dump (-dump +lookup):\n%s", w.Key, d)
+		}
+	}
+	if err := k.Lookup(ctx, nil, func(session.Session) error { return nil }); err != nil {
+		t.Errorf("lookup of no keys: %v", err)
+	}
+}
+
+// EventsForAll sets nf_conntrack_events=1 in the backend's namespace, not
+// the caller's, and an entry made before anybody listened then reports its
+// end to a watcher started afterwards.
+func TestKernelEventsForAll(t *testing.T) {
+	ns, k := openNS(t)
+	host, err := os.ReadFile(eventsSysctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(ns.Run(t, "sysctl", "-n", "net.netfilter.nf_conntrack_events")); got != "2" {
+		t.Skipf("nf_conntrack_events is %s in a new namespace, not the default 2", got)
+	}
+	was, err := k.EventsForAll()
+	if err != nil || was != 2 {
+		t.Fatalf("EventsForAll = %d, %v; want 2, nil", was, err)
+	}
+	if got := strings.TrimSpace(ns.Run(t, "sysctl", "-n", "net.netfilter.nf_conntrack_events")); got != "1" {
+		t.Errorf("nf_conntrack_events in the namespace = %s, want 1", got)
+	}
+	if now, _ := os.ReadFile(eventsSysctl); string(now) != string(host) {
+		t.Fatalf("the caller's nf_conntrack_events changed: %q -> %q", host, now)
+	}
+	if was, err := k.EventsForAll(); err != nil || was != 1 {
+		t.Errorf("second EventsForAll = %d, %v; want 1, nil", was, err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := testSessions()[0]
+	if err := k.Apply(ctx, upserts([]session.Session{s})); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := k.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Apply(ctx, []session.Change{{Op: session.Delete, Session: s}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-evs:
+		if ev.Kind != session.EventDestroy || ev.Session.Key != s.Key {
+			t.Errorf("event %v %s, want the destroy of %s", ev.Kind, ev.Session.Key, s.Key)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no destroy event for an entry made before the watch")
 	}
 }
 
