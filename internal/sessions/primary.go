@@ -213,15 +213,16 @@ func (e *Engine) expiring(meta entry, now uint32) bool {
 	return int64(meta.expires)-int64(now) < int64(2*e.cfg.Refresh/time.Second)+5
 }
 
-// refresh keeps the subordinates' copies from expiring: every FullRefresh
-// a dump of the whole table (resync), in between a lookup of only the
-// sessions whose copies near expiry. In a table of long-lived TCP sessions
+// refresh keeps the subordinates' copies from expiring: a dump of the
+// whole table (resync) every Refresh while it is small (LookupMin), and
+// every FullRefresh once it is large, with a lookup of only the sessions
+// whose copies near expiry in between. In a table of long-lived TCP sessions
 // that is next to none: a primary holding a million of them no longer
 // spends seconds of CPU on a dump every Refresh.
 func (e *Engine) refresh(ctx context.Context) error {
 	l, ok := e.be.(Looker)
 	e.mu.Lock()
-	full := !ok || e.cfg.Now().Sub(e.lastDump) >= e.cfg.FullRefresh
+	full := !ok || e.tab.len() < e.cfg.LookupMin || e.cfg.Now().Sub(e.lastDump) >= e.cfg.FullRefresh
 	e.mu.Unlock()
 	if full {
 		return e.resync(ctx)

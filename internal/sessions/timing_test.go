@@ -77,7 +77,7 @@ func TestRefreshResendsExpiringSessions(t *testing.T) {
 // on the subordinates when its lookup finds nothing.
 func TestRefreshLooksUpOnlyExpiring(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-	ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh = 50 * time.Millisecond; c.Now = clk.Now })
+	ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh = 50 * time.Millisecond; c.Now = clk.Now; c.LookupMin = 10 })
 	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
