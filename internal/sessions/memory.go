@@ -99,13 +99,15 @@ func (m *Memory) Lookup(ctx context.Context, keys []session.Key, fn func(session
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		s, ok := m.Get(k)
+		m.mu.Lock()
+		s, ok := m.m[k]
+		if ok {
+			m.lookups++
+		}
+		m.mu.Unlock()
 		if !ok {
 			continue
 		}
-		m.mu.Lock()
-		m.lookups++
-		m.mu.Unlock()
 		if err := fn(s); err != nil {
 			return err
 		}

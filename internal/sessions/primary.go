@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -223,19 +224,19 @@ func (e *Engine) refresh(ctx context.Context) error {
 	l, ok := e.be.(Looker)
 	e.mu.Lock()
 	full := !ok || e.tab.len() < e.cfg.LookupMin || e.cfg.Now().Sub(e.lastDump) >= e.cfg.FullRefresh
+	var keys []session.Key
+	if !full {
+		now := e.secs()
+		for k, m := range e.tab.all() {
+			if m.synced && e.expiring(m, now) {
+				keys = append(keys, k)
+			}
+		}
+	}
 	e.mu.Unlock()
 	if full {
 		return e.resync(ctx)
 	}
-	e.mu.Lock()
-	now := e.secs()
-	var keys []session.Key
-	for k, m := range e.tab.all() {
-		if m.synced && e.expiring(m, now) {
-			keys = append(keys, k)
-		}
-	}
-	e.mu.Unlock()
 	if len(keys) == 0 {
 		return nil
 	}
@@ -252,13 +253,17 @@ func (e *Engine) refresh(ctx context.Context) error {
 	// A key the table no longer holds ended without its event reaching us.
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, k := range keys {
-		if !found[k] {
-			ev := session.Event{Kind: session.EventDestroy, Session: session.Session{Key: k}}
-			e.observeLocked(&ev, true)
-		}
-	}
+	e.forgetLocked(slices.DeleteFunc(keys, func(k session.Key) bool { return found[k] }))
 	return nil
+}
+
+// forgetLocked folds the ends of sessions the backend no longer holds into
+// the table, as their destroy events would have.
+func (e *Engine) forgetLocked(keys []session.Key) {
+	for _, k := range keys {
+		ev := session.Event{Kind: session.EventDestroy, Session: session.Session{Key: k}}
+		e.observeLocked(&ev, true)
+	}
 }
 
 // dumpReader folds entries read from the backend (a dump or lookups) into
@@ -312,10 +317,7 @@ func (e *Engine) resync(ctx context.Context) error {
 			gone = append(gone, k)
 		}
 	}
-	for _, k := range gone {
-		ev := session.Event{Kind: session.EventDestroy, Session: session.Session{Key: k}}
-		e.observeLocked(&ev, true)
-	}
+	e.forgetLocked(gone)
 	return nil
 }
 
