@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -45,6 +46,14 @@ type Node struct {
 	sendNow    bool
 	sent       uint64 // heartbeats sent, for Heartbeat.Count
 	out        []Action
+
+	// The effects of the role, as last asked for (see effects.go).
+	holding    bool   // ClaimAddresses sent, ReleaseAddresses not since
+	promoteGen uint64 // generation of the last PromoteSessions
+	awaiting   uint64 // the PromoteSessions whose SessionsReady claims the addresses (0: none)
+	accepting  bool   // AcceptSessions sent since the member last became primary
+	acceptFrom string // ... naming this primary
+	routes     []netip.Addr
 }
 
 // peer is what this member knows of another.
@@ -60,6 +69,7 @@ type peer struct {
 }
 
 type peerLink struct {
+	addr      netip.Addr // the member's address on this link, as last heard
 	lastHeard time.Time
 	lastSeq   uint64
 	received  uint64
@@ -102,6 +112,10 @@ func New(cfg Config, now time.Time) *Node {
 		n.linkUp[l.Interface] = false
 	}
 	n.pingUp = cfg.PingServers
+	// Take the primary's sessions from the start of the hello holddown: a
+	// member that must take over right after it (the primary leaves, the
+	// others' links are down) then has them. The first Step returns it.
+	n.acceptSessions()
 	return n
 }
 
@@ -113,7 +127,7 @@ func (n *Node) Primary() string { return n.primary }
 
 // Step feeds one event and returns the actions to perform, in order.
 func (n *Node) Step(ev Event) []Action {
-	n.out = nil
+	defer func() { n.out = nil }()
 	if n.stopped {
 		return nil
 	}
@@ -137,11 +151,15 @@ func (n *Node) Step(ev Event) []Action {
 			n.witnessUp = e.Up
 			n.notice(!e.Up, true, "witness %s", upDown(e.Up))
 		}
-	case SyncChange:
-		if e.Pending != n.syncPending {
-			n.syncPending = e.Pending
+	case BulkReceived:
+		if n.syncPending {
+			n.syncPending = false
 			n.sendNow = true
 		}
+	case SessionsReady:
+		n.sessionsReady(e)
+	case SyncLost:
+		n.notice(true, false, "session sync with %s lost: %s", e.Peer, e.Reason)
 	case Command:
 		n.command(e)
 		if n.stopped {
@@ -149,6 +167,8 @@ func (n *Node) Step(ev Event) []Action {
 		}
 	}
 	n.evaluate(now)
+	n.followPrimary()
+	n.routeSync(now)
 	n.maybeSend(now)
 	return n.out
 }
@@ -184,6 +204,9 @@ func (n *Node) receive(e Received) {
 	}
 	pl.received++
 	pl.lastHeard = e.Now
+	if e.Addr.IsValid() {
+		pl.addr = e.Addr
+	}
 	p.lastHeard = e.Now
 	// The same heartbeat arrives once per link, and a copy on a slow link
 	// may come after a newer one on a fast link: only news changes state.
@@ -244,7 +267,7 @@ func (n *Node) command(e Command) {
 		n.notice(false, true, "HA uptime reset by operator")
 	case Shutdown:
 		if n.role == Primary {
-			n.setRole(e.Now, Subordinate, KindShutdown, "shutting down: handing over")
+			n.becomeSubordinate(e.Now, KindShutdown, "shutting down: handing over")
 		}
 		hb := n.heartbeatToSend(e.Now)
 		hb.Leaving = true
@@ -309,22 +332,6 @@ func (n *Node) heartbeatToSend(now time.Time) Heartbeat {
 	return hb
 }
 
-func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
-	from := n.role
-	if n.cfg.SessionPickup && (from == Primary || to == Primary) {
-		// A primary has the sessions by definition; one that steps down
-		// drops what it forwarded and waits for the new primary's bulk
-		// sync. A member leaving hello keeps what it was told: it takes
-		// the primary's sessions during its holddown already.
-		n.syncPending = to == Subordinate
-	}
-	n.role = to
-	n.roleSince = now
-	n.holdNoted = false
-	n.sendNow = true
-	n.emit(RoleChange{From: from, To: to, Kind: kind, Reason: reason})
-}
-
 func (n *Node) selfCandidate(now time.Time) election.Candidate {
 	return election.Candidate{
 		ID: n.cfg.NodeID, Priority: n.cfg.Priority, MonitoredUp: n.monitoredUp(),
@@ -351,106 +358,6 @@ func (n *Node) alivePeers() []string {
 	}
 	slices.Sort(ids)
 	return ids
-}
-
-// evaluate expires silent members, ends the hello state, runs the election
-// and changes roles.
-func (n *Node) evaluate(now time.Time) {
-	// lost_threshold heartbeats missed, with half an interval for jitter.
-	dead := n.cfg.DeadInterval() + n.cfg.Interval/2
-	for _, id := range n.sortedPeerIDs() {
-		p := n.peers[id]
-		if !p.alive {
-			continue
-		}
-		if p.left {
-			p.alive = false
-			continue
-		}
-		if now.Sub(p.lastHeard) > dead {
-			p.alive = false
-			n.notice(true, true, "member %s lost: silent for %s on all heartbeat links", id, now.Sub(p.lastHeard).Round(time.Millisecond))
-		}
-	}
-	alive := n.alivePeers()
-
-	// Split brain, as far as one member can tell: it has had peers and now
-	// hears none on any heartbeat link.
-	if split := n.everHeard && len(alive) == 0; split != n.split {
-		n.split = split
-		if split {
-			n.notice(true, true, "no member heard on any heartbeat link: if the others still run, the cluster is split (%s)", n.splitPolicy())
-		} else {
-			n.notice(false, true, "members heard again: cluster joined")
-		}
-	}
-
-	cands := []election.Candidate{}
-	selfCand := n.role != Hello
-	if selfCand {
-		cands = append(cands, n.selfCandidate(now))
-	}
-	claimant := ""
-	for _, id := range alive {
-		p := n.peers[id]
-		if p.hb.Role == Hello {
-			continue
-		}
-		cands = append(cands, p.candidate(id, now))
-		if p.hb.Role == Primary && claimant == "" {
-			claimant = id
-		}
-	}
-	if n.role == Hello {
-		n.endHello(now, alive, claimant)
-		if n.role == Hello {
-			n.setElected(election.Elect(cands, n.rules()))
-			n.track(now, claimant)
-			return
-		}
-		cands = append(cands, n.selfCandidate(now))
-	}
-	res := election.Elect(cands, n.rules())
-	n.setElected(res)
-	quorate, votes := n.quorum(len(alive))
-
-	switch n.role {
-	case Primary:
-		switch {
-		case !quorate:
-			n.setRole(now, Subordinate, KindQuorum, fmt.Sprintf("no quorum: %s", votes))
-		case res.Primary != n.cfg.NodeID:
-			kind, reason := n.loseReason(now, res)
-			if kind == KindPreempt && n.nominee(alive) == n.cfg.NodeID {
-				break // the others' elections keep this member: see nominee
-			}
-			if kind == KindPreempt && now.Sub(n.roleSince) < n.cfg.FailoverHoldTime {
-				if !n.holdNoted {
-					n.holdNoted = true
-					n.notice(false, false, "%s; held back by failover_hold_time until %s", reason, n.roleSince.Add(n.cfg.FailoverHoldTime).Format(time.RFC3339))
-				}
-				break
-			}
-			n.setRole(now, Subordinate, kind, reason)
-		}
-	case Subordinate:
-		// Take over only once no other member claims the role, so that the
-		// addresses are never held twice while the heartbeat links work: a
-		// primary that lost the election steps down with a heartbeat at once.
-		if !quorate || claimant != "" {
-			break
-		}
-		if n.deferToStarting(now, cands, alive) {
-			break
-		}
-		if res.Primary == n.cfg.NodeID && !n.handedToAnother() {
-			kind, reason := n.takeoverReason(now, res)
-			n.setRole(now, Primary, kind, reason)
-		} else if n.primary == "" && now.Sub(n.noPrimary) >= n.cfg.DeadInterval() && now.Sub(n.roleSince) >= n.cfg.DeadInterval() && n.nominee(alive) == n.cfg.NodeID {
-			n.setRole(now, Primary, KindStartup, fmt.Sprintf("no primary for %s and the members' elections disagree (check that uptime_margin, override and priorities are the same everywhere): most members elect %s", now.Sub(n.noPrimary).Round(time.Millisecond), n.cfg.NodeID))
-		}
-	}
-	n.track(now, claimant)
 }
 
 // setElected records this member's election. The others count it (see
@@ -522,33 +429,6 @@ func (n *Node) deferToStarting(now time.Time, cands []election.Candidate, alive 
 		return false
 	}
 	return election.Elect(with, n.rules()).Primary != n.cfg.NodeID
-}
-
-// endHello moves a starting member to Subordinate when hello_holddown has
-// passed, or earlier when a primary already runs and this member would not
-// replace it: a subordinate holds nothing, so waiting longer gains nothing.
-func (n *Node) endHello(now time.Time, alive []string, claimant string) {
-	if !now.Before(n.holddown) {
-		n.setRole(now, Subordinate, KindStartup, "hello holddown over")
-		return
-	}
-	if claimant == "" {
-		return
-	}
-	// Judged as this member will be once it has the sessions, which it
-	// takes during the holddown: one that would then replace the primary
-	// stays in hello for the whole holddown, as without session pickup.
-	self := n.selfCandidate(now)
-	self.SyncPending = false
-	cands := []election.Candidate{self}
-	for _, id := range alive {
-		if p := n.peers[id]; p.hb.Role != Hello {
-			cands = append(cands, p.candidate(id, now))
-		}
-	}
-	if election.Elect(cands, n.rules()).Primary != n.cfg.NodeID {
-		n.setRole(now, Subordinate, KindStartup, fmt.Sprintf("joined the cluster of primary %s", claimant))
-	}
 }
 
 func (n *Node) rules() election.Rules {

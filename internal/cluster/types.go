@@ -1,8 +1,16 @@
 // Package cluster owns a member's view of the cluster and its role in it: the
 // FGCP state machine. A Node is a plain value driven by Step(event) with time
-// as an input; it returns the actions the daemon must perform (send a
-// heartbeat, take over the virtual addresses, step down). It does no I/O, so
-// the same code runs in the daemon and in the many-node simulation.
+// as an input; it returns every effect the member must have, as actions, in
+// order: send a heartbeat, take the primary's sessions, make the synced
+// sessions usable, claim or release the virtual addresses, dial the
+// subordinates' session sync over a given link, run the notify hook. It does
+// no I/O, so the daemon and the many-node simulation carry out the very same
+// actions.
+//
+// The rule the order of those actions keeps: with session pickup, a new
+// primary's sessions are usable before its addresses come up (a client's
+// retransmission that reaches it must find its session), and the addresses
+// go down only when the member leaves the primary role.
 package cluster
 
 import (
@@ -60,9 +68,21 @@ type Config struct {
 	ClusterSize int
 	Witness     bool
 	// SessionPickup: a member that becomes subordinate has not synced the
-	// sessions until the daemon says so (SyncChange), and may not preempt
-	// a primary until then.
+	// sessions until the primary's bulk arrives (BulkReceived), and may not
+	// preempt a primary until then; a new primary claims the addresses only
+	// once its sessions are usable (PromoteSessions, then SessionsReady).
 	SessionPickup bool
+	// SyncLinks are the heartbeat links the session sync may run on,
+	// highest priority first (session pickup only).
+	SyncLinks []SyncLink
+}
+
+// SyncLink is a heartbeat link that carries the session sync.
+type SyncLink struct {
+	Interface string
+	// Peers are the members' configured addresses on this link; those of
+	// the first link are dialled for members never heard.
+	Peers []netip.Addr
 }
 
 // DeadInterval is how long a member may be silent before it counts as gone.
@@ -129,11 +149,23 @@ type WitnessChange struct {
 	Up  bool
 }
 
-// SyncChange reports whether this member still waits for the primary's
-// session bulk sync.
-type SyncChange struct {
-	Now     time.Time
-	Pending bool
+// BulkReceived reports that the primary's bulk sync of the sessions has
+// arrived: this member now has the sessions.
+type BulkReceived struct{ Now time.Time }
+
+// SessionsReady reports that the sessions a PromoteSessions of the same
+// generation asked for are usable in the kernel table.
+type SessionsReady struct {
+	Now time.Time
+	Gen uint64
+}
+
+// SyncLost reports that a session-sync connection ended (Peer is the other
+// member's address or id, as far as known).
+type SyncLost struct {
+	Now    time.Time
+	Peer   string
+	Reason string
 }
 
 // CommandKind is an operator command.
@@ -158,7 +190,9 @@ func (e LinkChange) at() time.Time    { return e.Now }
 func (e PingChange) at() time.Time    { return e.Now }
 func (e WitnessChange) at() time.Time { return e.Now }
 func (e Command) at() time.Time       { return e.Now }
-func (e SyncChange) at() time.Time    { return e.Now }
+func (e BulkReceived) at() time.Time  { return e.Now }
+func (e SessionsReady) at() time.Time { return e.Now }
+func (e SyncLost) at() time.Time      { return e.Now }
 
 // Action is an output of Step for the daemon to perform.
 type Action interface{ isAction() }
@@ -179,9 +213,8 @@ const (
 	KindQuorum   Kind = "quorum"   // quorum lost or regained
 )
 
-// RoleChange: this member's role changed. On To == Primary the daemon makes
-// the synced sessions usable, then adds the virtual addresses and announces
-// them; on leaving Primary it removes them.
+// RoleChange: this member's role changed (for logs, metrics and history;
+// the effects of the change come as actions of their own).
 type RoleChange struct {
 	From, To Role
 	Kind     Kind
@@ -201,7 +234,40 @@ type Notice struct {
 	Msg     string
 }
 
-func (Send) isAction()          {}
-func (RoleChange) isAction()    {}
-func (PrimaryChange) isAction() {}
-func (Notice) isAction()        {}
+// AcceptSessions: be a subordinate of the session sync and accept the
+// sessions of the member From ("": of whichever primary sends, until one is
+// known). A member that was primary first drops the sessions it forwarded.
+type AcceptSessions struct{ From string }
+
+// PromoteSessions: this member became primary; make the synced sessions
+// usable, then report SessionsReady with the same generation.
+type PromoteSessions struct{ Gen uint64 }
+
+// ClaimAddresses: add the virtual IPs (and virtual MACs) and announce them.
+type ClaimAddresses struct{}
+
+// ReleaseAddresses: remove the virtual IPs and restore the MACs.
+type ReleaseAddresses struct{ Reason string }
+
+// SyncRoutes: the addresses at which a primary dials the members' session
+// sync, one per member: its address on the highest-priority sync link on
+// which its heartbeats still arrive.
+type SyncRoutes struct{ Peers []netip.Addr }
+
+// Notify: run the notify hook for a role change.
+type Notify struct {
+	Role, Previous Role
+	Kind           Kind
+	Reason         string
+}
+
+func (Send) isAction()             {}
+func (RoleChange) isAction()       {}
+func (PrimaryChange) isAction()    {}
+func (Notice) isAction()           {}
+func (AcceptSessions) isAction()   {}
+func (PromoteSessions) isAction()  {}
+func (ClaimAddresses) isAction()   {}
+func (ReleaseAddresses) isAction() {}
+func (SyncRoutes) isAction()       {}
+func (Notify) isAction()           {}

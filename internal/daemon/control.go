@@ -68,7 +68,7 @@ func (d *Daemon) serveControl(ctx context.Context, ln net.Listener) error {
 }
 
 // handle answers one control command, in the loop goroutine.
-func (d *Daemon) handle(ctx context.Context, req request) control.Response {
+func (d *Daemon) handle(req request) control.Response {
 	now := time.Now()
 	switch req.Command {
 	case "status":
@@ -92,16 +92,16 @@ func (d *Daemon) handle(ctx context.Context, req request) control.Response {
 		if req.Args["unset"] == "true" {
 			kind = cluster.FailoverUnset
 		}
-		d.step(ctx, cluster.Command{Now: now, Kind: kind})
+		d.step(cluster.Command{Now: now, Kind: kind})
 		return control.OK(d.status(now))
 	case "reset-uptime":
-		d.step(ctx, cluster.Command{Now: now, Kind: cluster.ResetUptime})
+		d.step(cluster.Command{Now: now, Kind: cluster.ResetUptime})
 		return control.OK(d.status(now))
 	case "sessions":
 		if d.pickup == nil {
 			return control.Errorf("session pickup is off (session_pickup.enabled: false)")
 		}
-		return control.OK(d.pickup.Stats())
+		return control.OK(d.pickup.stats())
 	}
 	return control.Errorf("unknown command %q", req.Command)
 }

@@ -1,7 +1,9 @@
 // Package daemon runs one cluster member: it builds the parts (heartbeat
 // transport, link watcher, address manager, control socket, metrics, session
 // pickup) from the configuration, feeds their events to the cluster state
-// machine in one loop, and performs the actions the state machine returns.
+// machine in one loop, and carries out the actions the state machine
+// returns. It decides nothing itself: every effect of a role change is an
+// action of cluster.Node.
 package daemon
 
 import (
@@ -10,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
@@ -26,6 +27,7 @@ import (
 	"github.com/hagate/hagate/internal/netif"
 	"github.com/hagate/hagate/internal/pinger"
 	"github.com/hagate/hagate/internal/seal"
+	"github.com/hagate/hagate/internal/sessions"
 )
 
 // historyEntries is how many election events are kept across restarts.
@@ -41,8 +43,7 @@ type Daemon struct {
 	ann     *netif.Announcer
 	met     *metrics.Metrics
 	hist    *history.Log
-	pickup  Pickup
-	routes  *syncRoutes // session pickup: where each member's sync is dialled
+	pickup  *pickup // nil when session pickup is off
 	mode    seal.Mode
 	keys    *seal.Keyring
 	sealer  *seal.Sealer
@@ -50,46 +51,21 @@ type Daemon struct {
 	started time.Time
 
 	requests chan request
-	synced   chan struct{} // session pickup: a bulk sync arrived
-	// Session pickup role changes run in order in their own goroutine;
-	// pickupDone reports each takeover's generation once its sessions are
-	// usable, and the loop then claims the addresses if still awaited.
-	pickupOps  chan pickupOp
-	pickupDone chan uint64
-	pickupGen  uint64
-	awaiting   uint64
-	notify     *notifier
-	pings      *pinger.Pinger // ping_servers; nil if none
-	witness    *pinger.Pinger // split_brain.witness; nil if none
+	notify   *notifier
+	pings    *pinger.Pinger // ping_servers; nil if none
+	witness  *pinger.Pinger // split_brain.witness; nil if none
 
 	// Owned by the loop goroutine.
-	holding      bool // the virtual addresses are ours
+	bg           context.Context // ends after the hand-over: the announcer runs on it
+	holding      bool            // the virtual addresses are ours
 	lastFailover time.Time
 	vmacs        map[string][]byte // interface -> MAC before the virtual MAC
 	lost         map[[2]string]uint64
 }
 
-// Pickup is the session-pickup engine as the daemon drives it; nil when
-// session pickup is off.
-type Pickup interface {
-	Run(ctx context.Context) error
-	// BecomePrimary returns once the synced sessions are usable in the
-	// kernel table: only then may the virtual addresses come up.
-	BecomePrimary(ctx context.Context) error
-	BecomeSubordinate(ctx context.Context, primary string)
-	SetPrimary(id string)
-	// SetLocalAddrs names this member's own addresses: sessions to or from
-	// them are the gateway's own and are not synced.
-	SetLocalAddrs(addrs []netip.Addr)
-	// SetPeers names the subordinates' sync addresses, dialled when primary.
-	SetPeers(addrs []netip.AddrPort)
-	Stats() any
-}
-
 // New builds a member from cfg. Nothing is started yet.
 func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
-	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), synced: make(chan struct{}, 1),
-		pickupOps: make(chan pickupOp, 64), pickupDone: make(chan uint64, 64), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
+	d := &Daemon{cfg: cfg, log: log, requests: make(chan request), vmacs: map[string][]byte{}, lost: map[[2]string]uint64{}}
 	switch {
 	case !cfg.AuthEnabled():
 		d.mode = seal.Plain
@@ -124,46 +100,72 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
 	}
+	if cfg.SessionPickup.Enabled {
+		for _, l := range syncLinks(cfg) {
+			cc.SyncLinks = append(cc.SyncLinks, cluster.SyncLink{Interface: l.Interface, Peers: slices.Clone(l.Peers)})
+		}
+	}
 	return cc
 }
 
+// undo is the start-up's cleanups, run in reverse order when Run returns.
+type undo []func()
+
+func (u *undo) push(f func()) { *u = append(*u, f) }
+func (u undo) run() {
+	for _, f := range slices.Backward(u) {
+		f()
+	}
+}
+
 // Run runs the member until ctx ends; then, if primary, it hands over to
-// another member before returning.
+// another member before returning. Every part it starts has stopped when it
+// returns, whether the start-up failed or not.
 func (d *Daemon) Run(ctx context.Context) error {
+	var cleanup undo
+	defer cleanup.run()
+	watch, err := d.start(ctx, &cleanup)
+	if err != nil {
+		return err
+	}
+	err = d.loop(ctx, watch)
+	d.handOver()
+	return err
+}
+
+// start builds and starts every part, pushing what undoes each on cleanup.
+func (d *Daemon) start(ctx context.Context, cleanup *undo) (*netif.LinkWatch, error) {
 	cfg := d.cfg
 	var err error
 	if d.nif, err = netif.New(); err != nil {
-		return fmt.Errorf("netlink: %w", err)
+		return nil, fmt.Errorf("netlink: %w", err)
 	}
-	defer d.nif.Close()
+	cleanup.push(func() { d.nif.Close() })
 	// A member starts without the virtual addresses, even after a crash
 	// that left them behind: it is not primary until elected.
 	d.releaseAddresses("startup")
 
 	d.started = time.Now()
 	epoch := uint64(d.started.UnixNano())
-	sealer, err := seal.NewSealer(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, epoch)
-	if err != nil {
-		return err
+	if d.sealer, err = seal.NewSealer(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, epoch); err != nil {
+		return nil, err
 	}
 	// Frames sent before this start are captures the opener has no replay
 	// window for, unless they echo this boot: the transport checks that
 	// (heartbeat.StartMargin), not a clock allowance here.
-	opener := seal.NewOpener(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew)
+	d.opener = seal.NewOpener(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew)
 	var links []heartbeat.Link
 	for _, l := range cfg.Heartbeat.Links {
 		links = append(links, heartbeat.Link{Interface: l.Interface, Peers: l.Peers})
 	}
-	d.sealer, d.opener = sealer, opener
-	if d.tr, err = heartbeat.Open(links, cfg.Heartbeat.Port, sealer, opener, hbCounters{d.met}, time.Now); err != nil {
-		return err
+	if d.tr, err = heartbeat.Open(links, cfg.Heartbeat.Port, d.sealer, d.opener, hbCounters{d.met}, time.Now); err != nil {
+		return nil, err
 	}
-
+	cleanup.push(d.tr.Close)
 	if d.hist, err = history.Open(cfg.StateDir, historyEntries); err != nil {
-		d.tr.Close()
-		return err
+		return nil, err
 	}
-	defer d.hist.Close()
+	cleanup.push(func() { d.hist.Close() })
 
 	watched := slices.Clone(cfg.Monitor)
 	for _, l := range cfg.Heartbeat.Links {
@@ -172,64 +174,55 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
+	cleanup.push(stopWatch)
 	watch, err := d.nif.Watch(watchCtx, watched)
 	if err != nil {
-		d.tr.Close()
-		return fmt.Errorf("link watch: %w", err)
+		return nil, fmt.Errorf("link watch: %w", err)
 	}
-
 	ctl, err := d.listenControl()
 	if err != nil {
-		d.tr.Close()
-		return err
+		return nil, err
+	}
+	cleanup.push(func() { ctl.Close() })
+	var mln net.Listener
+	if cfg.MetricsListen != "" {
+		// Listen here, so that an address in use stops the start.
+		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("metrics_listen: %w", err)
+		}
+		cleanup.push(func() { mln.Close() })
 	}
 
-	// Everything below stops when bg is cancelled, after the loop has
-	// handed over.
+	// Everything below runs until bg ends, after the loop has handed over.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	defer func() { stopBG(); wg.Wait() }()
+	cleanup.push(func() { stopBG(); wg.Wait() })
+	d.bg = bg
 	start := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			if err := f(bg); err != nil && bg.Err() == nil {
 				d.log.Error(name+" stopped", "err", err)
 			}
-		}()
+		})
 	}
 	start("heartbeat transport", func(c context.Context) error { d.tr.Run(c); return nil })
 	start("control socket", func(c context.Context) error { return d.serveControl(c, ctl) })
-	if cfg.MetricsListen != "" {
-		// Listen here, so that an address in use stops the start.
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
-		if err != nil {
-			return fmt.Errorf("metrics_listen: %w", err)
-		}
+	if mln != nil {
 		start("metrics", func(c context.Context) error { return d.met.ServeListener(c, mln) })
 	}
 	d.notify = newNotifier(cfg.Notify, cfg.NodeID, d.log)
 	start("notify", d.notify.run)
 	d.ann = netif.NewAnnouncer(d.nif, d.log)
+	cleanup.push(d.ann.Stop)
 	if err := d.startPingers(start); err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.SessionPickup.Enabled {
-		p, err := startPickup(bg, cfg, d.keys, d.mode, epoch, d.met, d)
-		if err != nil {
-			return err
+		if d.pickup, err = startPickup(bg, cfg, d.keys, d.mode, epoch, d.met, d.log); err != nil {
+			return nil, err
 		}
-		d.pickup = p
-	}
-	if d.pickup != nil {
-		start("session pickup", d.pickup.Run)
-		start("session pickup roles", d.runPickupOps)
+		start("session pickup", d.pickup.run)
 		d.refreshLocalAddrs()
-		// Take the primary's sessions from the start of the hello
-		// holddown: a member that must take over right after it (the
-		// primary leaves, the others' links are down) then has them.
-		d.pickupOps <- pickupOp{primary: false}
 	}
 
 	d.node = cluster.New(clusterConfig(cfg), time.Now())
@@ -238,15 +231,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		"heartbeat", fmt.Sprintf("%s x %d", cfg.Heartbeat.Interval, cfg.Heartbeat.LostThreshold))
 	d.record(history.Entry{Event: "start", Role: cluster.Hello.String(), Reason: "daemon started"})
 	for name, up := range watch.Initial {
-		d.step(ctx, cluster.LinkChange{Now: time.Now(), Interface: name, Up: up})
+		d.step(cluster.LinkChange{Now: time.Now(), Interface: name, Up: up})
 	}
 	// Ping servers count only once they answer.
 	if d.pings != nil {
-		d.step(ctx, cluster.PingChange{Now: time.Now(), Up: d.pings.Up()})
+		d.step(cluster.PingChange{Now: time.Now(), Up: d.pings.Up()})
 	}
-	err = d.loop(ctx, watch)
-	d.handOver()
-	return err
+	return watch, nil
 }
 
 // loop feeds events to the state machine until ctx ends.
@@ -256,13 +247,17 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	events := watch.Events()
+	links := watch.Events()
 	var pingUpdates, witnessUpdates <-chan int
 	if d.pings != nil {
 		pingUpdates = d.pings.Updates()
 	}
 	if d.witness != nil {
 		witnessUpdates = d.witness.Updates()
+	}
+	var pickupEvents <-chan sessions.Event
+	if d.pickup != nil {
+		pickupEvents = d.pickup.e.Events()
 	}
 	for {
 		select {
@@ -271,35 +266,28 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 		case <-hup:
 			d.reloadKeys()
 		case <-tick.C:
-			d.step(ctx, cluster.Tick{Now: time.Now()})
-			d.refreshSyncPeers()
+			d.step(cluster.Tick{Now: time.Now()})
 		case rx := <-d.tr.Packets():
 			rx.Now = time.Now()
-			d.step(ctx, rx)
-			if d.routes != nil {
-				d.routes.heardFrom(rx)
-			}
-		case ev, ok := <-events:
+			d.step(rx)
+		case ev, ok := <-links:
 			if !ok {
 				// The kernel dropped the subscription (or it failed): the
 				// member would go blind to link failures, so stop loudly
 				// rather than run on stale link states.
 				return fmt.Errorf("link watch lost: %w", errors.Join(watch.Err(), errors.New("netlink subscription closed")))
 			}
-			d.step(ctx, cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
+			d.step(cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
 		case n := <-pingUpdates:
-			d.step(ctx, cluster.PingChange{Now: time.Now(), Up: n})
+			d.step(cluster.PingChange{Now: time.Now(), Up: n})
 		case n := <-witnessUpdates:
-			d.step(ctx, cluster.WitnessChange{Now: time.Now(), Up: n > 0})
-		case g := <-d.pickupDone:
-			if g == d.awaiting && d.node.Role() == cluster.Primary {
-				d.awaiting = 0
-				d.claimAddresses()
+			d.step(cluster.WitnessChange{Now: time.Now(), Up: n > 0})
+		case ev := <-pickupEvents:
+			if cev := d.pickup.event(ev); cev != nil {
+				d.step(cev)
 			}
-		case <-d.synced:
-			d.step(ctx, cluster.SyncChange{Now: time.Now(), Pending: false})
 		case req := <-d.requests:
-			req.reply <- d.handle(ctx, req)
+			req.reply <- d.handle(req)
 		}
 	}
 }
@@ -322,8 +310,8 @@ func (d *Daemon) reloadKeys() {
 	}
 	d.opener.SetKeyring(kr)
 	d.keys = kr
-	if r, ok := d.pickup.(interface{ Rekey(*seal.Keyring) error }); ok {
-		if err := r.Rekey(kr); err != nil {
+	if d.pickup != nil {
+		if err := d.pickup.e.Rekey(kr); err != nil {
 			d.log.Error("SIGHUP: session sync keys not reloaded", "err", err)
 		}
 	}
@@ -334,18 +322,16 @@ func (d *Daemon) reloadKeys() {
 // handOver tells the others this member is leaving, so that if it was
 // primary another takes over at once instead of after the dead interval.
 func (d *Daemon) handOver() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d.step(ctx, cluster.Command{Now: time.Now(), Kind: cluster.Shutdown})
-	d.releaseAddresses("shutdown")
+	d.step(cluster.Command{Now: time.Now(), Kind: cluster.Shutdown})
+	d.releaseAddresses("shutdown") // also what a crash before this run left
 	d.record(history.Entry{Event: "stop", Reason: "daemon stopped"})
 	d.log.Info("hagate stopped")
 }
 
-// step feeds one event to the state machine and performs its actions.
-func (d *Daemon) step(ctx context.Context, ev cluster.Event) {
+// step feeds one event to the state machine and carries out its actions.
+func (d *Daemon) step(ev cluster.Event) {
 	for _, a := range d.node.Step(ev) {
-		d.perform(ctx, a)
+		d.perform(a)
 	}
 	d.met.Members.Set(float64(d.node.AliveMembers()))
 	d.met.SplitBrain.Set(boolFloat(d.node.SplitBrain()))
@@ -367,20 +353,17 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-func (d *Daemon) perform(ctx context.Context, a cluster.Action) {
+// perform carries out one action of the state machine.
+func (d *Daemon) perform(a cluster.Action) {
 	switch a := a.(type) {
 	case cluster.Send:
 		if err := d.tr.Send(a.HB); err != nil {
 			d.log.Debug("heartbeat send", "err", err)
 		}
 	case cluster.RoleChange:
-		d.roleChange(ctx, a)
+		d.roleChange(a)
 	case cluster.PrimaryChange:
 		d.met.Elections.Inc()
-		if d.pickup != nil {
-			// In order with the role changes queued before it.
-			d.pickupOps <- pickupOp{setPrimary: true, primaryID: a.Primary}
-		}
 		if a.Primary == "" {
 			d.log.Warn("cluster has no primary")
 		} else {
@@ -396,46 +379,34 @@ func (d *Daemon) perform(ctx context.Context, a cluster.Action) {
 		if a.History {
 			d.record(history.Entry{Event: "event", Reason: a.Msg})
 		}
+	case cluster.ClaimAddresses:
+		d.claimAddresses()
+	case cluster.ReleaseAddresses:
+		d.releaseAddresses(a.Reason)
+	case cluster.AcceptSessions:
+		d.pickup.e.Do(sessions.AcceptFrom{From: a.From})
+	case cluster.PromoteSessions:
+		d.pickup.e.Do(sessions.Promote{Gen: a.Gen})
+	case cluster.SyncRoutes:
+		d.pickup.dial(a.Peers)
+	case cluster.Notify:
+		d.notify.send(notification{Role: a.Role.String(), Previous: a.Previous.String(), Kind: string(a.Kind), Reason: a.Reason})
 	}
 }
 
-func (d *Daemon) roleChange(ctx context.Context, a cluster.RoleChange) {
+// roleChange logs, counts and records a change of this member's role.
+func (d *Daemon) roleChange(a cluster.RoleChange) {
 	d.log.Warn("role change", "from", a.From.String(), "to", a.To.String(), "kind", string(a.Kind), "reason", a.Reason)
 	d.met.SetRole(a.To.String())
-	switch {
-	case a.To == cluster.Primary:
-		if d.pickup != nil {
-			// Sessions first, addresses second: a client's retransmission
-			// that reaches this member must find its session. The engine
-			// works in its own goroutine (a dump of a big table takes a
-			// while) and the loop claims the addresses when it is done, so
-			// heartbeats never wait for it.
-			d.pickupGen++
-			d.awaiting = d.pickupGen
-			d.pickupOps <- pickupOp{primary: true, gen: d.pickupGen}
-		} else {
-			d.claimAddresses()
-		}
-		if a.From == cluster.Subordinate || a.From == cluster.Hello {
-			d.met.Failovers.WithLabelValues(string(a.Kind)).Inc()
-			d.met.LastFailover.SetToCurrentTime()
-			d.lastFailover = time.Now()
-		}
-	case a.To == cluster.Subordinate:
-		d.awaiting = 0
-		if a.From == cluster.Primary {
-			d.releaseAddresses(a.Reason)
-		}
-		if d.pickup != nil {
-			// Ready for the primary's bulk sync.
-			d.pickupOps <- pickupOp{primary: false, primaryID: d.node.Primary()}
-		}
+	if a.To == cluster.Primary {
+		d.met.Failovers.WithLabelValues(string(a.Kind)).Inc()
+		d.met.LastFailover.SetToCurrentTime()
+		d.lastFailover = time.Now()
 	}
 	if d.pickup != nil {
 		d.refreshLocalAddrs()
 	}
 	d.record(history.Entry{Event: "role", Role: a.To.String(), Primary: d.node.Primary(), Reason: a.Reason})
-	d.notify.send(notification{Role: a.To.String(), Previous: a.From.String(), Kind: string(a.Kind), Reason: a.Reason})
 }
 
 func (d *Daemon) record(e history.Entry) {
@@ -474,7 +445,7 @@ func (d *Daemon) claimAddresses() {
 		targets = append(targets, netif.Target{Interface: v.Interface, Addr: v.Address.Addr()})
 	}
 	d.holding = true
-	d.ann.Start(context.Background(), targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
+	d.ann.Start(d.bg, targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
 	d.log.Info("virtual addresses up", "count", len(targets))
 }
 
@@ -512,53 +483,6 @@ func (d *Daemon) vipInterfaces() []string {
 	return out
 }
 
-// pickupOp is one role change for the session-pickup engine.
-type pickupOp struct {
-	primary    bool // BecomePrimary; else BecomeSubordinate, or SetPrimary:
-	setPrimary bool // the acting primary changed
-	primaryID  string
-	gen        uint64
-}
-
-// runPickupOps performs the engine's role changes in order.
-func (d *Daemon) runPickupOps(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case op := <-d.pickupOps:
-			if op.setPrimary {
-				d.pickup.SetPrimary(op.primaryID)
-				continue
-			}
-			if !op.primary {
-				d.pickup.BecomeSubordinate(ctx, op.primaryID)
-				continue
-			}
-			start := time.Now()
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := d.pickup.BecomePrimary(pctx); err != nil {
-				d.log.Error("session pickup: claiming the addresses though the sessions may not all be usable", "err", err)
-			}
-			cancel()
-			d.log.Info("session pickup: sessions usable", "after", time.Since(start).Round(time.Microsecond))
-			d.pickupDone <- op.gen
-		}
-	}
-}
-
-// refreshSyncPeers moves a member's session sync to another link when its
-// heartbeats stop arriving on the one in use (see syncRoutes).
-func (d *Daemon) refreshSyncPeers() {
-	if d.routes == nil || d.pickup == nil {
-		return
-	}
-	if peers, changed := d.routes.peers(time.Now()); changed {
-		d.log.Info("session pickup: subordinates dialled at", "peers", peers)
-		d.pickup.SetPeers(peers)
-	}
-}
-
 // refreshLocalAddrs tells session pickup this member's own addresses, the
 // virtual IPs always included, so that sessions the gateway terminates
 // itself (management, heartbeats and sync, VPN endpoints) are not synced.
@@ -570,7 +494,7 @@ func (d *Daemon) refreshLocalAddrs() {
 	for _, v := range d.cfg.VirtualIPs {
 		addrs = append(addrs, v.Address.Addr())
 	}
-	d.pickup.SetLocalAddrs(addrs)
+	d.pickup.e.Do(sessions.LocalAddrs{Addrs: addrs})
 }
 
 // startPingers starts remote link monitoring (ping_servers) and the

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/metrics"
 	"github.com/hagate/hagate/internal/seal"
@@ -16,40 +17,64 @@ import (
 	"github.com/hagate/hagate/internal/sessions/conntrack"
 )
 
-// enginePickup drives the session-pickup engine for the daemon.
-type enginePickup struct {
-	e   *sessions.Engine
-	be  sessions.Backend
-	log *slog.Logger
+// pickup is the session-pickup engine as the daemon drives it: the state
+// machine's actions become the engine's commands, and the engine's events
+// the state machine's.
+type pickup struct {
+	e    *sessions.Engine
+	be   sessions.Backend
+	port uint16
+	log  *slog.Logger
 }
 
-func (p *enginePickup) BecomePrimary(ctx context.Context) error { return p.e.BecomePrimary(ctx) }
-func (p *enginePickup) BecomeSubordinate(ctx context.Context, primary string) {
-	if err := p.e.BecomeSubordinate(ctx, primary); err != nil {
-		p.log.Error("session pickup: becoming subordinate", "err", err)
-	}
+// run waits for the engine to stop with ctx, then closes the backend.
+func (p *pickup) run(ctx context.Context) error {
+	<-ctx.Done()
+	p.e.Wait()
+	return p.be.Close()
 }
-func (p *enginePickup) SetPrimary(id string)             { p.e.SetPrimary(id) }
-func (p *enginePickup) SetLocalAddrs(addrs []netip.Addr) { p.e.SetLocalAddrs(addrs) }
-func (p *enginePickup) SetPeers(addrs []netip.AddrPort)  { p.e.SetPeers(addrs) }
-func (p *enginePickup) Stats() any {
+
+// dial gives the engine the addresses at which a primary dials the members.
+func (p *pickup) dial(addrs []netip.Addr) {
+	peers := make([]netip.AddrPort, 0, len(addrs))
+	for _, a := range addrs {
+		peers = append(peers, netip.AddrPortFrom(a, p.port))
+	}
+	p.log.Info("session pickup: subordinates dialled at", "peers", peers)
+	p.e.Do(sessions.DialPeers{Peers: peers})
+}
+
+// event translates an engine event for the state machine (nil: nothing for it).
+func (p *pickup) event(ev sessions.Event) cluster.Event {
+	now := time.Now()
+	switch ev := ev.(type) {
+	case sessions.Ready:
+		return cluster.SessionsReady{Now: now, Gen: ev.Gen}
+	case sessions.BulkDone:
+		return cluster.BulkReceived{Now: now}
+	case sessions.SyncLost:
+		reason := "closed"
+		if ev.Err != nil {
+			reason = ev.Err.Error()
+		}
+		return cluster.SyncLost{Now: now, Peer: ev.Peer, Reason: reason}
+	}
+	return nil
+}
+
+func (p *pickup) stats() any {
 	st := p.e.Stats()
 	if x := p.e.ExpectStats(); x.Enabled {
 		st.Expectations = &x
 	}
 	return st
 }
-func (p *enginePickup) Run(ctx context.Context) error {
-	<-ctx.Done()
-	p.e.Wait()
-	return p.be.Close()
-}
 
 // startPickup builds the engine when session_pickup.enabled is set. It
 // listens only on this member's addresses on the session-sync links, never
 // on the data interfaces, and dials the peers of the first sync link (in
 // heartbeat link priority order) when primary.
-func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode seal.Mode, epoch uint64, met *metrics.Metrics, d *Daemon) (*enginePickup, error) {
+func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode seal.Mode, epoch uint64, met *metrics.Metrics, log *slog.Logger) (*pickup, error) {
 	sp := cfg.SessionPickup
 	sessions.TuneGC() // the session table is most of the heap: collect at 25% growth, not 100%
 	var be sessions.Backend
@@ -62,9 +87,9 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 			return nil, fmt.Errorf("session_pickup: conntrack: %w", err)
 		}
 		if was, err := k.EventsForAll(); err != nil {
-			d.log.Warn("session pickup: sessions made while nobody listens will report their end only to the periodic dump", "err", err)
+			log.Warn("session pickup: sessions made while nobody listens will report their end only to the periodic dump", "err", err)
 		} else if was != 1 {
-			d.log.Info("session pickup: conntrack events on for every session (net.netfilter.nf_conntrack_events=1)", "was", was)
+			log.Info("session pickup: conntrack events on for every session (net.netfilter.nf_conntrack_events=1)", "was", was)
 		}
 		be = k
 	}
@@ -99,7 +124,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 			Marks: marks, Prefixes: sp.Filter.Addresses},
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
-		Logger: d.log.With("part", "session pickup"), Observer: observer{met, d.synced},
+		Logger: log.With("part", "session pickup"), Observer: observer{met},
 	}, be)
 	if err != nil {
 		be.Close()
@@ -109,10 +134,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		be.Close()
 		return nil, err
 	}
-	d.routes = newSyncRoutes(links, uint16(sp.Port), cfg.Heartbeat.Interval*time.Duration(cfg.Heartbeat.LostThreshold))
-	peers, _ := d.routes.peers(time.Now())
-	e.SetPeers(peers)
-	return &enginePickup{e: e, be: be, log: d.log}, nil
+	return &pickup{e: e, be: be, port: uint16(sp.Port), log: log}, nil
 }
 
 // syncLinks are the heartbeat links named in session_pickup.links, highest
@@ -129,10 +151,7 @@ func syncLinks(cfg *config.Config) []config.HeartbeatLink {
 }
 
 // observer feeds the engine's measurements to the metrics.
-type observer struct {
-	m      *metrics.Metrics
-	synced chan<- struct{} // told of every bulk sync received
-}
+type observer struct{ m *metrics.Metrics }
 
 func (o observer) SessionsSent(n int)    { o.m.SyncUpdatesSent.Add(float64(n)) }
 func (o observer) SessionsApplied(n int) { o.m.SyncUpdatesApplied.Add(float64(n)) }
@@ -142,10 +161,6 @@ func (o observer) FrameDropped(string)   { o.m.SyncErrors.WithLabelValues("decod
 func (o observer) BulkDone(n int, d time.Duration) {
 	o.m.BulkSyncDuration.Set(d.Seconds())
 	o.m.SessionsSynced.Set(float64(n))
-	select {
-	case o.synced <- struct{}{}:
-	default: // one pending signal is enough
-	}
 }
 func (o observer) SyncLag(d time.Duration) { o.m.SyncLag.Set(d.Seconds()) }
 func (o observer) TableFull()              { o.m.SessionsDroppedLimit.Inc() }

@@ -171,6 +171,10 @@ type Engine struct {
 	lastBulk   BulkStats
 	lastFullAt time.Time
 	xp         expects // expectations (expect.go)
+
+	cmds     commands   // Do's queue (drive.go)
+	events   chan Event // Events
+	listened atomic.Bool
 }
 
 type pendingKey struct {
@@ -232,6 +236,7 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 		sel: newSelector(cfg.Filter), sealer: sealer,
 		opener: seal.NewOpener(cfg.Keyring, cfg.Mode, seal.Sync, cfg.Group, cfg.NodeID, cfg.MaxClockSkew),
 		start:  cfg.Now(), tab: newTable(cfg.MaxSessions), peers: map[netip.AddrPort]*peer{},
+		cmds: commands{wake: make(chan struct{}, 1)}, events: make(chan Event, 64),
 	}, nil
 }
 
@@ -257,7 +262,11 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.wg.Add(1)
 		go e.acceptLoop(ctx, l)
 	}
-	e.wg.Add(1)
+	e.wg.Add(2)
+	go func() {
+		defer e.wg.Done()
+		e.runCommands(ctx)
+	}()
 	go func() {
 		defer e.wg.Done()
 		<-ctx.Done()

@@ -73,6 +73,7 @@ func (e *Engine) runPeer(ctx context.Context, p *peer) {
 			return
 		}
 		e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
+		e.emit(SyncLost{Peer: p.addr.String(), Err: err})
 		if time.Since(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}

@@ -50,6 +50,7 @@ func (e *Engine) acceptLoop(ctx context.Context, l net.Listener) {
 			defer e.wg.Done()
 			if err := e.serveInbound(ctx, c); err != nil && ctx.Err() == nil {
 				e.log.Warn("session pickup: sync connection from primary ended", "remote", c.RemoteAddr(), "err", err)
+				e.emit(SyncLost{Peer: c.RemoteAddr().String(), Err: err})
 			}
 		}()
 	}
@@ -231,6 +232,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			e.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.cfg.Now()}
 			e.mu.Unlock()
 			e.obs.BulkDone(bulkN, d)
+			e.emit(BulkDone{Sessions: bulkN, Took: d})
 			e.log.Info("session pickup: bulk received", "sessions", bulkN, "stale_removed", swept, "duration", d)
 			e.checkBuckets(bulkN)
 		case syncproto.ExpectBatch:

@@ -1,7 +1,10 @@
 // Package sim runs several cluster members on a fake clock over an in-memory
 // network with loss, delay and partitions, deterministically from a seed. It
-// drives the same cluster.Node the daemon runs, so the election and role
-// logic can be checked across hundreds of fault schedules in seconds.
+// drives the same cluster.Node the daemon runs and carries out the same
+// actions the daemon does (the addresses claimed and released, the
+// sessions taken from a primary and made usable, each after a delay), so
+// the election, the roles and the order of their effects can be checked
+// across hundreds of fault schedules in seconds.
 package sim
 
 import (
@@ -22,9 +25,14 @@ type Member struct {
 	Cfg     cluster.Config
 	Node    *cluster.Node
 	Running bool
-	// Primary reports whether the member holds the virtual addresses.
+	// Primary reports whether the member holds the virtual addresses: it
+	// has carried out ClaimAddresses and not ReleaseAddresses since.
 	Primary bool
-	Changes []cluster.RoleChange
+	// SessionsUsable: with session pickup, the sessions a PromoteSessions
+	// asked for are usable (the engine reported ready); AcceptSessions
+	// ends it.
+	SessionsUsable bool
+	Changes        []cluster.RoleChange
 	seq     map[string]uint64 // per link
 	gen     int               // restart generation: stale timers are ignored
 }
@@ -44,6 +52,13 @@ type Cluster struct {
 	// SyncDelay is how long a member that becomes subordinate takes to
 	// receive the primary's sessions (with SessionPickup configured).
 	SyncDelay time.Duration
+	// PromoteDelay is how long a new primary takes to make its synced
+	// sessions usable, before it may claim the addresses.
+	PromoteDelay time.Duration
+	// Violations lists every breach of the order of effects: addresses
+	// held by a member that is not primary, or before its sessions are
+	// usable.
+	Violations []string
 	// Log receives every role change, when set.
 	Log func(format string, args ...any)
 	// OnChange is called after each event, to check invariants.
@@ -90,6 +105,7 @@ func (c *Cluster) Start(id string) {
 	m.gen++
 	m.Running = true
 	m.Primary = false
+	m.SessionsUsable = false
 	m.seq = map[string]uint64{}
 	m.Node = cluster.New(m.Cfg, c.Now)
 	for _, l := range m.Cfg.Links {
@@ -213,7 +229,10 @@ func (c *Cluster) Run(d time.Duration) {
 			e.Received.Now = c.Now
 			c.step(it.m, e.Received)
 		case syncEvent:
-			c.step(it.m, cluster.SyncChange{Now: c.Now, Pending: false})
+			c.step(it.m, cluster.BulkReceived{Now: c.Now})
+		case readyEvent:
+			it.m.SessionsUsable = true
+			c.step(it.m, cluster.SessionsReady{Now: c.Now, Gen: e.gen})
 		}
 	}
 	c.Now = end
@@ -232,6 +251,7 @@ func (c *Cluster) RunUntil(d time.Duration, cond func() bool) (time.Duration, bo
 	return c.Now.Sub(start), cond()
 }
 
+// step feeds ev to m's node and carries out its actions as the daemon does.
 func (c *Cluster) step(m *Member, ev cluster.Event) {
 	for _, a := range m.Node.Step(ev) {
 		switch a := a.(type) {
@@ -239,20 +259,29 @@ func (c *Cluster) step(m *Member, ev cluster.Event) {
 			c.send(m, a.HB)
 		case cluster.RoleChange:
 			m.Changes = append(m.Changes, a)
-			m.Primary = a.To == cluster.Primary
-			if a.To == cluster.Subordinate && m.Cfg.SessionPickup {
-				c.schedule(c.Now.Add(c.SyncDelay), m, syncEvent{})
-			}
 			if c.Log != nil {
 				c.Log("%s %s: %s -> %s (%s: %s)", c.Now.Sub(Epoch), m.ID, a.From, a.To, a.Kind, a.Reason)
 			}
-		case cluster.PrimaryChange:
-			// A member in hello or subordinate takes the sessions of the
-			// primary it hears, as the daemon's engine does.
-			if a.Primary != "" && a.Primary != m.ID && m.Cfg.SessionPickup {
+		case cluster.ClaimAddresses:
+			m.Primary = true
+		case cluster.ReleaseAddresses:
+			m.Primary = false
+		case cluster.AcceptSessions:
+			// The primary's bulk arrives after SyncDelay; none comes
+			// until a primary is known.
+			m.SessionsUsable = false
+			if a.From != "" {
 				c.schedule(c.Now.Add(c.SyncDelay), m, syncEvent{})
 			}
+		case cluster.PromoteSessions:
+			c.schedule(c.Now.Add(c.PromoteDelay), m, readyEvent{gen: a.Gen})
 		}
+	}
+	if m.Primary && m.Node.Role() != cluster.Primary {
+		c.Violations = append(c.Violations, fmt.Sprintf("%s: %s holds the addresses as %s", c.Now.Sub(Epoch), m.ID, m.Node.Role()))
+	}
+	if m.Primary && m.Cfg.SessionPickup && !m.SessionsUsable {
+		c.Violations = append(c.Violations, fmt.Sprintf("%s: %s holds the addresses before its sessions are usable", c.Now.Sub(Epoch), m.ID))
 	}
 	if c.OnChange != nil {
 		c.OnChange(c)
@@ -285,6 +314,7 @@ func (c *Cluster) send(from *Member, hb cluster.Heartbeat) {
 
 type tickEvent struct{}
 type syncEvent struct{}
+type readyEvent struct{ gen uint64 }
 type deliverEvent struct{ cluster.Received }
 
 type item struct {

@@ -361,6 +361,11 @@ func randomSchedule(t *testing.T, seed uint64) {
 	}
 	c := New(seed, cfgs)
 	c.SyncDelay = time.Duration(rng.IntN(2000)) * time.Millisecond
+	if pickup {
+		// A new primary makes its sessions usable before it claims the
+		// addresses: a takeover takes that much longer.
+		c.PromoteDelay = time.Duration(rng.IntN(300)) * time.Millisecond
+	}
 	var log []string
 	c.Log = func(f string, a ...any) { log = append(log, fmt.Sprintf(f, a...)) }
 	fail := func(format string, args ...any) {
@@ -380,6 +385,9 @@ func randomSchedule(t *testing.T, seed uint64) {
 		if p := c.Primaries(); len(p) > 1 && c.Now.Sub(unhealthyUntil) > grace {
 			fail("%s: %d primaries %v with working heartbeat links", c.Now.Sub(Epoch), len(p), p)
 		}
+		if len(c.Violations) > 0 {
+			fail("order of effects: %v", c.Violations)
+		}
 	}
 	mustSettle(t, c, "")
 	for step := 0; step < 25; step++ {
@@ -390,7 +398,7 @@ func randomSchedule(t *testing.T, seed uint64) {
 			if m.Running && m.Primary && c.Healthy() && len(c.Primaries()) == 1 && standbys(c) > 0 {
 				c.Kill(id)
 				took, ok := c.RunUntil(5*time.Second, func() bool { return len(c.Primaries()) == 1 })
-				if !ok || took > dead+interval+c.MaxDelay+time.Millisecond {
+				if !ok || took > dead+interval+c.MaxDelay+c.PromoteDelay+time.Millisecond {
 					fail("kill of primary %s: new primary after %s (%v)", id, took, ok)
 				}
 			} else {
@@ -483,5 +491,30 @@ func TestPreemptWaitsForSessionSync(t *testing.T) {
 	took, ok := c.RunUntil(5*time.Second, func() bool { return onePrimary(c) })
 	if !ok || took > dead+interval+c.MaxDelay+time.Millisecond {
 		t.Fatalf("failover took %s", took)
+	}
+}
+
+// A new primary with session pickup holds the role, but not the addresses,
+// while it makes its sessions usable; nobody holds them in that window, and
+// the addresses come up once the sessions are ready.
+func TestNewPrimaryClaimsAfterItsSessions(t *testing.T) {
+	c := three(11, func(cf *cluster.Config) { cf.SessionPickup = true })
+	c.SyncDelay = 100 * time.Millisecond
+	c.PromoteDelay = 400 * time.Millisecond
+	mustSettle(t, c, "gw1")
+	c.Run(time.Second) // the subordinates have their bulk
+	c.Kill("gw1")
+	if _, ok := c.RunUntil(5*time.Second, func() bool { return c.Member("gw2").Node.Role() == cluster.Primary }); !ok {
+		t.Fatalf("gw2 did not take the role: %v", c)
+	}
+	if p := c.Primaries(); len(p) != 0 {
+		t.Fatalf("addresses held %v while gw2's sessions are not usable yet", p)
+	}
+	took, ok := c.RunUntil(time.Second, func() bool { return slices.Equal(c.Primaries(), []string{"gw2"}) })
+	if !ok || took < 300*time.Millisecond {
+		t.Fatalf("gw2 claimed the addresses %s after taking the role (%v), want after its sessions (%s)", took, ok, c.PromoteDelay)
+	}
+	if len(c.Violations) > 0 {
+		t.Fatal(c.Violations)
 	}
 }
