@@ -251,7 +251,7 @@ func (e *Engine) masterSyncedLocked(k session.Key) {
 // subordinate that speaks protocol version 2. A full queue is handled like
 // the session queue's: dropped, and the subordinate resynced.
 func (e *Engine) enqueueExpectLocked(c session.ExpectChange) {
-	for _, p := range e.peers {
+	for _, p := range e.pri.peers {
 		if !p.active || p.version < 2 || p.overflow {
 			continue
 		}
@@ -318,8 +318,8 @@ func (e *Engine) sendExpects(fc *frameConn, p *peer, xq []session.ExpectChange, 
 // sequence number follows the session batches'.
 func (e *Engine) receiveExpects(ctx context.Context, m syncproto.ExpectBatch) error {
 	e.mu.Lock()
-	gap := m.Seq != e.lastSeq+1
-	e.lastSeq = m.Seq
+	gap := m.Seq != e.sub.lastSeq+1
+	e.sub.lastSeq = m.Seq
 	e.mu.Unlock()
 	if gap {
 		e.count(&e.st.frameErrors)

@@ -52,19 +52,19 @@ func (p *peer) wakeUp() {
 // startPeerLocked runs the connection to p for as long as the engine is
 // primary.
 func (e *Engine) startPeerLocked(p *peer) {
-	if e.roleWG == nil || !e.serving {
+	if e.pri.wg == nil || !e.pri.serving {
 		return // not serving yet: started once the table is mirrored
 	}
-	ctx, cancel := context.WithCancel(e.roleCtx)
+	ctx, cancel := context.WithCancel(e.pri.ctx)
 	p.cancel = cancel
-	e.goRole(e.roleWG, func() { e.runPeer(ctx, p) })
+	e.goRole(e.pri.wg, func() { e.runPeer(ctx, p) })
 }
 
 // runPeer dials p, syncs it, and redials after failures, with backoff.
 func (e *Engine) runPeer(ctx context.Context, p *peer) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil && e.isPrimary() {
-		start := time.Now()
+		start := e.now()
 		err := e.servePeer(ctx, p)
 		e.mu.Lock()
 		p.connected, p.active, p.queue, p.overflow = false, false, p.queue[:0], false
@@ -73,7 +73,7 @@ func (e *Engine) runPeer(ctx context.Context, p *peer) {
 			return
 		}
 		e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
-		if time.Since(start) > 10*time.Second {
+		if e.now().Sub(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
 		t := time.NewTimer(backoff)
@@ -108,7 +108,7 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	defer cancel()
 	stop := context.AfterFunc(cctx, func() { c.Close() })
 	defer stop()
-	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
+	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
 	version := e.helloVersion()
 	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return fmt.Errorf("hello: %w", err)
@@ -163,7 +163,7 @@ func (e *Engine) readAcks(fc *frameConn, p *peer) error {
 		}
 		switch m := m.(type) {
 		case syncproto.Ack:
-			now := e.cfg.Now()
+			now := e.now()
 			e.mu.Lock()
 			p.ackedSeq = m.Seq
 			if s := p.sentAt[m.Seq%uint64(len(p.sentAt))]; s.seq == m.Seq && !s.at.IsZero() {
@@ -253,7 +253,7 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 }
 
 func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int) error {
-	now := e.cfg.Now()
+	now := e.now()
 	e.mu.Lock()
 	p.sentSeq = seq
 	p.sentAt[seq%uint64(len(p.sentAt))] = struct {
@@ -273,7 +273,7 @@ func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int
 // sends them framed by BulkStart and BulkEnd. Changes made after the
 // snapshot queue up behind it.
 func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
-	start := time.Now()
+	start := e.now()
 	e.mu.Lock()
 	var chunks [][]byte
 	w := syncproto.BatchWriter{Version: p.version}
@@ -317,7 +317,7 @@ func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	if err := fc.write(syncproto.AppendBulkEnd(nil, syncproto.BulkEnd{Gen: gen, Count: uint64(n)}), e.cfg.IOTimeout); err != nil {
 		return err
 	}
-	d := time.Since(start)
+	d := e.now().Sub(start)
 	e.obs.SessionsSent(n)
 	e.log.Info("session pickup: bulk sent", "peer", p.addr, "sessions", n, "duration", d)
 	return nil

@@ -127,7 +127,7 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
+	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
 	hello, err := e.readHello(fc)
 	if err != nil {
 		return err
@@ -146,14 +146,14 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 		return fmt.Errorf("refused sync from %q: role %s, primary %q", from, r, want)
 	}
 	in := &inbound{conn: c, from: from, done: make(chan struct{})}
-	old := e.inbound
-	e.inbound = in
-	e.lastSeq = 0
+	old := e.sub.inbound
+	e.sub.inbound = in
+	e.sub.lastSeq = 0
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		if e.inbound == in {
-			e.inbound = nil
+		if e.sub.inbound == in {
+			e.sub.inbound = nil
 		}
 		e.mu.Unlock()
 		close(in.done)
@@ -205,11 +205,11 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			e.mu.Lock()
 			e.gen++
 			e.mu.Unlock()
-			bulkStart, bulkN = time.Now(), 0
+			bulkStart, bulkN = e.now(), 0
 		case syncproto.Batch:
 			e.mu.Lock()
-			gap := m.Seq != e.lastSeq+1
-			e.lastSeq = m.Seq
+			gap := m.Seq != e.sub.lastSeq+1
+			e.sub.lastSeq = m.Seq
 			e.mu.Unlock()
 			if gap {
 				e.count(&e.st.frameErrors)
@@ -226,9 +226,9 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 		case syncproto.BulkEnd:
 			swept := e.sweep(ctx)
 			e.sweepExpects(ctx)
-			d := time.Since(bulkStart)
+			d := e.now().Sub(bulkStart)
 			e.mu.Lock()
-			e.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.cfg.Now()}
+			e.sub.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.now()}
 			e.mu.Unlock()
 			e.obs.BulkDone(bulkN, d)
 			e.log.Info("session pickup: bulk received", "sessions", bulkN, "stale_removed", swept, "duration", d)
@@ -243,7 +243,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			}
 		case syncproto.Heartbeat:
 			e.mu.Lock()
-			last := e.lastSeq
+			last := e.sub.lastSeq
 			e.mu.Unlock()
 			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: last})
 			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
