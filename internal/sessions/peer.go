@@ -232,23 +232,24 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			spare, bulk = q, true
 			continue
 		}
-		w := syncproto.BatchWriter{Version: p.version}
-		for i := 0; i < len(q); {
-			w.Reset(buf[:0])
-			for ; i < len(q) && w.Len() < maxPayload; i++ {
-				w.Add(&q[i])
-			}
-			seq++
-			buf = w.Finish(seq)
-			if err := e.sendBatch(fc, p, buf, seq, w.Count()); err != nil {
-				return err
-			}
-		}
 		var err error
-		if buf, err = e.sendExpects(fc, p, xq, &seq, buf); err != nil {
+		if buf, err = sessionKind.send(e, fc, p, q, &seq, buf); err != nil {
+			return err
+		}
+		// After the sessions of the same wake-up: masters first.
+		if buf, err = expectKind.send(e, fc, p, xq, &seq, buf); err != nil {
 			return err
 		}
 		spare = q
+	}
+}
+
+// syncedLocked yields the sessions a bulk carries: the synced ones.
+func (e *Engine) syncedLocked(yield func(session.Change) bool) {
+	for k, m := range e.tab.all() {
+		if m.synced && !yield(session.Change{Op: session.Upsert, Session: e.tab.session(k, &m)}) {
+			return
+		}
 	}
 }
 
@@ -275,28 +276,10 @@ func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int
 func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	start := e.now()
 	e.mu.Lock()
-	var chunks [][]byte
-	w := syncproto.BatchWriter{Version: p.version}
-	w.Reset(nil)
-	n := 0
-	for k, m := range e.tab.all() {
-		if !m.synced {
-			continue
-		}
-		c := session.Change{Op: session.Upsert, Session: e.tab.session(k, &m)}
-		w.Add(&c)
-		n++
-		if w.Len() >= maxPayload {
-			chunks = append(chunks, w.Finish(0))
-			w.Reset(make([]byte, 0, maxPayload+256))
-		}
-	}
-	if w.Count() > 0 {
-		chunks = append(chunks, w.Finish(0))
-	}
-	chunks = append(chunks, e.bulkExpectsLocked(p)...) // after every session: masters first
+	chunks, n := sessionKind.bulkLocked(p, e.syncedLocked)
+	xchunks, _ := expectKind.bulkLocked(p, e.sentExpectsLocked)
+	chunks = append(chunks, xchunks...) // after every session: masters first
 	p.active, p.overflow, p.resyncReq = true, false, false
-	p.queue = p.queue[:0]
 	p.bulks++
 	gen := p.bulks
 	e.mu.Unlock()

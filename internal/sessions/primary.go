@@ -352,26 +352,5 @@ func (e *Engine) fullLocked() {
 	}
 }
 
-// enqueueLocked hands a change to every connected subordinate. A full queue
-// is dropped and its subordinate resynced: a slow subordinate never holds up
-// the primary.
-func (e *Engine) enqueueLocked(c session.Change) {
-	for _, p := range e.pri.peers {
-		if !p.active {
-			continue
-		}
-		if len(p.queue) >= e.cfg.QueueLen {
-			if !p.overflow {
-				p.overflow = true
-				p.queue = p.queue[:0]
-				e.st.queueOverflows++
-			}
-			continue
-		}
-		if p.overflow {
-			continue
-		}
-		p.queue = append(p.queue, c)
-		p.wakeUp()
-	}
-}
+// enqueueLocked hands a session change to the subordinates.
+func (e *Engine) enqueueLocked(c session.Change) { sessionKind.enqueueLocked(e, c) }

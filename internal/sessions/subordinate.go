@@ -195,6 +195,10 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 	var bulkStart time.Time
 	var bulkN int
 	var ack []byte
+	acknowledge := func(seq uint64) error {
+		ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: seq})
+		return fc.write(ack, e.cfg.IOTimeout)
+	}
 	for {
 		r := <-ra.msgs
 		if r.err != nil {
@@ -207,20 +211,13 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			e.mu.Unlock()
 			bulkStart, bulkN = e.now(), 0
 		case syncproto.Batch:
-			e.mu.Lock()
-			gap := m.Seq != e.sub.lastSeq+1
-			e.sub.lastSeq = m.Seq
-			e.mu.Unlock()
-			if gap {
-				e.count(&e.st.frameErrors)
-				e.obs.FrameDropped("gap")
-				return fmt.Errorf("batch %d out of sequence", m.Seq)
+			if err := e.inSequence(m.Seq, "batch"); err != nil {
+				return err
 			}
 			bulkN += len(m.Changes)
 			e.applyBatch(ctx, m.Changes)
 			ra.recycle(m.Changes)
-			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: m.Seq})
-			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
 		case syncproto.BulkEnd:
@@ -234,19 +231,19 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			e.log.Info("session pickup: bulk received", "sessions", bulkN, "stale_removed", swept, "duration", d)
 			e.checkBuckets(bulkN)
 		case syncproto.ExpectBatch:
-			if err := e.receiveExpects(ctx, m); err != nil {
+			// Numbered in the sessions' sequence.
+			if err := e.inSequence(m.Seq, "expectation batch"); err != nil {
 				return err
 			}
-			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: m.Seq})
-			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+			e.applyExpects(ctx, m.Changes)
+			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
 		case syncproto.Heartbeat:
 			e.mu.Lock()
 			last := e.sub.lastSeq
 			e.mu.Unlock()
-			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: last})
-			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+			if err := acknowledge(last); err != nil {
 				return err
 			}
 		default:
@@ -255,6 +252,22 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			return fmt.Errorf("unexpected %s", m.Type())
 		}
 	}
+}
+
+// inSequence checks that a batch (of either kind, one sequence) follows
+// the last one received: a gap means frames were lost, and the connection
+// is dropped for a resync.
+func (e *Engine) inSequence(seq uint64, what string) error {
+	e.mu.Lock()
+	gap := seq != e.sub.lastSeq+1
+	e.sub.lastSeq = seq
+	e.mu.Unlock()
+	if gap {
+		e.count(&e.st.frameErrors)
+		e.obs.FrameDropped("gap")
+		return fmt.Errorf("%s %d out of sequence", what, seq)
+	}
+	return nil
 }
 
 // readAheadFrames is how many decoded messages may wait for the installer:
