@@ -123,39 +123,26 @@ func (e *Engine) mirrorExpects(ctx context.Context, xb ExpectBackend) {
 	}
 	refresh := time.NewTicker(e.cfg.Refresh)
 	defer refresh.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-evs:
-			if !ok {
-				if ctx.Err() != nil {
-					return
-				}
-				e.count(&e.st.errors)
-				if evs, err = xb.WatchExpect(ctx); err != nil {
-					e.log.Error("session pickup: watching expectations", "err", err)
-					return
-				}
-				ev.Kind = session.EventOverflow
-			}
-			if ev.Kind == session.EventOverflow {
-				if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
-					e.log.Error("session pickup: expectation dump after overflow", "err", err)
-				}
-				continue
-			}
+	resync := func(ctx context.Context) error { return e.resyncExpects(ctx, xb) }
+	follow(ctx, e, evs, mirror[session.ExpectEvent]{
+		watch:        xb.WatchExpect,
+		lost:         func(ev session.ExpectEvent) bool { return ev.Kind == session.EventOverflow },
+		ended:        func() {},
+		watchFailed:  "session pickup: watching expectations",
+		resync:       resync,
+		resyncFailed: "session pickup: expectation dump after overflow",
+		fold: func(ev session.ExpectEvent) {
 			e.mu.Lock()
 			e.observeExpectLocked(ev.Kind == session.EventDestroy, &ev.Expect, 0)
 			e.mu.Unlock()
-		case <-refresh.C:
-			// Repairs lost events and sends the expectations whose master
-			// has been synced since (delay, or an event order).
-			if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
-				e.log.Error("session pickup: expectation refresh dump", "err", err)
-			}
+		},
+	}, every{refresh.C, func() {
+		// Repairs lost events and sends the expectations whose master
+		// has been synced since (delay, or an event order).
+		if err := resync(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("session pickup: expectation refresh dump", "err", err)
 		}
-	}
+	}}, every{})
 }
 
 // resyncExpects dumps the backend's expectations and diffs them into the map.

@@ -115,6 +115,51 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 	}
 	delay := time.NewTicker(tick)
 	defer delay.Stop()
+	follow(ctx, e, evs, mirror[session.Event]{
+		watch:       e.be.Watch,
+		lost:        func(ev session.Event) bool { return ev.Kind == session.EventOverflow },
+		ended:       func() { e.log.Error("session pickup: event stream ended; watching again") },
+		watchFailed: "session pickup: watch",
+		resync: func(ctx context.Context) error {
+			e.count(&e.st.overflows)
+			e.obs.Resync("event-overflow")
+			return e.resync(ctx)
+		},
+		resyncFailed: "session pickup: dump after overflow",
+		fold: func(ev session.Event) {
+			e.mu.Lock()
+			e.observeLocked(&ev, false)
+			e.mu.Unlock()
+		},
+	}, every{refresh.C, func() {
+		if err := e.refresh(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("session pickup: refresh", "err", err)
+		}
+	}}, every{delay.C, e.promote})
+}
+
+// mirror is how a primary follows one kind of its backend's records
+// (sessions, expectations) through their events.
+type mirror[E any] struct {
+	watch        func(context.Context) (<-chan E, error)
+	lost         func(E) bool // the event says events were lost
+	ended        func()       // the stream ended (logged, before watching again)
+	watchFailed  string       // logged when watching again fails
+	resync       func(context.Context) error
+	resyncFailed string // logged when the resync after a loss fails
+	fold         func(E)
+}
+
+// every runs fn at each tick of c.
+type every struct {
+	c  <-chan time.Time
+	fn func()
+}
+
+// follow folds the events of evs until ctx ends, and runs a's and b's
+// work at their ticks. A stream that ends is watched again; that, and an
+// event loss, is repaired by a resync.
+func follow[E any](ctx context.Context, e *Engine, evs <-chan E, m mirror[E], a, b every) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,32 +169,24 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 				if ctx.Err() != nil {
 					return
 				}
-				e.log.Error("session pickup: event stream ended; watching again")
+				m.ended()
 				e.count(&e.st.errors)
 				var err error
-				if evs, err = e.be.Watch(ctx); err != nil {
-					e.log.Error("session pickup: watch", "err", err)
+				if evs, err = m.watch(ctx); err != nil {
+					e.log.Error(m.watchFailed, "err", err)
 					return
 				}
-				ev = session.Event{Kind: session.EventOverflow}
-			}
-			if ev.Kind == session.EventOverflow {
-				e.count(&e.st.overflows)
-				e.obs.Resync("event-overflow")
-				if err := e.resync(ctx); err != nil && ctx.Err() == nil {
-					e.log.Error("session pickup: dump after overflow", "err", err)
-				}
+			} else if !m.lost(ev) {
+				m.fold(ev)
 				continue
 			}
-			e.mu.Lock()
-			e.observeLocked(&ev, false)
-			e.mu.Unlock()
-		case <-refresh.C:
-			if err := e.refresh(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("session pickup: refresh", "err", err)
+			if err := m.resync(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error(m.resyncFailed, "err", err)
 			}
-		case <-delay.C:
-			e.promote()
+		case <-a.c:
+			a.fn()
+		case <-b.c:
+			b.fn()
 		}
 	}
 }
