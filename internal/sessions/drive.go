@@ -134,11 +134,11 @@ func (e *Engine) carryOut(ctx context.Context, c Command) {
 			e.log.Error("session pickup: becoming subordinate", "err", err)
 		}
 	case Promote:
-		start := e.cfg.Now()
+		start := e.now()
 		pctx, cancel := context.WithTimeout(ctx, promoteTimeout)
 		err := e.BecomePrimary(pctx)
 		cancel()
-		took := e.cfg.Now().Sub(start)
+		took := e.now().Sub(start)
 		if err != nil {
 			e.log.Error("session pickup: claiming the addresses though the sessions may not all be usable", "err", err)
 		}

@@ -130,51 +130,73 @@ func (r role) String() string {
 // Engine runs session pickup for one node. Create it with NewEngine, Start
 // it, then drive its role with BecomePrimary and BecomeSubordinate. Safe for
 // concurrent use.
+//
+// Its state is grouped by what guards it: what is set once by NewEngine and
+// Start and only read after, what one goroutine owns, and what mu guards,
+// itself grouped by role (pri, sub), with the counters (st) and the
+// expectations (xp) apart.
 type Engine struct {
-	cfg    EngineConfig
-	be     Backend
-	log    *slog.Logger
-	obs    Observer
-	sel    *selector
-	sealer *seal.Sealer
-	opener *seal.Opener
-	start  time.Time
-
-	bucketsWarned bool // checkBuckets: said once (receive goroutine only)
-
-	streams   atomic.Uint32
+	// Set by NewEngine (and Start, for listeners and runCtx), read-only
+	// after.
+	cfg       EngineConfig
+	be        Backend
+	log       *slog.Logger
+	obs       Observer
+	sel       *selector // guards itself
+	sealer    *seal.Sealer
+	opener    *seal.Opener
+	now       func() time.Time // the engine's one clock: cfg.Now
+	start     time.Time        // now() at NewEngine, the origin of secs
 	listeners []net.Listener
 	runCtx    context.Context
-	wg        sync.WaitGroup // every goroutine the engine starts
 
+	streams atomic.Uint32  // seal streams, one per connection
+	wg      sync.WaitGroup // every goroutine the engine starts
+
+	bucketsWarned bool // checkBuckets: said once (owned by the receiving goroutine)
+
+	// The face to the daemon (drive.go): the commands queue guards
+	// itself, events is a channel.
+	cmds     commands
+	events   chan Event
+	listened atomic.Bool // Events was called: emit waits for the reader
+
+	// mu guards everything below, and the fields of every peer but its
+	// address, cancel and wake.
 	mu        sync.Mutex
 	role      role
 	tab       *table
-	primaryID string
-	// primary
-	peers      map[netip.AddrPort]*peer
-	roleCtx    context.Context
-	roleCancel context.CancelFunc
-	roleWG     *sync.WaitGroup
-	mirrored   chan struct{} // closed once a new primary's table is dumped
-	serving    bool          // primary: the table is mirrored, peers are served
-	pending    []pendingKey
-	// subordinate
-	inbound *inbound
-	lastSeq uint64
+	primaryID string // the primary a subordinate accepts ("": any member)
 	// gen numbers dump rounds (primary) and bulks (subordinate) in one
 	// sequence, so a new round never matches an entry's older mark.
-	gen      uint32
-	lastDump time.Time // primary: when the last whole-table dump began (cfg.Now)
+	gen uint32
+	pri primaryState
+	sub subordinateState
+	st  counters
+	xp  expects // expectations (expect.go)
+}
 
-	st         counters
-	lastBulk   BulkStats
-	lastFullAt time.Time
-	xp         expects // expectations (expect.go)
+// primaryState is what the engine needs as primary: the subordinates it
+// serves and the goroutines of the role. Guarded by Engine.mu.
+type primaryState struct {
+	peers map[netip.AddrPort]*peer // kept across roles; served while primary
+	// ctx, cancel and wg run the role's goroutines (nil wg: none running).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       *sync.WaitGroup
+	mirrored chan struct{} // closed once a new primary's table is dumped
+	serving  bool          // the table is mirrored, peers are served
+	pending  []pendingKey  // sessions younger than Delay, oldest first
+	lastDump time.Time     // when the last whole-table dump began
+}
 
-	cmds     commands   // Do's queue (drive.go)
-	events   chan Event // Events
-	listened atomic.Bool
+// subordinateState is what the engine holds as subordinate: the
+// connection from the primary and what it has received. Guarded by
+// Engine.mu.
+type subordinateState struct {
+	inbound  *inbound
+	lastSeq  uint64    // of the last batch received on inbound
+	lastBulk BulkStats // the last bulk received
 }
 
 type pendingKey struct {
@@ -235,7 +257,7 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 		cfg: cfg, be: backend, log: cfg.Logger.With("component", "sessions"), obs: cfg.Observer,
 		sel: newSelector(cfg.Filter), sealer: sealer,
 		opener: seal.NewOpener(cfg.Keyring, cfg.Mode, seal.Sync, cfg.Group, cfg.NodeID, cfg.MaxClockSkew),
-		start:  cfg.Now(), tab: newTable(cfg.MaxSessions), peers: map[netip.AddrPort]*peer{},
+		now:    cfg.Now, start: cfg.Now(), tab: newTable(cfg.MaxSessions), pri: primaryState{peers: map[netip.AddrPort]*peer{}},
 		cmds: commands{wake: make(chan struct{}, 1)}, events: make(chan Event, 64),
 	}, nil
 }
@@ -302,16 +324,16 @@ func (e *Engine) SetPeers(addrs []netip.AddrPort) {
 	for _, a := range addrs {
 		want[a] = true
 	}
-	for a, p := range e.peers {
+	for a, p := range e.pri.peers {
 		if !want[a] {
 			p.cancel()
-			delete(e.peers, a)
+			delete(e.pri.peers, a)
 		}
 	}
 	for a := range want {
-		if e.peers[a] == nil {
+		if e.pri.peers[a] == nil {
 			p := newPeer(a)
-			e.peers[a] = p
+			e.pri.peers[a] = p
 			if e.role == rolePrimary {
 				e.startPeerLocked(p)
 			}
@@ -324,7 +346,7 @@ func (e *Engine) SetPrimary(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.primaryID = id
-	if in := e.inbound; in != nil && in.from != id {
+	if in := e.sub.inbound; in != nil && in.from != id {
 		in.conn.Close()
 	}
 }
@@ -353,7 +375,7 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 	e.role = roleSubordinate
 	e.primaryID = primaryID
 	e.gen++ // what we hold is older than the next bulk: swept at its end
-	e.pending = nil
+	e.pri.pending = nil
 	e.resetExpectsLocked()
 	e.log.Info("session pickup: subordinate", "primary", primaryID, "sessions", e.tab.len())
 	return nil
@@ -392,10 +414,10 @@ func (e *Engine) purgeForwarded(ctx context.Context) error {
 // stopRole ends the goroutines of the current role and waits for them.
 func (e *Engine) stopRole() {
 	e.mu.Lock()
-	cancel, wg := e.roleCancel, e.roleWG
-	e.roleCancel, e.roleWG = nil, nil
-	e.serving = false
-	in := e.inbound
+	cancel, wg := e.pri.cancel, e.pri.wg
+	e.pri.cancel, e.pri.wg = nil, nil
+	e.pri.serving = false
+	in := e.sub.inbound
 	e.role = roleNone
 	e.mu.Unlock()
 	if cancel != nil {

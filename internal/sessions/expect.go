@@ -123,39 +123,26 @@ func (e *Engine) mirrorExpects(ctx context.Context, xb ExpectBackend) {
 	}
 	refresh := time.NewTicker(e.cfg.Refresh)
 	defer refresh.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-evs:
-			if !ok {
-				if ctx.Err() != nil {
-					return
-				}
-				e.count(&e.st.errors)
-				if evs, err = xb.WatchExpect(ctx); err != nil {
-					e.log.Error("session pickup: watching expectations", "err", err)
-					return
-				}
-				ev.Kind = session.EventOverflow
-			}
-			if ev.Kind == session.EventOverflow {
-				if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
-					e.log.Error("session pickup: expectation dump after overflow", "err", err)
-				}
-				continue
-			}
+	resync := func(ctx context.Context) error { return e.resyncExpects(ctx, xb) }
+	follow(ctx, e, evs, mirror[session.ExpectEvent]{
+		watch:        xb.WatchExpect,
+		lost:         func(ev session.ExpectEvent) bool { return ev.Kind == session.EventOverflow },
+		ended:        func() {},
+		watchFailed:  "session pickup: watching expectations",
+		resync:       resync,
+		resyncFailed: "session pickup: expectation dump after overflow",
+		fold: func(ev session.ExpectEvent) {
 			e.mu.Lock()
 			e.observeExpectLocked(ev.Kind == session.EventDestroy, &ev.Expect, 0)
 			e.mu.Unlock()
-		case <-refresh.C:
-			// Repairs lost events and sends the expectations whose master
-			// has been synced since (delay, or an event order).
-			if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
-				e.log.Error("session pickup: expectation refresh dump", "err", err)
-			}
+		},
+	}, every{refresh.C, func() {
+		// Repairs lost events and sends the expectations whose master
+		// has been synced since (delay, or an event order).
+		if err := resync(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("session pickup: expectation refresh dump", "err", err)
 		}
-	}
+	}}, every{})
 }
 
 // resyncExpects dumps the backend's expectations and diffs them into the map.
@@ -247,87 +234,20 @@ func (e *Engine) masterSyncedLocked(k session.Key) {
 	}
 }
 
-// enqueueExpectLocked hands an expectation change to every connected
-// subordinate that speaks protocol version 2. A full queue is handled like
-// the session queue's: dropped, and the subordinate resynced.
+// enqueueExpectLocked hands an expectation change to the subordinates
+// that speak protocol version 2.
 func (e *Engine) enqueueExpectLocked(c session.ExpectChange) {
-	for _, p := range e.peers {
-		if !p.active || p.version < 2 || p.overflow {
-			continue
-		}
-		if len(p.xq) >= e.cfg.QueueLen {
-			p.overflow = true
-			p.queue, p.xq = p.queue[:0], p.xq[:0]
-			e.st.queueOverflows++
-			continue
-		}
-		p.xq = append(p.xq, c)
-		e.xp.sent++
-		p.wakeUp()
-	}
+	e.xp.sent += uint64(expectKind.enqueueLocked(e, c))
 }
 
-// bulkExpectsLocked encodes the expectations sent in a bulk to p (those
-// whose master the bulk carries) and empties p's expectation queue. The
-// messages' sequence numbers are set when sent.
-func (e *Engine) bulkExpectsLocked(p *peer) [][]byte {
-	p.xq = p.xq[:0]
-	if p.version < 2 || len(e.xp.m) == 0 {
-		return nil
-	}
-	var msgs [][]byte
-	var m syncproto.ExpectBatch
-	flush := func() {
-		if len(m.Changes) > 0 {
-			msgs = append(msgs, syncproto.AppendExpectBatch(nil, m))
-			m.Changes = m.Changes[:0]
-		}
-	}
+// sentExpectsLocked yields the expectations a bulk carries: those whose
+// master the bulk carries.
+func (e *Engine) sentExpectsLocked(yield func(session.ExpectChange) bool) {
 	for _, x := range e.xp.m {
-		if x.sent {
-			m.Changes = append(m.Changes, session.ExpectChange{Op: session.Upsert, Expect: x.x})
-			if len(m.Changes) == expectsPerBatch {
-				flush()
-			}
+		if x.sent && !yield(session.ExpectChange{Op: session.Upsert, Expect: x.x}) {
+			return
 		}
 	}
-	flush()
-	return msgs
-}
-
-// expectsPerBatch bounds an expectation batch: at most about 150 bytes
-// each, well under maxPayload.
-const expectsPerBatch = 1024
-
-// sendExpects sends the expectation changes taken from p's queue, after the
-// session changes of the same wake-up.
-func (e *Engine) sendExpects(fc *frameConn, p *peer, xq []session.ExpectChange, seq *uint64, buf []byte) ([]byte, error) {
-	for len(xq) > 0 {
-		n := min(len(xq), expectsPerBatch)
-		*seq++
-		buf = syncproto.AppendExpectBatch(buf[:0], syncproto.ExpectBatch{Seq: *seq, Changes: xq[:n]})
-		if err := e.sendBatch(fc, p, buf, *seq, 0); err != nil {
-			return buf, err
-		}
-		xq = xq[n:]
-	}
-	return buf, nil
-}
-
-// receiveExpects installs an expectation batch on a subordinate. Its
-// sequence number follows the session batches'.
-func (e *Engine) receiveExpects(ctx context.Context, m syncproto.ExpectBatch) error {
-	e.mu.Lock()
-	gap := m.Seq != e.lastSeq+1
-	e.lastSeq = m.Seq
-	e.mu.Unlock()
-	if gap {
-		e.count(&e.st.frameErrors)
-		e.obs.FrameDropped("gap")
-		return fmt.Errorf("expectation batch %d out of sequence", m.Seq)
-	}
-	e.applyExpects(ctx, m.Changes)
-	return nil
 }
 
 // applyExpects installs expectation changes into the backend. An

@@ -56,20 +56,7 @@ func (m *Memory) masterGoneLocked(k session.Key) {
 	}
 }
 
-func (m *Memory) emitExpect(ev session.ExpectEvent) {
-	for _, w := range m.xwatchers {
-		select {
-		case w <- ev:
-		default:
-			select {
-			case w <- session.ExpectEvent{Kind: session.EventOverflow}:
-			default:
-				<-w
-				w <- session.ExpectEvent{Kind: session.EventOverflow}
-			}
-		}
-	}
-}
+func (m *Memory) emitExpect(ev session.ExpectEvent) { m.xevents.emit(ev) }
 
 // Expects returns a copy of the expectations.
 func (m *Memory) Expects() map[session.ExpectKey]session.Expect {
@@ -97,22 +84,7 @@ func (m *Memory) DumpExpect(ctx context.Context, fn func(session.Expect) error) 
 
 // WatchExpect implements ExpectBackend.
 func (m *Memory) WatchExpect(ctx context.Context) (<-chan session.ExpectEvent, error) {
-	ch := make(chan session.ExpectEvent, m.queue)
-	m.mu.Lock()
-	m.xwatchers = append(m.xwatchers, ch)
-	m.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		for i, w := range m.xwatchers {
-			if w == ch {
-				m.xwatchers = append(m.xwatchers[:i], m.xwatchers[i+1:]...)
-				close(ch)
-				break
-			}
-		}
-	})
-	return ch, nil
+	return m.xevents.watch(ctx, &m.mu, m.queue), nil
 }
 
 // ApplyExpect implements ExpectBackend. An expectation whose master is

@@ -271,7 +271,7 @@ func TestEngineExpectationVersionMix(t *testing.T) {
 				t.Errorf("expectations sent at version 1: %v", got)
 			}
 			p.e.mu.Lock()
-			for _, pr := range p.e.peers {
+			for _, pr := range p.e.pri.peers {
 				if pr.version != 1 {
 					t.Errorf("connection at version %d, want 1", pr.version)
 				}

@@ -244,7 +244,7 @@ func TestNamespacesBulkScale(t *testing.T) {
 func bulkDone(e *Engine) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return !e.lastBulk.At.IsZero()
+	return !e.sub.lastBulk.At.IsZero()
 }
 
 // syscallRusage is the process's CPU time, user and system (the kernel's

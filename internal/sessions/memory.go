@@ -11,13 +11,13 @@ import (
 // and tests. Inject stands in for traffic: it changes the table and emits the
 // events the kernel would. Safe for concurrent use.
 type Memory struct {
-	mu       sync.Mutex
-	m        map[session.Key]session.Session
-	watchers []chan session.Event
-	queue    int
+	mu     sync.Mutex
+	m      map[session.Key]session.Session
+	events fanout[session.Event]
+	queue  int
 	// expectations (expect_memory.go)
-	xm        map[session.ExpectKey]session.Expect
-	xwatchers []chan session.ExpectEvent
+	xm      map[session.ExpectKey]session.Expect
+	xevents fanout[session.ExpectEvent]
 	// ApplyErr, when set, makes Apply fail (for tests).
 	ApplyErr error
 	// dumps and lookups count the calls of Dump and the keys found by
@@ -40,7 +40,9 @@ func NewMemory(queue int) *Memory {
 	if queue <= 0 {
 		queue = 4096
 	}
-	return &Memory{m: map[session.Key]session.Session{}, queue: queue, xm: map[session.ExpectKey]session.Expect{}}
+	return &Memory{m: map[session.Key]session.Session{}, queue: queue, xm: map[session.ExpectKey]session.Expect{},
+		events:  fanout[session.Event]{overflow: session.Event{Kind: session.EventOverflow}},
+		xevents: fanout[session.ExpectEvent]{overflow: session.ExpectEvent{Kind: session.EventOverflow}}}
 }
 
 // Inject applies changes as traffic would and emits their events.
@@ -69,20 +71,49 @@ func (m *Memory) Inject(changes ...session.Change) {
 	}
 }
 
-func (m *Memory) emit(ev session.Event) {
-	for _, w := range m.watchers {
+func (m *Memory) emit(ev session.Event) { m.events.emit(ev) }
+
+// fanout is a Memory's watchers of one kind of event. Guarded by Memory.mu.
+type fanout[E any] struct {
+	chans    []chan E
+	overflow E // what a watcher that fell behind gets instead
+}
+
+// emit sends ev to every watcher without blocking, like the kernel.
+func (f *fanout[E]) emit(ev E) {
+	for _, w := range f.chans {
 		select {
 		case w <- ev:
 		default:
 			// Full: the event is lost; make sure the reader learns of it.
 			select {
-			case w <- session.Event{Kind: session.EventOverflow}:
+			case w <- f.overflow:
 			default:
 				<-w // drop the oldest to make room for the overflow mark
-				w <- session.Event{Kind: session.EventOverflow}
+				w <- f.overflow
 			}
 		}
 	}
+}
+
+// watch adds a watcher of queue events until ctx ends.
+func (f *fanout[E]) watch(ctx context.Context, mu *sync.Mutex, queue int) <-chan E {
+	ch := make(chan E, queue)
+	mu.Lock()
+	f.chans = append(f.chans, ch)
+	mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for i, w := range f.chans {
+			if w == ch {
+				f.chans = append(f.chans[:i], f.chans[i+1:]...)
+				close(ch)
+				break
+			}
+		}
+	})
+	return ch
 }
 
 // Get returns the entry with key k.
@@ -151,22 +182,7 @@ func (m *Memory) Dump(ctx context.Context, fn func(session.Session) error) error
 
 // Watch implements Backend.
 func (m *Memory) Watch(ctx context.Context) (<-chan session.Event, error) {
-	ch := make(chan session.Event, m.queue)
-	m.mu.Lock()
-	m.watchers = append(m.watchers, ch)
-	m.mu.Unlock()
-	context.AfterFunc(ctx, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		for i, w := range m.watchers {
-			if w == ch {
-				m.watchers = append(m.watchers[:i], m.watchers[i+1:]...)
-				close(ch)
-				break
-			}
-		}
-	})
-	return ch, nil
+	return m.events.watch(ctx, &m.mu, m.queue), nil
 }
 
 // Apply implements Backend. Like the kernel's, it emits events for what it

@@ -52,19 +52,19 @@ func (p *peer) wakeUp() {
 // startPeerLocked runs the connection to p for as long as the engine is
 // primary.
 func (e *Engine) startPeerLocked(p *peer) {
-	if e.roleWG == nil || !e.serving {
+	if e.pri.wg == nil || !e.pri.serving {
 		return // not serving yet: started once the table is mirrored
 	}
-	ctx, cancel := context.WithCancel(e.roleCtx)
+	ctx, cancel := context.WithCancel(e.pri.ctx)
 	p.cancel = cancel
-	e.goRole(e.roleWG, func() { e.runPeer(ctx, p) })
+	e.goRole(e.pri.wg, func() { e.runPeer(ctx, p) })
 }
 
 // runPeer dials p, syncs it, and redials after failures, with backoff.
 func (e *Engine) runPeer(ctx context.Context, p *peer) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil && e.isPrimary() {
-		start := time.Now()
+		start := e.now()
 		err := e.servePeer(ctx, p)
 		e.mu.Lock()
 		p.connected, p.active, p.queue, p.overflow = false, false, p.queue[:0], false
@@ -74,7 +74,7 @@ func (e *Engine) runPeer(ctx context.Context, p *peer) {
 		}
 		e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
 		e.emit(SyncLost{Peer: p.addr.String(), Err: err})
-		if time.Since(start) > 10*time.Second {
+		if e.now().Sub(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
 		t := time.NewTimer(backoff)
@@ -109,7 +109,7 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	defer cancel()
 	stop := context.AfterFunc(cctx, func() { c.Close() })
 	defer stop()
-	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
+	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
 	version := e.helloVersion()
 	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return fmt.Errorf("hello: %w", err)
@@ -164,7 +164,7 @@ func (e *Engine) readAcks(fc *frameConn, p *peer) error {
 		}
 		switch m := m.(type) {
 		case syncproto.Ack:
-			now := e.cfg.Now()
+			now := e.now()
 			e.mu.Lock()
 			p.ackedSeq = m.Seq
 			if s := p.sentAt[m.Seq%uint64(len(p.sentAt))]; s.seq == m.Seq && !s.at.IsZero() {
@@ -233,28 +233,29 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			spare, bulk = q, true
 			continue
 		}
-		w := syncproto.BatchWriter{Version: p.version}
-		for i := 0; i < len(q); {
-			w.Reset(buf[:0])
-			for ; i < len(q) && w.Len() < maxPayload; i++ {
-				w.Add(&q[i])
-			}
-			seq++
-			buf = w.Finish(seq)
-			if err := e.sendBatch(fc, p, buf, seq, w.Count()); err != nil {
-				return err
-			}
-		}
 		var err error
-		if buf, err = e.sendExpects(fc, p, xq, &seq, buf); err != nil {
+		if buf, err = sessionKind.send(e, fc, p, q, &seq, buf); err != nil {
+			return err
+		}
+		// After the sessions of the same wake-up: masters first.
+		if buf, err = expectKind.send(e, fc, p, xq, &seq, buf); err != nil {
 			return err
 		}
 		spare = q
 	}
 }
 
+// syncedLocked yields the sessions a bulk carries: the synced ones.
+func (e *Engine) syncedLocked(yield func(session.Change) bool) {
+	for k, m := range e.tab.all() {
+		if m.synced && !yield(session.Change{Op: session.Upsert, Session: e.tab.session(k, &m)}) {
+			return
+		}
+	}
+}
+
 func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int) error {
-	now := e.cfg.Now()
+	now := e.now()
 	e.mu.Lock()
 	p.sentSeq = seq
 	p.sentAt[seq%uint64(len(p.sentAt))] = struct {
@@ -274,30 +275,12 @@ func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int
 // sends them framed by BulkStart and BulkEnd. Changes made after the
 // snapshot queue up behind it.
 func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
-	start := time.Now()
+	start := e.now()
 	e.mu.Lock()
-	var chunks [][]byte
-	w := syncproto.BatchWriter{Version: p.version}
-	w.Reset(nil)
-	n := 0
-	for k, m := range e.tab.all() {
-		if !m.synced {
-			continue
-		}
-		c := session.Change{Op: session.Upsert, Session: e.tab.session(k, &m)}
-		w.Add(&c)
-		n++
-		if w.Len() >= maxPayload {
-			chunks = append(chunks, w.Finish(0))
-			w.Reset(make([]byte, 0, maxPayload+256))
-		}
-	}
-	if w.Count() > 0 {
-		chunks = append(chunks, w.Finish(0))
-	}
-	chunks = append(chunks, e.bulkExpectsLocked(p)...) // after every session: masters first
+	chunks, n := sessionKind.bulkLocked(p, e.syncedLocked)
+	xchunks, _ := expectKind.bulkLocked(p, e.sentExpectsLocked)
+	chunks = append(chunks, xchunks...) // after every session: masters first
 	p.active, p.overflow, p.resyncReq = true, false, false
-	p.queue = p.queue[:0]
 	p.bulks++
 	gen := p.bulks
 	e.mu.Unlock()
@@ -318,7 +301,7 @@ func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	if err := fc.write(syncproto.AppendBulkEnd(nil, syncproto.BulkEnd{Gen: gen, Count: uint64(n)}), e.cfg.IOTimeout); err != nil {
 		return err
 	}
-	d := time.Since(start)
+	d := e.now().Sub(start)
 	e.obs.SessionsSent(n)
 	e.log.Info("session pickup: bulk sent", "peer", p.addr, "sessions", n, "duration", d)
 	return nil

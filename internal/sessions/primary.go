@@ -23,7 +23,7 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 		return nil
 	}
 	e.role = rolePrimary // refuses new inbound connections from here on
-	in := e.inbound
+	in := e.sub.inbound
 	e.mu.Unlock()
 	if in != nil {
 		in.conn.Close()
@@ -44,7 +44,7 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 	wg := &sync.WaitGroup{}
 	mirrored := make(chan struct{})
 	e.mu.Lock()
-	e.roleCancel, e.roleWG, e.roleCtx, e.mirrored = cancel, wg, rctx, mirrored
+	e.pri.cancel, e.pri.wg, e.pri.ctx, e.pri.mirrored = cancel, wg, rctx, mirrored
 	e.mu.Unlock()
 	e.goRole(wg, func() {
 		evs, err := e.be.Watch(rctx)
@@ -58,8 +58,8 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 		}
 		e.mu.Lock()
 		if rctx.Err() == nil {
-			e.serving = true
-			for _, p := range e.peers {
+			e.pri.serving = true
+			for _, p := range e.pri.peers {
 				e.startPeerLocked(p)
 			}
 		}
@@ -79,7 +79,7 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 // the subordinates (BecomePrimary returns before that).
 func (e *Engine) WaitMirrored(ctx context.Context) error {
 	e.mu.Lock()
-	ch := e.mirrored
+	ch := e.pri.mirrored
 	e.mu.Unlock()
 	if ch == nil {
 		return fmt.Errorf("sessions: not primary")
@@ -103,7 +103,7 @@ func (e *Engine) goRole(wg *sync.WaitGroup, fn func()) {
 }
 
 // secs is the engine's clock for the table: seconds since Start.
-func (e *Engine) secs() uint32 { return uint32(e.cfg.Now().Sub(e.start) / time.Second) }
+func (e *Engine) secs() uint32 { return uint32(e.now().Sub(e.start) / time.Second) }
 
 // mirrorLoop keeps the table equal to the backend's and feeds the peers.
 func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
@@ -115,6 +115,51 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 	}
 	delay := time.NewTicker(tick)
 	defer delay.Stop()
+	follow(ctx, e, evs, mirror[session.Event]{
+		watch:       e.be.Watch,
+		lost:        func(ev session.Event) bool { return ev.Kind == session.EventOverflow },
+		ended:       func() { e.log.Error("session pickup: event stream ended; watching again") },
+		watchFailed: "session pickup: watch",
+		resync: func(ctx context.Context) error {
+			e.count(&e.st.overflows)
+			e.obs.Resync("event-overflow")
+			return e.resync(ctx)
+		},
+		resyncFailed: "session pickup: dump after overflow",
+		fold: func(ev session.Event) {
+			e.mu.Lock()
+			e.observeLocked(&ev, false)
+			e.mu.Unlock()
+		},
+	}, every{refresh.C, func() {
+		if err := e.refresh(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("session pickup: refresh", "err", err)
+		}
+	}}, every{delay.C, e.promote})
+}
+
+// mirror is how a primary follows one kind of its backend's records
+// (sessions, expectations) through their events.
+type mirror[E any] struct {
+	watch        func(context.Context) (<-chan E, error)
+	lost         func(E) bool // the event says events were lost
+	ended        func()       // the stream ended (logged, before watching again)
+	watchFailed  string       // logged when watching again fails
+	resync       func(context.Context) error
+	resyncFailed string // logged when the resync after a loss fails
+	fold         func(E)
+}
+
+// every runs fn at each tick of c.
+type every struct {
+	c  <-chan time.Time
+	fn func()
+}
+
+// follow folds the events of evs until ctx ends, and runs a's and b's
+// work at their ticks. A stream that ends is watched again; that, and an
+// event loss, is repaired by a resync.
+func follow[E any](ctx context.Context, e *Engine, evs <-chan E, m mirror[E], a, b every) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,32 +169,24 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 				if ctx.Err() != nil {
 					return
 				}
-				e.log.Error("session pickup: event stream ended; watching again")
+				m.ended()
 				e.count(&e.st.errors)
 				var err error
-				if evs, err = e.be.Watch(ctx); err != nil {
-					e.log.Error("session pickup: watch", "err", err)
+				if evs, err = m.watch(ctx); err != nil {
+					e.log.Error(m.watchFailed, "err", err)
 					return
 				}
-				ev = session.Event{Kind: session.EventOverflow}
-			}
-			if ev.Kind == session.EventOverflow {
-				e.count(&e.st.overflows)
-				e.obs.Resync("event-overflow")
-				if err := e.resync(ctx); err != nil && ctx.Err() == nil {
-					e.log.Error("session pickup: dump after overflow", "err", err)
-				}
+			} else if !m.lost(ev) {
+				m.fold(ev)
 				continue
 			}
-			e.mu.Lock()
-			e.observeLocked(&ev, false)
-			e.mu.Unlock()
-		case <-refresh.C:
-			if err := e.refresh(ctx); err != nil && ctx.Err() == nil {
-				e.log.Error("session pickup: refresh", "err", err)
+			if err := m.resync(ctx); err != nil && ctx.Err() == nil {
+				e.log.Error(m.resyncFailed, "err", err)
 			}
-		case <-delay.C:
-			e.promote()
+		case <-a.c:
+			a.fn()
+		case <-b.c:
+			b.fn()
 		}
 	}
 }
@@ -185,7 +222,7 @@ func (e *Engine) observeLocked(ev *session.Event, fromDump bool) {
 			e.enqueueLocked(session.Change{Op: session.Upsert, Session: *s})
 			e.masterSyncedLocked(s.Key)
 		} else {
-			e.pending = append(e.pending, pendingKey{s.Key, now})
+			e.pri.pending = append(e.pri.pending, pendingKey{s.Key, now})
 		}
 		return
 	}
@@ -223,7 +260,7 @@ func (e *Engine) expiring(meta entry, now uint32) bool {
 func (e *Engine) refresh(ctx context.Context) error {
 	l, ok := e.be.(Looker)
 	e.mu.Lock()
-	full := !ok || e.tab.len() < e.cfg.LookupMin || e.cfg.Now().Sub(e.lastDump) >= e.cfg.FullRefresh
+	full := !ok || e.tab.len() < e.cfg.LookupMin || e.now().Sub(e.pri.lastDump) >= e.cfg.FullRefresh
 	var keys []session.Key
 	if !full {
 		now := e.secs()
@@ -298,7 +335,7 @@ func (e *Engine) resync(ctx context.Context) error {
 	e.mu.Lock()
 	e.gen++
 	round := e.gen
-	e.lastDump = e.cfg.Now()
+	e.pri.lastDump = e.now()
 	e.mu.Unlock()
 	r := e.newDumpReader()
 	err := e.be.Dump(ctx, func(s session.Session) error {
@@ -328,10 +365,10 @@ func (e *Engine) promote() {
 	now := e.secs()
 	d := uint32(e.cfg.Delay / time.Second)
 	i := 0
-	for ; i < len(e.pending) && now-e.pending[i].first >= d; i++ {
-		k := e.pending[i].k
+	for ; i < len(e.pri.pending) && now-e.pri.pending[i].first >= d; i++ {
+		k := e.pri.pending[i].k
 		s, meta, ok := e.tab.get(k)
-		if !ok || meta.synced || meta.first != e.pending[i].first {
+		if !ok || meta.synced || meta.first != e.pri.pending[i].first {
 			continue
 		}
 		meta.synced, meta.expires = true, now+s.Timeout
@@ -339,39 +376,18 @@ func (e *Engine) promote() {
 		e.enqueueLocked(session.Change{Op: session.Upsert, Session: s})
 		e.masterSyncedLocked(k)
 	}
-	e.pending = append(e.pending[:0], e.pending[i:]...)
+	e.pri.pending = append(e.pri.pending[:0], e.pri.pending[i:]...)
 }
 
 func (e *Engine) fullLocked() {
 	e.st.full++
 	e.obs.TableFull()
-	now := e.cfg.Now()
-	if now.Sub(e.lastFullAt) >= time.Minute {
-		e.lastFullAt = now
+	now := e.now()
+	if now.Sub(e.st.fullLoggedAt) >= time.Minute {
+		e.st.fullLoggedAt = now
 		e.log.Warn("session pickup: max_sessions reached; new sessions are not synced", "max_sessions", e.cfg.MaxSessions)
 	}
 }
 
-// enqueueLocked hands a change to every connected subordinate. A full queue
-// is dropped and its subordinate resynced: a slow subordinate never holds up
-// the primary.
-func (e *Engine) enqueueLocked(c session.Change) {
-	for _, p := range e.peers {
-		if !p.active {
-			continue
-		}
-		if len(p.queue) >= e.cfg.QueueLen {
-			if !p.overflow {
-				p.overflow = true
-				p.queue = p.queue[:0]
-				e.st.queueOverflows++
-			}
-			continue
-		}
-		if p.overflow {
-			continue
-		}
-		p.queue = append(p.queue, c)
-		p.wakeUp()
-	}
-}
+// enqueueLocked hands a session change to the subordinates.
+func (e *Engine) enqueueLocked(c session.Change) { sessionKind.enqueueLocked(e, c) }

@@ -6,8 +6,10 @@ import (
 	"github.com/hagate/hagate/internal/sessions/session"
 )
 
+// counters are the engine's counts for Stats. Guarded by Engine.mu.
 type counters struct {
 	overflows, queueOverflows, resyncs, frameErrors, applyErrors, errors, full, refused uint64
+	fullLoggedAt                                                                        time.Time // when max_sessions was last logged (once a minute)
 }
 
 // BulkStats describes the last bulk sync received.
@@ -60,7 +62,7 @@ func (e *Engine) Stats() Stats {
 	defer e.mu.Unlock()
 	st := Stats{
 		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
-		LastBulk: e.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
+		LastBulk: e.sub.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
 		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, Refused: e.st.refused, TableFull: e.st.full, Errors: e.st.errors,
 	}
 	if e.role == roleSubordinate {
@@ -75,7 +77,7 @@ func (e *Engine) Stats() Stats {
 			st.TCPStates[session.TCPStateName(m.tcp.State)]++
 		}
 	}
-	for _, p := range e.peers {
+	for _, p := range e.pri.peers {
 		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue),
 			SentSeq: p.sentSeq, AckedSeq: p.ackedSeq, Lag: p.lag, Bulks: p.bulks, Resyncs: p.resyncs})
 	}

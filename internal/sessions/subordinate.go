@@ -128,7 +128,7 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.cfg.Now}
+	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
 	hello, err := e.readHello(fc)
 	if err != nil {
 		return err
@@ -147,14 +147,14 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 		return fmt.Errorf("refused sync from %q: role %s, primary %q", from, r, want)
 	}
 	in := &inbound{conn: c, from: from, done: make(chan struct{})}
-	old := e.inbound
-	e.inbound = in
-	e.lastSeq = 0
+	old := e.sub.inbound
+	e.sub.inbound = in
+	e.sub.lastSeq = 0
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		if e.inbound == in {
-			e.inbound = nil
+		if e.sub.inbound == in {
+			e.sub.inbound = nil
 		}
 		e.mu.Unlock()
 		close(in.done)
@@ -196,6 +196,10 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 	var bulkStart time.Time
 	var bulkN int
 	var ack []byte
+	acknowledge := func(seq uint64) error {
+		ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: seq})
+		return fc.write(ack, e.cfg.IOTimeout)
+	}
 	for {
 		r := <-ra.msgs
 		if r.err != nil {
@@ -206,49 +210,42 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			e.mu.Lock()
 			e.gen++
 			e.mu.Unlock()
-			bulkStart, bulkN = time.Now(), 0
+			bulkStart, bulkN = e.now(), 0
 		case syncproto.Batch:
-			e.mu.Lock()
-			gap := m.Seq != e.lastSeq+1
-			e.lastSeq = m.Seq
-			e.mu.Unlock()
-			if gap {
-				e.count(&e.st.frameErrors)
-				e.obs.FrameDropped("gap")
-				return fmt.Errorf("batch %d out of sequence", m.Seq)
+			if err := e.inSequence(m.Seq, "batch"); err != nil {
+				return err
 			}
 			bulkN += len(m.Changes)
 			e.applyBatch(ctx, m.Changes)
 			ra.recycle(m.Changes)
-			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: m.Seq})
-			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
 		case syncproto.BulkEnd:
 			swept := e.sweep(ctx)
 			e.sweepExpects(ctx)
-			d := time.Since(bulkStart)
+			d := e.now().Sub(bulkStart)
 			e.mu.Lock()
-			e.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.cfg.Now()}
+			e.sub.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.now()}
 			e.mu.Unlock()
 			e.obs.BulkDone(bulkN, d)
 			e.emit(BulkDone{Sessions: bulkN, Took: d})
 			e.log.Info("session pickup: bulk received", "sessions", bulkN, "stale_removed", swept, "duration", d)
 			e.checkBuckets(bulkN)
 		case syncproto.ExpectBatch:
-			if err := e.receiveExpects(ctx, m); err != nil {
+			// Numbered in the sessions' sequence.
+			if err := e.inSequence(m.Seq, "expectation batch"); err != nil {
 				return err
 			}
-			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: m.Seq})
-			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+			e.applyExpects(ctx, m.Changes)
+			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
 		case syncproto.Heartbeat:
 			e.mu.Lock()
-			last := e.lastSeq
+			last := e.sub.lastSeq
 			e.mu.Unlock()
-			ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: last})
-			if err := fc.write(ack, e.cfg.IOTimeout); err != nil {
+			if err := acknowledge(last); err != nil {
 				return err
 			}
 		default:
@@ -257,6 +254,22 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			return fmt.Errorf("unexpected %s", m.Type())
 		}
 	}
+}
+
+// inSequence checks that a batch (of either kind, one sequence) follows
+// the last one received: a gap means frames were lost, and the connection
+// is dropped for a resync.
+func (e *Engine) inSequence(seq uint64, what string) error {
+	e.mu.Lock()
+	gap := seq != e.sub.lastSeq+1
+	e.sub.lastSeq = seq
+	e.mu.Unlock()
+	if gap {
+		e.count(&e.st.frameErrors)
+		e.obs.FrameDropped("gap")
+		return fmt.Errorf("%s %d out of sequence", what, seq)
+	}
+	return nil
 }
 
 // readAheadFrames is how many decoded messages may wait for the installer:

@@ -48,7 +48,9 @@ type frameConn struct {
 	peer seal.Header
 }
 
-// write seals payload and sends it within timeout.
+// write seals payload and sends it within timeout. Socket deadlines are
+// read on the kernel's wall clock, not on now (the engine's clock, which
+// stamps the frames): a test's clock must not stall real connections.
 func (f *frameConn) write(payload []byte, timeout time.Duration) error {
 	f.wbuf = append(f.wbuf[:0], 0, 0, 0, 0)
 	f.wbuf = f.sealer.Seal(f.wbuf, f.stream, f.now(), payload)

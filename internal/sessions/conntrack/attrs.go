@@ -59,18 +59,7 @@ const (
 // parseFlow decodes a ctnetlink conntrack message (after the netlink header).
 func parseFlow(data []byte) (session.Session, error) {
 	var s session.Session
-	if len(data) < nfgenHdrLen {
-		return s, fmt.Errorf("ctnetlink: %w", errShort)
-	}
-	s.Family = data[0]
-	b := data[nfgenHdrLen:]
-	for len(b) > 0 {
-		typ, v, rest, ok := nextAttr(b)
-		if !ok {
-			return s, fmt.Errorf("ctnetlink: malformed attribute")
-		}
-		b = rest
-		var err error
+	err := parseMsg(data, "ctnetlink", &s.Family, func(typ uint16, v []byte) (err error) {
 		switch typ {
 		case ctaTupleOrig:
 			err = parseTuple(v, &s.Orig, &s.Proto, &s.Zone)
@@ -95,11 +84,31 @@ func parseFlow(data []byte) (session.Session, error) {
 		case ctaHelp:
 			s.Helper, err = parseHelp(v)
 		}
-		if err != nil {
-			return s, fmt.Errorf("ctnetlink attribute %d: %w", typ, err)
+		return err
+	})
+	return s, err
+}
+
+// parseMsg reads a ctnetlink message of either subsystem (after the
+// netlink header): its family, then each attribute, handed to attr. what
+// names the message in errors.
+func parseMsg(data []byte, what string, family *uint8, attr func(typ uint16, v []byte) error) error {
+	if len(data) < nfgenHdrLen {
+		return fmt.Errorf("%s: %w", what, errShort)
+	}
+	*family = data[0]
+	b := data[nfgenHdrLen:]
+	for len(b) > 0 {
+		typ, v, rest, ok := nextAttr(b)
+		if !ok {
+			return fmt.Errorf("%s: malformed attribute", what)
+		}
+		b = rest
+		if err := attr(typ, v); err != nil {
+			return fmt.Errorf("%s attribute %d: %w", what, typ, err)
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func be32(v []byte) (uint32, error) {

@@ -122,19 +122,8 @@ func (w *builder) delExpect(k *session.ExpectKey, seq uint32) {
 // header).
 func parseExpect(data []byte) (session.Expect, error) {
 	var x session.Expect
-	if len(data) < nfgenHdrLen {
-		return x, fmt.Errorf("ctnetlink expect: %w", errShort)
-	}
-	x.Family = data[0]
 	var mask session.Tuple
-	b := data[nfgenHdrLen:]
-	for len(b) > 0 {
-		typ, v, rest, ok := nextAttr(b)
-		if !ok {
-			return x, errors.New("ctnetlink expect: malformed attribute")
-		}
-		b = rest
-		var err error
+	err := parseMsg(data, "ctnetlink expect", &x.Family, func(typ uint16, v []byte) (err error) {
 		var zone uint16
 		var proto uint8
 		switch typ {
@@ -162,9 +151,10 @@ func parseExpect(data []byte) (session.Expect, error) {
 		case ctaExpectNAT:
 			err = parseExpectNAT(v, &x)
 		}
-		if err != nil {
-			return x, fmt.Errorf("ctnetlink expect attribute %d: %w", typ, err)
-		}
+		return err
+	})
+	if err != nil {
+		return x, err
 	}
 	x.MaskSrc, x.MaskSrcPort = mask.Src, mask.SrcPort
 	x.Master.Family, x.Master.Zone = x.Family, x.Zone

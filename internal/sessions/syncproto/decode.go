@@ -112,23 +112,11 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 	case TResync:
 		m = Resync{Reason: r.u8()}
 	case TBatch:
-		seq := r.u64()
-		n := int(r.u32())
-		if r.err == nil && n > len(r.b)/minChange {
-			return nil, fmt.Errorf("batch: %d changes in %d bytes: %w", n, len(r.b), ErrMalformed)
-		}
-		changes := scratch[:0]
-		if cap(changes) < n {
-			changes = make([]session.Change, 0, n)
-		}
-		for i := 0; i < n && r.err == nil; i++ {
-			var c session.Change
-			decodeChange(&r, &c)
-			changes = append(changes, c)
-		}
+		seq, changes := decodeBatch(&r, scratch, decodeChange)
 		m = Batch{Seq: seq, Changes: changes}
 	case TExpect:
-		m = decodeExpectBatch(&r)
+		seq, changes := decodeBatch(&r, nil, decodeExpectChange)
+		m = ExpectBatch{Seq: seq, Changes: changes}
 	default:
 		return nil, fmt.Errorf("type %d: %w", t, ErrMalformed)
 	}
@@ -139,6 +127,28 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 		return nil, fmt.Errorf("%s: %d trailing bytes: %w", m.Type(), len(r.b), ErrMalformed)
 	}
 	return m, nil
+}
+
+// decodeBatch reads a batch's sequence number and changes (appended to
+// scratch), each read by one. A count that the bytes present cannot hold
+// is refused before anything is allocated.
+func decodeBatch[C any](r *reader, scratch []C, one func(*reader, *C)) (uint64, []C) {
+	seq := r.u64()
+	n := int(r.u32())
+	if r.err == nil && n > len(r.b)/minChange {
+		r.err = fmt.Errorf("%d changes in %d bytes: %w", n, len(r.b), ErrMalformed)
+		return seq, nil
+	}
+	changes := scratch[:0]
+	if cap(changes) < n {
+		changes = make([]C, 0, n)
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		var c C
+		one(r, &c)
+		changes = append(changes, c)
+	}
+	return seq, changes
 }
 
 func decodeChange(r *reader, c *session.Change) {

@@ -2,7 +2,6 @@ package syncproto
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	"github.com/hagate/hagate/internal/sessions/session"
 )
@@ -30,14 +29,25 @@ const (
 
 // AppendExpectBatch appends an ExpectBatch.
 func AppendExpectBatch(b []byte, m ExpectBatch) []byte {
-	b = append(b, byte(TExpect))
-	b = binary.BigEndian.AppendUint64(b, m.Seq)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Changes)))
-	for i := range m.Changes {
-		b = AppendExpectChange(b, &m.Changes[i])
-	}
-	return b
+	var w ExpectWriter
+	return appendAll(&w, b, m.Seq, m.Changes)
 }
+
+// ExpectWriter builds an ExpectBatch change by change. The zero value is
+// ready after Reset.
+type ExpectWriter struct{ batch }
+
+// Reset starts a batch appended to b.
+func (w *ExpectWriter) Reset(b []byte) { w.reset(b, TExpect) }
+
+// Add appends one change.
+func (w *ExpectWriter) Add(c *session.ExpectChange) {
+	w.b = AppendExpectChange(w.b, c)
+	w.n++
+}
+
+// Finish fills the header and returns the buffer.
+func (w *ExpectWriter) Finish(seq uint64) []byte { return w.finish(seq) }
 
 // AppendExpectChange appends one encoded expectation change; a Delete
 // carries only the key.
@@ -110,22 +120,6 @@ func readAddr(r *reader, a *[16]byte, v6 bool) {
 	}
 	*a = [16]byte{10: 0xff, 11: 0xff}
 	copy(a[12:], r.take(4))
-}
-
-func decodeExpectBatch(r *reader) Message {
-	seq := r.u64()
-	n := int(r.u32())
-	if r.err == nil && n > len(r.b)/minChange {
-		r.err = fmt.Errorf("%d expectations in %d bytes: %w", n, len(r.b), ErrMalformed)
-		return ExpectBatch{}
-	}
-	m := ExpectBatch{Seq: seq, Changes: make([]session.ExpectChange, 0, n)}
-	for i := 0; i < n && r.err == nil; i++ {
-		var c session.ExpectChange
-		decodeExpectChange(r, &c)
-		m.Changes = append(m.Changes, c)
-	}
-	return m
 }
 
 func decodeExpectChange(r *reader, c *session.ExpectChange) {

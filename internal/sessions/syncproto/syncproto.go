@@ -182,11 +182,51 @@ const batchHeaderLen = 1 + 8 + 4
 // AppendBatch appends a whole Batch.
 func AppendBatch(b []byte, m Batch) []byte {
 	var w BatchWriter
+	return appendAll(&w, b, m.Seq, m.Changes)
+}
+
+// batch is what both kinds of batch share: the header (type, sequence
+// number, count of changes), then the changes, appended one by one.
+type batch struct {
+	b     []byte
+	start int
+	n     uint32
+}
+
+func (w *batch) reset(b []byte, t Type) {
+	w.start, w.n = len(b), 0
+	w.b = append(b, make([]byte, batchHeaderLen)...)
+	w.b[w.start] = byte(t)
+}
+
+func (w *batch) finish(seq uint64) []byte {
+	binary.BigEndian.PutUint64(w.b[w.start+1:], seq)
+	binary.BigEndian.PutUint32(w.b[w.start+9:], w.n)
+	return w.b
+}
+
+// Len returns the bytes of the batch so far; Count the changes.
+func (w *batch) Len() int   { return len(w.b) - w.start }
+func (w *batch) Count() int { return int(w.n) }
+
+// Writer builds a batch of changes C change by change, so that a sender
+// can cut batches at a size: BatchWriter for sessions, ExpectWriter for
+// expectations.
+type Writer[C any] interface {
+	Reset(b []byte)
+	Add(c *C)
+	Len() int
+	Count() int
+	Finish(seq uint64) []byte
+}
+
+// appendAll appends a whole batch of cs to b.
+func appendAll[C any](w Writer[C], b []byte, seq uint64, cs []C) []byte {
 	w.Reset(b)
-	for i := range m.Changes {
-		w.Add(&m.Changes[i])
+	for i := range cs {
+		w.Add(&cs[i])
 	}
-	return w.Finish(m.Seq)
+	return w.Finish(seq)
 }
 
 // BatchWriter builds a Batch change by change, so a sender can cut batches
@@ -195,17 +235,11 @@ type BatchWriter struct {
 	// Version is the connection's protocol version (0: Version); below 2
 	// the helpers of sessions are left out.
 	Version uint8
-	b       []byte
-	start   int
-	n       uint32
+	batch
 }
 
 // Reset starts a batch appended to b.
-func (w *BatchWriter) Reset(b []byte) {
-	w.start, w.n = len(b), 0
-	w.b = append(b, make([]byte, batchHeaderLen)...)
-	w.b[w.start] = byte(TBatch)
-}
+func (w *BatchWriter) Reset(b []byte) { w.reset(b, TBatch) }
 
 // Add appends one change.
 func (w *BatchWriter) Add(c *session.Change) {
@@ -218,16 +252,8 @@ func (w *BatchWriter) Add(c *session.Change) {
 	w.n++
 }
 
-// Len returns the bytes of the batch so far; Count the changes.
-func (w *BatchWriter) Len() int   { return len(w.b) - w.start }
-func (w *BatchWriter) Count() int { return int(w.n) }
-
 // Finish fills the header and returns the buffer.
-func (w *BatchWriter) Finish(seq uint64) []byte {
-	binary.BigEndian.PutUint64(w.b[w.start+1:], seq)
-	binary.BigEndian.PutUint32(w.b[w.start+9:], w.n)
-	return w.b
-}
+func (w *BatchWriter) Finish(seq uint64) []byte { return w.finish(seq) }
 
 // SetBatchSeq rewrites the sequence number of an encoded Batch or
 // ExpectBatch in place.
