@@ -343,7 +343,6 @@ func (r *scriptRun) tick(d time.Duration) string {
 	return out.String()
 }
 
-
 func (r *scriptRun) hear(p *scriptPeer) string {
 	var out strings.Builder
 	p.hb.Count++
