@@ -160,6 +160,8 @@ func (n *Node) Step(ev Event) []Action {
 		n.sessionsReady(e)
 	case SyncLost:
 		n.notice(true, false, "session sync with %s lost: %s", e.Peer, e.Reason)
+	case Reconfigure:
+		n.reconfigure(e)
 	case Command:
 		n.command(e)
 		if n.stopped {

@@ -37,6 +37,7 @@ import (
 //	tick DURATION                advance the clock, ticking every interval/4
 //	ready gen=N | bulk | synclost PEER REASON...
 //	command failover-set|failover-unset|reset-uptime|shutdown
+//	reload priority=N [override] [monitored=a,b]   a live reconfiguration
 //	state                        role, primary, holding, sync pending
 //
 // Sends are left out unless the node has `sends`. Regenerate the expected
@@ -207,6 +208,15 @@ func (r *scriptRun) do(line string) (string, error) {
 		return r.step(BulkReceived{Now: r.now}), nil
 	case "synclost":
 		return r.step(SyncLost{Now: r.now, Peer: f[1], Reason: strings.Join(f[2:], " ")}), nil
+	case "reload":
+		c := r.cfg
+		c.Priority, _ = strconv.Atoi(a["priority"])
+		c.Override = has(a, "override")
+		c.Monitored = nil
+		if v := a["monitored"]; v != "" {
+			c.Monitored = strings.Split(v, ",")
+		}
+		return r.step(Reconfigure{Now: r.now, Config: c}), nil
 	case "command":
 		k, ok := map[string]CommandKind{"failover-set": FailoverSet, "failover-unset": FailoverUnset, "reset-uptime": ResetUptime, "shutdown": Shutdown}[f[1]]
 		if !ok {

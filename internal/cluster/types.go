@@ -168,6 +168,13 @@ type SyncLost struct {
 	Reason string
 }
 
+// Reconfigure applies the settings a member may change while it runs (see
+// Node.reconfigure); the others in Config are kept.
+type Reconfigure struct {
+	Now    time.Time
+	Config Config
+}
+
 // CommandKind is an operator command.
 type CommandKind uint8
 
@@ -193,6 +200,7 @@ func (e Command) at() time.Time       { return e.Now }
 func (e BulkReceived) at() time.Time  { return e.Now }
 func (e SessionsReady) at() time.Time { return e.Now }
 func (e SyncLost) at() time.Time      { return e.Now }
+func (e Reconfigure) at() time.Time   { return e.Now }
 
 // Action is an output of Step for the daemon to perform.
 type Action interface{ isAction() }

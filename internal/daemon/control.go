@@ -97,6 +97,12 @@ func (d *Daemon) handle(req request) control.Response {
 	case "reset-uptime":
 		d.step(cluster.Command{Now: now, Kind: cluster.ResetUptime})
 		return control.OK(d.status(now))
+	case "reload":
+		res, err := d.reload()
+		if err != nil {
+			return control.Errorf("%v", err)
+		}
+		return control.OK(res)
 	case "sessions":
 		if d.pickup == nil {
 			return control.Errorf("session pickup is off (session_pickup.enabled: false)")

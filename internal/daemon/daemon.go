@@ -11,7 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -52,12 +52,22 @@ type Daemon struct {
 
 	requests chan request
 	notify   *notifier
-	pings    *pinger.Pinger // ping_servers; nil if none
 	witness  *pinger.Pinger // split_brain.witness; nil if none
 
-	// Owned by the loop goroutine.
-	bg           context.Context // ends after the hand-over: the announcer runs on it
-	holding      bool            // the virtual addresses are ours
+	cfgPath string         // reloaded on SIGHUP and `hagate reload` ("": keys only)
+	level   *slog.LevelVar // log_level, when the caller lets it change
+
+	// Owned by the loop goroutine. The parts a reload restarts have their
+	// own stop function.
+	bg          context.Context // ends after the hand-over: every part runs on it
+	wg          sync.WaitGroup  // every goroutine started on bg
+	watch       *netif.LinkWatch
+	stopWatch   context.CancelFunc
+	pings       *pinger.Pinger // ping_servers; nil if none
+	stopPings   context.CancelFunc
+	stopMetrics context.CancelFunc
+
+	holding      bool // the virtual addresses are ours
 	lastFailover time.Time
 	vmacs        map[string][]byte // interface -> MAC before the virtual MAC
 	lost         map[[2]string]uint64
@@ -84,6 +94,13 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.met = metrics.New()
 	return d, nil
+}
+
+// ReloadFrom makes SIGHUP and `hagate reload` reread path and apply what
+// may change live (see reload.go), and log_level through level (nil: the
+// log level stays). Call before Run.
+func (d *Daemon) ReloadFrom(path string, level *slog.LevelVar) {
+	d.cfgPath, d.level = path, level
 }
 
 // clusterConfig maps the configuration onto the state machine's.
@@ -124,21 +141,30 @@ func (u undo) run() {
 func (d *Daemon) Run(ctx context.Context) error {
 	var cleanup undo
 	defer cleanup.run()
-	watch, err := d.start(ctx, &cleanup)
-	if err != nil {
+	if err := d.start(ctx, &cleanup); err != nil {
 		return err
 	}
-	err = d.loop(ctx, watch)
+	err := d.loop(ctx)
 	d.handOver()
 	return err
 }
 
+// spawn runs f in a goroutine that Run waits for; f must return once bg
+// (or the context it was given) ends.
+func (d *Daemon) spawn(name string, f func() error) {
+	d.wg.Go(func() {
+		if err := f(); err != nil && d.bg.Err() == nil {
+			d.log.Error(name+" stopped", "err", err)
+		}
+	})
+}
+
 // start builds and starts every part, pushing what undoes each on cleanup.
-func (d *Daemon) start(ctx context.Context, cleanup *undo) (*netif.LinkWatch, error) {
+func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	cfg := d.cfg
 	var err error
 	if d.nif, err = netif.New(); err != nil {
-		return nil, fmt.Errorf("netlink: %w", err)
+		return fmt.Errorf("netlink: %w", err)
 	}
 	cleanup.push(func() { d.nif.Close() })
 	// A member starts without the virtual addresses, even after a crash
@@ -148,7 +174,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) (*netif.LinkWatch, er
 	d.started = time.Now()
 	epoch := uint64(d.started.UnixNano())
 	if d.sealer, err = seal.NewSealer(d.keys, d.mode, seal.Heartbeat, uint16(cfg.GroupID), cfg.NodeID, epoch); err != nil {
-		return nil, err
+		return err
 	}
 	// Frames sent before this start are captures the opener has no replay
 	// window for, unless they echo this boot: the transport checks that
@@ -159,69 +185,46 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) (*netif.LinkWatch, er
 		links = append(links, heartbeat.Link{Interface: l.Interface, Peers: l.Peers})
 	}
 	if d.tr, err = heartbeat.Open(links, cfg.Heartbeat.Port, d.sealer, d.opener, hbCounters{d.met}, time.Now); err != nil {
-		return nil, err
+		return err
 	}
 	cleanup.push(d.tr.Close)
 	if d.hist, err = history.Open(cfg.StateDir, historyEntries); err != nil {
-		return nil, err
+		return err
 	}
 	cleanup.push(func() { d.hist.Close() })
-
-	watched := slices.Clone(cfg.Monitor)
-	for _, l := range cfg.Heartbeat.Links {
-		if !slices.Contains(watched, l.Interface) {
-			watched = append(watched, l.Interface)
-		}
-	}
-	watchCtx, stopWatch := context.WithCancel(ctx)
-	cleanup.push(stopWatch)
-	watch, err := d.nif.Watch(watchCtx, watched)
-	if err != nil {
-		return nil, fmt.Errorf("link watch: %w", err)
-	}
 	ctl, err := d.listenControl()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cleanup.push(func() { ctl.Close() })
-	var mln net.Listener
-	if cfg.MetricsListen != "" {
-		// Listen here, so that an address in use stops the start.
-		if mln, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return nil, fmt.Errorf("metrics_listen: %w", err)
-		}
-		cleanup.push(func() { mln.Close() })
-	}
 
 	// Everything below runs until bg ends, after the loop has handed over.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	cleanup.push(func() { stopBG(); wg.Wait() })
 	d.bg = bg
-	start := func(name string, f func(context.Context) error) {
-		wg.Go(func() {
-			if err := f(bg); err != nil && bg.Err() == nil {
-				d.log.Error(name+" stopped", "err", err)
-			}
-		})
+	cleanup.push(func() { stopBG(); d.wg.Wait() })
+	if err := d.watchLinks(); err != nil {
+		return err
 	}
-	start("heartbeat transport", func(c context.Context) error { d.tr.Run(c); return nil })
-	start("control socket", func(c context.Context) error { return d.serveControl(c, ctl) })
-	if mln != nil {
-		start("metrics", func(c context.Context) error { return d.met.ServeListener(c, mln) })
+	if err := d.serveMetrics(); err != nil {
+		return err
 	}
-	d.notify = newNotifier(cfg.Notify, cfg.NodeID, d.log)
-	start("notify", d.notify.run)
+	d.spawn("heartbeat transport", func() error { d.tr.Run(bg); return nil })
+	d.spawn("control socket", func() error { return d.serveControl(bg, ctl) })
+	d.notify = newNotifier(cfg.NodeID, d.log)
+	d.spawn("notify", func() error { return d.notify.run(bg) })
 	d.ann = netif.NewAnnouncer(d.nif, d.log)
 	cleanup.push(d.ann.Stop)
-	if err := d.startPingers(start); err != nil {
-		return nil, err
+	if err := d.startPings(); err != nil {
+		return err
+	}
+	if err := d.startWitness(); err != nil {
+		return err
 	}
 	if cfg.SessionPickup.Enabled {
 		if d.pickup, err = startPickup(bg, cfg, d.keys, d.mode, epoch, d.met, d.log); err != nil {
-			return nil, err
+			return err
 		}
-		start("session pickup", d.pickup.run)
+		d.spawn("session pickup", func() error { return d.pickup.run(bg) })
 		d.refreshLocalAddrs()
 	}
 
@@ -230,28 +233,25 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) (*netif.LinkWatch, er
 		"override", cfg.Override, "security", d.mode.String(), "hello_holddown", cfg.HelloHolddown,
 		"heartbeat", fmt.Sprintf("%s x %d", cfg.Heartbeat.Interval, cfg.Heartbeat.LostThreshold))
 	d.record(history.Entry{Event: "start", Role: cluster.Hello.String(), Reason: "daemon started"})
-	for name, up := range watch.Initial {
-		d.step(cluster.LinkChange{Now: time.Now(), Interface: name, Up: up})
+	for _, name := range slices.Sorted(maps.Keys(d.watch.Initial)) {
+		d.step(cluster.LinkChange{Now: time.Now(), Interface: name, Up: d.watch.Initial[name]})
 	}
 	// Ping servers count only once they answer.
 	if d.pings != nil {
 		d.step(cluster.PingChange{Now: time.Now(), Up: d.pings.Up()})
 	}
-	return watch, nil
+	return nil
 }
 
-// loop feeds events to the state machine until ctx ends.
-func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
+// loop feeds events to the state machine until ctx ends. The parts a
+// reload restarts are read afresh on every turn.
+func (d *Daemon) loop(ctx context.Context) error {
 	tick := time.NewTicker(d.cfg.Heartbeat.Interval / 4)
 	defer tick.Stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	links := watch.Events()
-	var pingUpdates, witnessUpdates <-chan int
-	if d.pings != nil {
-		pingUpdates = d.pings.Updates()
-	}
+	var witnessUpdates <-chan int
 	if d.witness != nil {
 		witnessUpdates = d.witness.Updates()
 	}
@@ -260,22 +260,26 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 		pickupEvents = d.pickup.e.Events()
 	}
 	for {
+		var pingUpdates <-chan int
+		if d.pings != nil {
+			pingUpdates = d.pings.Updates()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			d.reloadKeys()
+			d.sighup()
 		case <-tick.C:
 			d.step(cluster.Tick{Now: time.Now()})
 		case rx := <-d.tr.Packets():
 			rx.Now = time.Now()
 			d.step(rx)
-		case ev, ok := <-links:
+		case ev, ok := <-d.watch.Events():
 			if !ok {
 				// The kernel dropped the subscription (or it failed): the
 				// member would go blind to link failures, so stop loudly
 				// rather than run on stale link states.
-				return fmt.Errorf("link watch lost: %w", errors.Join(watch.Err(), errors.New("netlink subscription closed")))
+				return fmt.Errorf("link watch lost: %w", errors.Join(d.watch.Err(), errors.New("netlink subscription closed")))
 			}
 			d.step(cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
 		case n := <-pingUpdates:
@@ -292,31 +296,43 @@ func (d *Daemon) loop(ctx context.Context, watch *netif.LinkWatch) error {
 	}
 }
 
-// reloadKeys rereads the key file (SIGHUP): the first key seals from now
-// on, every listed key is accepted, and a key no longer listed is refused.
-func (d *Daemon) reloadKeys() {
-	if d.mode == seal.Plain {
-		d.log.Info("SIGHUP: plaintext mode, no keys to reload")
+// sighup reloads the configuration, or only the key file when the daemon
+// was not given the file's path.
+func (d *Daemon) sighup() {
+	if d.cfgPath == "" {
+		if err := d.reloadKeys(d.cfg.KeyFile); err != nil {
+			d.log.Error("SIGHUP: key file not reloaded, the old keys stay in use", "err", err)
+		}
 		return
 	}
-	kr, err := seal.LoadKeyFile(d.cfg.KeyFile)
+	if _, err := d.reload(); err != nil {
+		d.log.Error("SIGHUP: "+err.Error())
+	}
+}
+
+// reloadKeys rereads the key file: the first key seals from now on, every
+// listed key is accepted, and a key no longer listed is refused.
+func (d *Daemon) reloadKeys(path string) error {
+	if d.mode == seal.Plain {
+		return nil
+	}
+	kr, err := seal.LoadKeyFile(path)
 	if err != nil {
-		d.log.Error("SIGHUP: key file not reloaded, the old keys stay in use", "err", err)
-		return
+		return err
 	}
 	if err := d.sealer.Rekey(kr); err != nil {
-		d.log.Error("SIGHUP: key file not reloaded", "err", err)
-		return
+		return err
 	}
 	d.opener.SetKeyring(kr)
 	d.keys = kr
 	if d.pickup != nil {
 		if err := d.pickup.e.Rekey(kr); err != nil {
-			d.log.Error("SIGHUP: session sync keys not reloaded", "err", err)
+			return fmt.Errorf("session sync: %w", err)
 		}
 	}
-	d.log.Info("SIGHUP: key file reloaded", "keys", kr.IDs())
+	d.log.Info("key file reloaded", "keys", kr.IDs())
 	d.record(history.Entry{Event: "event", Reason: "key file reloaded"})
+	return nil
 }
 
 // handOver tells the others this member is leaving, so that if it was
@@ -390,7 +406,7 @@ func (d *Daemon) perform(a cluster.Action) {
 	case cluster.SyncRoutes:
 		d.pickup.dial(a.Peers)
 	case cluster.Notify:
-		d.notify.send(notification{Role: a.Role.String(), Previous: a.Previous.String(), Kind: string(a.Kind), Reason: a.Reason})
+		d.notify.send(notification{Command: d.cfg.Notify, Role: a.Role.String(), Previous: a.Previous.String(), Kind: string(a.Kind), Reason: a.Reason})
 	}
 }
 
@@ -497,32 +513,20 @@ func (d *Daemon) refreshLocalAddrs() {
 	d.pickup.e.Do(sessions.LocalAddrs{Addrs: addrs})
 }
 
-// startPingers starts remote link monitoring (ping_servers) and the
-// split-brain witness check, when configured.
-func (d *Daemon) startPingers(start func(string, func(context.Context) error)) error {
+// startWitness starts the split-brain witness check, when configured.
+func (d *Daemon) startWitness() error {
 	cfg := d.cfg
-	if len(cfg.PingServers) > 0 {
-		var ts []pinger.Target
-		for _, p := range cfg.PingServers {
-			ts = append(ts, pinger.Target{Interface: p.Interface, Addr: p.Target, Interval: p.Interval, Failures: p.Failures})
-		}
-		p, err := pinger.New(ts, cfg.PingFlipTimeout, d.log)
-		if err != nil {
-			return fmt.Errorf("ping_servers: %w", err)
-		}
-		d.pings = p
-		start("ping servers", p.Run)
+	if !cfg.SplitBrain.Witness.IsValid() {
+		return nil
 	}
-	if cfg.SplitBrain.Witness.IsValid() {
-		// The witness is checked on the heartbeat's time scale, so a lost
-		// witness is noticed as fast as a lost member.
-		p, err := pinger.New([]pinger.Target{{Addr: cfg.SplitBrain.Witness, Interval: cfg.Heartbeat.Interval, Failures: cfg.Heartbeat.LostThreshold}}, 0, d.log)
-		if err != nil {
-			return fmt.Errorf("split_brain.witness: %w", err)
-		}
-		d.witness = p
-		start("witness", p.Run)
+	// The witness is checked on the heartbeat's time scale, so a lost
+	// witness is noticed as fast as a lost member.
+	p, err := pinger.New([]pinger.Target{{Addr: cfg.SplitBrain.Witness, Interval: cfg.Heartbeat.Interval, Failures: cfg.Heartbeat.LostThreshold}}, 0, d.log)
+	if err != nil {
+		return fmt.Errorf("split_brain.witness: %w", err)
 	}
+	d.witness = p
+	d.spawn("witness", func() error { return p.Run(d.bg) })
 	return nil
 }
 

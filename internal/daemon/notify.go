@@ -8,15 +8,16 @@ import (
 	"time"
 )
 
-// notification is one role change for the notify command.
+// notification is one role change for the notify command. It names the
+// command in force when the role changed, so a reload never races a run.
 type notification struct {
+	Command                      string
 	Role, Previous, Kind, Reason string
 }
 
 // notifier runs the notify command once per role change, in order, one at a
 // time, each bounded in time, without ever holding up the cluster loop.
 type notifier struct {
-	path string
 	node string
 	log  *slog.Logger
 	q    chan notification
@@ -24,12 +25,12 @@ type notifier struct {
 
 const notifyTimeout = 30 * time.Second
 
-func newNotifier(path, node string, log *slog.Logger) *notifier {
-	return &notifier{path: path, node: node, log: log, q: make(chan notification, 64)}
+func newNotifier(node string, log *slog.Logger) *notifier {
+	return &notifier{node: node, log: log, q: make(chan notification, 64)}
 }
 
 func (n *notifier) send(m notification) {
-	if n == nil || n.path == "" {
+	if n == nil || m.Command == "" {
 		return
 	}
 	select {
@@ -66,14 +67,14 @@ func (n *notifier) exec(ctx context.Context, m notification) {
 	// Not cancelled with the daemon: the last role change is reported too.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, n.path, m.Role, m.Reason)
+	cmd := exec.CommandContext(ctx, m.Command, m.Role, m.Reason)
 	cmd.Env = append(os.Environ(),
 		"HAGATE_NODE="+n.node, "HAGATE_ROLE="+m.Role, "HAGATE_PREVIOUS_ROLE="+m.Previous,
 		"HAGATE_KIND="+m.Kind, "HAGATE_REASON="+m.Reason)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		n.log.Error("notify command failed", "command", n.path, "role", m.Role, "err", err, "output", string(out))
+		n.log.Error("notify command failed", "command", m.Command, "role", m.Role, "err", err, "output", string(out))
 		return
 	}
-	n.log.Info("notify command ran", "command", n.path, "role", m.Role)
+	n.log.Info("notify command ran", "command", m.Command, "role", m.Role)
 }

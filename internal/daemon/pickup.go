@@ -113,15 +113,10 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 	if len(listen) == 0 {
 		return nil, fmt.Errorf("session_pickup.links: no address on %v to listen on", links)
 	}
-	var marks []sessions.MarkMatch
-	for _, m := range sp.Filter.Marks {
-		marks = append(marks, sessions.MarkMatch{Value: m.Value, Mask: m.Mask})
-	}
 	e, err := sessions.NewEngine(sessions.EngineConfig{
 		NodeID: cfg.NodeID, Group: uint16(cfg.GroupID), Keyring: kr, Mode: mode, Epoch: epoch,
 		ListenAddrs: listen,
-		Filter: sessions.Filter{Connectionless: sp.Connectionless, NAT: cfg.PickupNAT(), Zones: sp.Filter.Zones,
-			Marks: marks, Prefixes: sp.Filter.Addresses},
+		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
 		Logger: log.With("part", "session pickup"), Observer: observer{met},
@@ -164,3 +159,14 @@ func (o observer) BulkDone(n int, d time.Duration) {
 }
 func (o observer) SyncLag(d time.Duration) { o.m.SyncLag.Set(d.Seconds()) }
 func (o observer) TableFull()              { o.m.SessionsDroppedLimit.Inc() }
+
+// pickupFilter is session_pickup's filter as the engine applies it.
+func pickupFilter(cfg *config.Config) sessions.Filter {
+	sp := cfg.SessionPickup
+	var marks []sessions.MarkMatch
+	for _, m := range sp.Filter.Marks {
+		marks = append(marks, sessions.MarkMatch{Value: m.Value, Mask: m.Mask})
+	}
+	return sessions.Filter{Connectionless: sp.Connectionless, NAT: cfg.PickupNAT(), Zones: sp.Filter.Zones,
+		Marks: marks, Prefixes: sp.Filter.Addresses}
+}

@@ -31,7 +31,12 @@ type DialPeers struct{ Peers []netip.AddrPort }
 // LocalAddrs: the node's own addresses (see SetLocalAddrs).
 type LocalAddrs struct{ Addrs []netip.Addr }
 
+// SetFilter: sync only the sessions f selects from now on (a reload). The
+// sessions already synced stay until they end.
+type SetFilter struct{ Filter Filter }
+
 func (AcceptFrom) isCommand() {}
+func (SetFilter) isCommand()  {}
 func (Promote) isCommand()    {}
 func (DialPeers) isCommand()  {}
 func (LocalAddrs) isCommand() {}
@@ -148,5 +153,7 @@ func (e *Engine) carryOut(ctx context.Context, c Command) {
 		e.SetPeers(c.Peers)
 	case LocalAddrs:
 		e.SetLocalAddrs(c.Addrs)
+	case SetFilter:
+		e.sel.setFilter(c.Filter)
 	}
 }

@@ -40,9 +40,22 @@ const (
 // selector applies a Filter and the node's own addresses. Safe for
 // concurrent use.
 type selector struct {
-	f     Filter
 	mu    sync.RWMutex
+	f     Filter // replaced whole by setFilter, never changed in place
 	local map[[16]byte]struct{}
+}
+
+// setFilter makes f the filter from now on.
+func (s *selector) setFilter(f Filter) {
+	s.mu.Lock()
+	s.f = f
+	s.mu.Unlock()
+}
+
+func (s *selector) filter() Filter {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.f
 }
 
 func newSelector(f Filter) *selector { return &selector{f: f, local: map[[16]byte]struct{}{}} }
@@ -75,37 +88,38 @@ func (s *selector) isLocal(x *session.Session) bool {
 
 // skip returns why x is not synced, or "".
 func (s *selector) skip(x *session.Session) string {
-	if !s.f.Connectionless && x.Proto != session.ProtoTCP {
+	f := s.filter()
+	if !f.Connectionless && x.Proto != session.ProtoTCP {
 		return SkipProtocol
 	}
 	if s.isLocal(x) {
 		return SkipLocal
 	}
-	if !s.f.NAT && x.IsNAT() {
+	if !f.NAT && x.IsNAT() {
 		return SkipNAT
 	}
-	if len(s.f.Zones) > 0 {
+	if len(f.Zones) > 0 {
 		ok := false
-		for _, z := range s.f.Zones {
+		for _, z := range f.Zones {
 			ok = ok || z == x.Zone
 		}
 		if !ok {
 			return SkipZone
 		}
 	}
-	if len(s.f.Marks) > 0 {
+	if len(f.Marks) > 0 {
 		ok := false
-		for _, m := range s.f.Marks {
+		for _, m := range f.Marks {
 			ok = ok || x.Mark&m.Mask == m.Value
 		}
 		if !ok {
 			return SkipMark
 		}
 	}
-	if len(s.f.Prefixes) > 0 {
+	if len(f.Prefixes) > 0 {
 		src, dst := x.Orig.SrcAddr(), x.Orig.DstAddr()
 		ok := false
-		for _, p := range s.f.Prefixes {
+		for _, p := range f.Prefixes {
 			ok = ok || p.Contains(src) || p.Contains(dst)
 		}
 		if !ok {

@@ -1,0 +1,55 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// reconfigure applies the settings that may change while the member runs:
+// priority, override, uptime margin, failover hold time, the monitored
+// interfaces and the number of ping servers. The rest (node id, links,
+// timers, session pickup, quorum) are fixed for the node's life; the daemon
+// refuses a reload that changes them. The new settings take effect in the
+// election that follows at once: a change that calls for a role change (a
+// lower priority with override on) makes it, any other makes none.
+func (n *Node) reconfigure(e Reconfigure) {
+	c := e.Config
+	var changed []string
+	note := func(name string, from, to any) {
+		if fmt.Sprint(from) != fmt.Sprint(to) {
+			changed = append(changed, fmt.Sprintf("%s %v -> %v", name, from, to))
+		}
+	}
+	note("priority", n.cfg.Priority, c.Priority)
+	note("override", n.cfg.Override, c.Override)
+	note("uptime_margin", n.cfg.UptimeMargin, c.UptimeMargin)
+	note("failover_hold_time", n.cfg.FailoverHoldTime, c.FailoverHoldTime)
+	note("monitor", n.cfg.Monitored, c.Monitored)
+	note("ping servers", n.cfg.PingServers, c.PingServers)
+	if len(changed) == 0 {
+		return
+	}
+	n.cfg.Priority, n.cfg.Override = c.Priority, c.Override
+	n.cfg.UptimeMargin, n.cfg.FailoverHoldTime = c.UptimeMargin, c.FailoverHoldTime
+	// A newly monitored interface counts as down until the link watcher
+	// says otherwise, as at start: a member must not claim to be better
+	// than it is. One no longer monitored is forgotten.
+	mon := make(map[string]bool, len(c.Monitored))
+	for _, m := range c.Monitored {
+		mon[m] = n.monitored[m]
+	}
+	n.monitored = mon
+	n.cfg.Monitored = slices.Clone(c.Monitored)
+	if c.PingServers != n.cfg.PingServers {
+		// The pingers start over: servers count only once they answer.
+		n.pingUp = min(n.pingUp, c.PingServers)
+		n.cfg.PingServers = c.PingServers
+	}
+	for _, p := range n.peers {
+		delete(p.warned, "override") // worth saying again if they now differ
+		delete(p.warned, "monitor")
+	}
+	n.sendNow = true
+	n.notice(false, true, "configuration reloaded: %s", strings.Join(changed, ", "))
+}
