@@ -62,7 +62,8 @@ func NewAt(ns netns.NsHandle) (*Handle, error) {
 }
 
 // Close releases the Handle's sockets and namespace descriptor. Watches
-// already running keep their own subscription until their context ends.
+// already running keep their own subscription until their context ends,
+// but can no longer replace it if it fails: close the Handle after them.
 func (h *Handle) Close() error {
 	h.nl.Close()
 	return h.ns.Close()

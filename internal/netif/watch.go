@@ -4,15 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // watchRcvBuf asks for a larger receive buffer on the link subscription: a
-// burst of link messages (many per change) that overflows it kills the watch.
+// burst of link messages (many per change) that overflows it costs a
+// re-subscription.
 const watchRcvBuf = 1 << 20
+
+// Re-subscription backoff: the first attempt is immediate, then the wait
+// doubles from resubscribeMin up to resubscribeMax while attempts fail.
+const (
+	resubscribeMin = 50 * time.Millisecond
+	resubscribeMax = 2 * time.Second
+)
 
 // A LinkEvent reports that a watched interface went operationally up or down.
 type LinkEvent struct {
@@ -21,34 +33,66 @@ type LinkEvent struct {
 }
 
 // A LinkWatch follows the operational state of a set of interface names. It
-// is made by [Handle.Watch] and runs until its context ends or the kernel
-// subscription fails.
+// is made by [Handle.Watch] and runs until its context ends. When the kernel
+// subscription fails (the kernel dropped link messages that were not read
+// fast enough, ENOBUFS, or the socket closed), the watch opens a new one,
+// lists the links again and reports every watched name whose state differs
+// from what it last reported: no change is lost and none is reported twice.
 type LinkWatch struct {
 	// Initial is the state of every watched name when the watch started:
 	// up (see Watch) or not; a name with no interface yet is down.
 	Initial map[string]bool
 
 	events chan LinkEvent
+	log    *slog.Logger
+	open   func() (*subscription, []*netlink.LinkAttrs, error)
+	hooks  watchHooks
+	resubs atomic.Uint64
 
 	mu  sync.Mutex
 	err error
 }
 
+// watchHooks let tests reach into a watch's recovery; the zero value is
+// what the daemon runs.
+type watchHooks struct {
+	// noResubscribe ends the watch when its subscription fails, as
+	// before re-subscription existed.
+	noResubscribe bool
+	// rcvBuf replaces watchRcvBuf when not zero.
+	rcvBuf int
+	// subscribed is given, for every subscription the watch opens, a
+	// function that closes its socket.
+	subscribed func(kill func())
+	// beforeResubscribe runs before each attempt to re-subscribe.
+	beforeResubscribe func()
+}
+
 // Events delivers each change of a watched name's state, in order, once per
-// change. It is closed when the watch ends; then Err tells why.
+// change. It is closed when the watch's context ends, and only then.
 func (w *LinkWatch) Events() <-chan LinkEvent { return w.events }
 
-// Err returns nil while the watch runs and after it ended with its context.
-// After Events is closed for any other reason it returns why: the rtnetlink
-// subscription failed (for instance the kernel dropped messages because they
-// were not read fast enough), and the link state is no longer being followed.
+// Resubscriptions returns how many times the watch has replaced a failed
+// subscription (each one is also logged).
+func (w *LinkWatch) Resubscriptions() uint64 { return w.resubs.Load() }
+
+// Err returns nil: Events closes only when the watch's context ends.
+//
+// Deprecated: a failed subscription no longer ends the watch (see
+// Resubscriptions); Err stays for callers written before.
 func (w *LinkWatch) Err() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
 }
 
-// Watch follows the interfaces called names through rtnetlink link events.
+// Watch follows the interfaces called names through rtnetlink link events,
+// logging re-subscriptions to slog.Default(); see [Handle.WatchLog].
+func (h *Handle) Watch(ctx context.Context, names []string) (*LinkWatch, error) {
+	return h.WatchLog(ctx, names, nil)
+}
+
+// WatchLog follows the interfaces called names through rtnetlink link events.
 // An interface is up when the kernel says it is operationally up, or when its
 // operational state is unknown (as for some virtual links) but it is
 // administratively up with carrier (IFF_UP and IFF_LOWER_UP). An interface
@@ -56,63 +100,113 @@ func (w *LinkWatch) Err() error {
 // when it is deleted, moved to another namespace or renamed away.
 //
 // Watch subscribes before it takes the initial snapshot, so no change is
-// missed; a change racing with the start may show as a redundant down/up
-// pair, and the last event for a name always matches the kernel. The watch's
-// goroutines end when ctx ends.
-func (h *Handle) Watch(ctx context.Context, names []string) (*LinkWatch, error) {
+// missed; a change racing with the start (or with a re-subscription) may
+// show as a redundant down/up pair, and the last event for a name always
+// matches the kernel. A failed subscription is replaced (see [LinkWatch]),
+// retried with a backoff of up to 2 s while that fails, and logged to log
+// (slog.Default() when nil). The Handle must stay open while the watch runs:
+// re-subscriptions use it. The watch's goroutines end when ctx ends.
+func (h *Handle) WatchLog(ctx context.Context, names []string, log *slog.Logger) (*LinkWatch, error) {
+	return h.watch(ctx, names, log, watchHooks{})
+}
+
+func (h *Handle) watch(ctx context.Context, names []string, log *slog.Logger, hooks watchHooks) (*LinkWatch, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &LinkWatch{events: make(chan LinkEvent), log: log, hooks: hooks}
+	w.open = func() (*subscription, []*netlink.LinkAttrs, error) { return h.openWatch(hooks) }
+	sub, links, err := w.open()
+	if err != nil {
+		return nil, err
+	}
+	t := newLinkTracker(names)
+	t.reconcile(links) // the starting point, not changes
+	w.Initial = t.snapshot()
+	go w.run(ctx, sub, t)
+	return w, nil
+}
+
+// subscription is one rtnetlink link-event subscription.
+type subscription struct {
+	updates <-chan netlink.LinkUpdate // closed when the subscription fails or ends
+	// end ends the subscription and returns once its goroutine is gone.
+	end func()
+	// cause tells why updates closed.
+	cause func() error
+}
+
+// openWatch subscribes to link events, then lists the links: in this order
+// no change falls between the two.
+func (h *Handle) openWatch(hooks watchHooks) (*subscription, []*netlink.LinkAttrs, error) {
 	updates := make(chan netlink.LinkUpdate)
 	stop := make(chan struct{})
 	var (
 		errMu   sync.Mutex
 		lastErr error
 	)
-	onErr := func(err error) {
-		errMu.Lock()
-		lastErr = err
-		errMu.Unlock()
+	rcvBuf := watchRcvBuf
+	if hooks.rcvBuf != 0 {
+		rcvBuf = hooks.rcvBuf
 	}
 	ns := h.ns
 	err := netlink.LinkSubscribeWithOptions(updates, stop, netlink.LinkSubscribeOptions{
-		Namespace:         &ns,
-		ErrorCallback:     onErr,
-		ReceiveBufferSize: watchRcvBuf,
+		Namespace: &ns,
+		ErrorCallback: func(err error) {
+			errMu.Lock()
+			lastErr = err
+			errMu.Unlock()
+		},
+		ReceiveBufferSize: rcvBuf,
 	})
 	if err != nil {
 		close(stop)
-		return nil, fmt.Errorf("subscribe to link events: %w", err)
+		return nil, nil, fmt.Errorf("subscribe to link events: %w", err)
 	}
 	// From here the subscription's goroutine runs: it ends once stop is
-	// closed and everything it sends has been read.
-	end := func() {
-		close(stop)
-		for range updates {
-		}
+	// closed (which closes the socket) and everything it sends is read.
+	kill := sync.OnceFunc(func() { close(stop) })
+	sub := &subscription{
+		updates: updates,
+		end: func() {
+			kill()
+			for range updates {
+			}
+		},
+		cause: func() error {
+			errMu.Lock()
+			defer errMu.Unlock()
+			if lastErr == nil {
+				return errors.New("subscription closed")
+			}
+			return lastErr
+		},
 	}
-
 	links, err := h.linkList()
 	if err != nil {
-		go end()
-		return nil, fmt.Errorf("list links: %w", err)
+		go sub.end()
+		return nil, nil, fmt.Errorf("list links: %w", err)
 	}
-	t := newLinkTracker(names)
-	for _, l := range links {
-		t.seed(l.Attrs())
+	attrs := make([]*netlink.LinkAttrs, len(links))
+	for i, l := range links {
+		attrs[i] = l.Attrs()
 	}
-	w := &LinkWatch{Initial: t.snapshot(), events: make(chan LinkEvent)}
-	go w.run(ctx, updates, end, t, func() error {
-		errMu.Lock()
-		defer errMu.Unlock()
-		return lastErr
-	})
-	return w, nil
+	if hooks.subscribed != nil {
+		hooks.subscribed(kill)
+	}
+	return sub, attrs, nil
 }
 
-// run turns link updates into events until ctx ends or updates is closed by
-// a failed subscription. It always calls end before closing Events, so that
-// nothing of the watch outlives Events.
-func (w *LinkWatch) run(ctx context.Context, updates <-chan netlink.LinkUpdate, end func(), t *linkTracker, lastErr func() error) {
+// run turns link updates into events until ctx ends, replacing the
+// subscription when it fails. It ends the subscription before closing
+// Events, so that nothing of the watch outlives Events.
+func (w *LinkWatch) run(ctx context.Context, sub *subscription, t *linkTracker) {
 	defer close(w.events)
-	defer end()
+	defer func() {
+		if sub != nil {
+			sub.end()
+		}
+	}()
 	// Updates are always read at once, so the kernel's socket buffer never
 	// fills because of a slow reader; changes wait here instead. Only real
 	// state changes queue, so this stays small.
@@ -128,17 +222,56 @@ func (w *LinkWatch) run(ctx context.Context, updates <-chan netlink.LinkUpdate, 
 			return
 		case out <- head:
 			queue = queue[1:]
-		case u, ok := <-updates:
-			if !ok {
-				w.lost(ctx, queue, lastErr())
+		case u, ok := <-sub.updates:
+			if ok {
+				queue = append(queue, t.apply(linkMsgOf(u))...)
+				continue
+			}
+			cause := sub.cause()
+			sub.end()
+			sub = nil
+			if w.hooks.noResubscribe {
+				w.lost(ctx, queue, cause)
 				return
 			}
-			queue = append(queue, t.apply(linkMsgOf(u))...)
+			var missed []LinkEvent
+			if sub, missed = w.resubscribe(ctx, t, cause); sub == nil {
+				return // ctx ended
+			}
+			queue = append(queue, missed...)
 		}
 	}
 }
 
-// lost delivers what was already learnt, then records why the watch ended.
+// resubscribe replaces a failed subscription, retrying with a bounded
+// backoff until it succeeds or ctx ends (then it returns nil). It returns
+// the new subscription and the changes the failed one missed.
+func (w *LinkWatch) resubscribe(ctx context.Context, t *linkTracker, cause error) (*subscription, []LinkEvent) {
+	w.log.Warn("link watch: subscription failed, re-subscribing", "err", cause)
+	delay := resubscribeMin
+	for attempt := 1; ; attempt++ {
+		if w.hooks.beforeResubscribe != nil {
+			w.hooks.beforeResubscribe()
+		}
+		sub, links, err := w.open()
+		if err == nil {
+			missed := t.reconcile(links)
+			w.resubs.Add(1)
+			w.log.Info("link watch: re-subscribed", "attempts", attempt, "missed_changes", len(missed))
+			return sub, missed
+		}
+		w.log.Warn("link watch: re-subscribe failed", "attempt", attempt, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, resubscribeMax)
+	}
+}
+
+// lost delivers what was already learnt, then records why the watch ended
+// (only with re-subscription off).
 func (w *LinkWatch) lost(ctx context.Context, queue []LinkEvent, cause error) {
 	for _, ev := range queue {
 		select {
@@ -146,9 +279,6 @@ func (w *LinkWatch) lost(ctx context.Context, queue []LinkEvent, cause error) {
 			return
 		case w.events <- ev:
 		}
-	}
-	if cause == nil {
-		cause = errors.New("subscription closed")
 	}
 	w.mu.Lock()
 	w.err = fmt.Errorf("link watch lost: %w", cause)
@@ -215,12 +345,31 @@ func newLinkTracker(names []string) *linkTracker {
 	return t
 }
 
-// seed records a link from the initial snapshot without reporting it.
-func (t *linkTracker) seed(a *netlink.LinkAttrs) {
-	if _, watched := t.up[a.Name]; watched {
-		t.index[a.Name] = a.Index
-		t.up[a.Name] = operUp(a)
+// reconcile takes the full list of links and returns the changes from the
+// states last reported: at the start, the initial states; after a failed
+// subscription, what it missed.
+func (t *linkTracker) reconcile(links []*netlink.LinkAttrs) []LinkEvent {
+	var ev []LinkEvent
+	present := make(map[string]bool, len(t.up))
+	for _, a := range links {
+		if _, watched := t.up[a.Name]; watched {
+			present[a.Name] = true
+			t.index[a.Name] = a.Index
+			ev = t.set(a.Name, operUp(a), ev)
+		}
 	}
+	gone := make([]string, 0, len(t.up))
+	for name := range t.up {
+		if !present[name] {
+			gone = append(gone, name)
+		}
+	}
+	slices.Sort(gone) // events in a stable order
+	for _, name := range gone {
+		delete(t.index, name)
+		ev = t.set(name, false, ev)
+	}
+	return ev
 }
 
 func (t *linkTracker) snapshot() map[string]bool {
