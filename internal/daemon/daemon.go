@@ -8,7 +8,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -275,13 +274,12 @@ func (d *Daemon) loop(ctx context.Context) error {
 			rx.Now = time.Now()
 			d.step(rx)
 		case ev, ok := <-d.watch.Events():
-			if !ok {
-				// The kernel dropped the subscription (or it failed): the
-				// member would go blind to link failures, so stop loudly
-				// rather than run on stale link states.
-				return fmt.Errorf("link watch lost: %w", errors.Join(d.watch.Err(), errors.New("netlink subscription closed")))
+			// The watch re-subscribes by itself when the kernel drops its
+			// subscription, and reports what changed meanwhile: it ends
+			// only with its context, replaced by a reload.
+			if ok {
+				d.step(cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
 			}
-			d.step(cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
 		case n := <-pingUpdates:
 			d.step(cluster.PingChange{Now: time.Now(), Up: n})
 		case n := <-witnessUpdates:

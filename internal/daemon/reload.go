@@ -147,7 +147,7 @@ func (d *Daemon) watchLinks() error {
 		}
 	}
 	ctx, cancel := context.WithCancel(d.bg)
-	w, err := d.nif.Watch(ctx, watched)
+	w, err := d.nif.WatchLog(ctx, watched, d.log)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("link watch: %w", err)
