@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/internal/sessions/conntrack"
 	"github.com/hagate/hagate/internal/sessions/session"
-	"github.com/hagate/hagate/lab/netlab"
 )
 
 // churnStep is one offered rate of the churn scenario.
@@ -74,7 +74,7 @@ func (e *env) churnScenario(ctx context.Context, cfg Config, res *Results, w io.
 	rates := churnRates(cfg.Quick)
 	// The primary and the subordinate each hold up to a second of the
 	// highest rate; nf_conntrack_max is host-wide.
-	if err := netlab.RaiseConntrackMax(4*rates[len(rates)-1] + 65536); err != nil {
+	if err := nstest.RaiseConntrackMax(4*rates[len(rates)-1] + 65536); err != nil {
 		fmt.Fprintf(w, "    churn: %v\n", err)
 	}
 	for i := range cfg.Runs {

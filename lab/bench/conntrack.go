@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/ti-mo/conntrack"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // Synthetic sessions: entry i of a benchmark's conntrack table is an
@@ -65,61 +65,24 @@ type ctPool struct {
 }
 
 // dialNS opens n conntrack sockets in the named network namespace
-// ("ip netns" name). It works on a goroutine of its own, locked to its
-// thread, and leaves that thread locked (so Go discards it) if it cannot
-// return it to the original namespace.
+// ("ip netns" name).
 func dialNS(nsName string, n int) (*ctPool, error) {
-	type result struct {
-		p   *ctPool
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		p, back, err := dialInNS(nsName, n)
-		if back {
-			runtime.UnlockOSThread()
+	p := &ctPool{}
+	err := nstest.Do(nsName, func() error {
+		for range n {
+			c, err := conntrack.Dial(nil)
+			if err != nil {
+				return err
+			}
+			p.conns = append(p.conns, c)
 		}
-		ch <- result{p, err}
-	}()
-	r := <-ch
-	return r.p, r.err
-}
-
-// dialInNS does dialNS's work on a locked thread; back reports whether the
-// thread is in its original namespace again.
-func dialInNS(nsName string, n int) (p *ctPool, back bool, err error) {
-	orig, err := netns.Get()
-	if err != nil {
-		return nil, true, fmt.Errorf("conntrack: current namespace: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(nsName)
-	if err != nil {
-		return nil, true, fmt.Errorf("conntrack: namespace %s: %w", nsName, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return nil, true, fmt.Errorf("conntrack: enter %s: %w", nsName, err)
-	}
-	p = &ctPool{}
-	for range n {
-		c, derr := conntrack.Dial(nil)
-		if derr != nil {
-			err = fmt.Errorf("conntrack: dial in %s: %w", nsName, derr)
-			break
-		}
-		p.conns = append(p.conns, c)
-	}
-	back = netns.Set(orig) == nil
-	if err == nil && !back {
-		err = fmt.Errorf("conntrack: cannot return from namespace %s", nsName)
-	}
+		return nil
+	})
 	if err != nil {
 		p.Close()
-		return nil, back, err
+		return nil, fmt.Errorf("conntrack: dial in %s: %w", nsName, err)
 	}
-	return p, back, nil
+	return p, nil
 }
 
 // Close closes every socket.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/lab/harness"
 	"github.com/hagate/hagate/lab/netlab"
 )
@@ -170,7 +171,7 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 		if err != nil {
 			return err
 		}
-		err = netlab.RaiseConntrackMax(2*n + 65536)
+		err = nstest.RaiseConntrackMax(2*n + 65536)
 		l.Close()
 		if err != nil {
 			return err

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +20,8 @@ import (
 
 	"github.com/hagate/hagate/lab/echo"
 	"github.com/hagate/hagate/lab/netlab"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // MetricsPort is where MetricsExtra makes every daemon serve its metrics,
@@ -40,49 +41,10 @@ func MetricsExtra() string {
 // used afterwards, so f only needs to open them. f must not start
 // goroutines that create sockets: they may run on other threads.
 func (c *Cluster) InNamespace(node string, f func() error) error {
-	return inNamespace(c.Lab, node, f)
-}
-
-func inNamespace(l *netlab.Lab, node string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread must survive: the daemons are started with a parent
-		// death signal, which the kernel sends when the *thread* that
-		// forked them exits, and the runtime ends a thread whose goroutine
-		// exits while locked to it. So the thread goes back to its own
-		// namespace and is unlocked; only if that fails is it left locked
-		// (and so thrown away), which is the lesser harm.
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		h, err := netns.GetFromName(l.NS(node))
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("namespace of %s: %w", node, err)
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread()
-			}
-			errc <- fmt.Errorf("enter namespace of %s: %w", node, err)
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave namespace of %s: %w", node, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	if err := nstest.Do(c.Lab.NS(node), f); err != nil {
+		return fmt.Errorf("in %s: %w", node, err)
+	}
+	return nil
 }
 
 // ListenUDP opens a UDP socket bound to addr inside node's namespace.

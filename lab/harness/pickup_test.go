@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/internal/sessions/conntrack"
 	"github.com/hagate/hagate/internal/sessions/session"
 	"github.com/hagate/hagate/lab/netlab"
@@ -142,7 +143,9 @@ func established(n int) []session.Change {
 func TestSessionSurvivesWithManySessions(t *testing.T) {
 	const n = 20000
 	c := setup(t, 2, Options{Extra: pickupOn}, netlab.Options{})
-	netlab.RaiseConntrackMax(4 * n)
+	if err := nstest.RaiseConntrackMax(4 * n); err != nil {
+		t.Fatal(err)
+	}
 	c.StartAll()
 	mustHolder(t, c, 15*time.Second, "gw1")
 	k, err := conntrack.Open(conntrack.Options{NetNSPath: "/run/netns/" + c.Lab.NS("gw1")})

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hagate/hagate/internal/control"
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/internal/seal"
 	"github.com/hagate/hagate/internal/sessions"
 	"github.com/hagate/hagate/internal/sessions/conntrack"
@@ -261,7 +262,7 @@ func TestStalledSyncPeerLab(t *testing.T) {
 	// runs) must not fail the heartbeats over, or gw2 would stop being the
 	// healthy subordinate this test watches.
 	c := setup(t, 3, Options{Extra: pickupOn + MetricsExtra(), Interval: 250 * time.Millisecond, LostThreshold: 12, Holddown: 4 * time.Second}, netlab.Options{})
-	if err := netlab.RaiseConntrackMax(8 * n); err != nil {
+	if err := nstest.RaiseConntrackMax(8 * n); err != nil {
 		t.Fatal(err)
 	}
 	// gw1's send buffers stay small (64 KiB), so that a stalled reader

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // ErrClosed is returned by the operations of a lab that has been closed.
@@ -131,7 +133,7 @@ func (l *Lab) Close() error {
 	var errs []error
 	var left []string
 	for _, name := range created {
-		if err := removeNS(name); err != nil {
+		if err := nstest.Remove(name); err != nil {
 			errs = append(errs, err)
 			left = append(left, name)
 		}

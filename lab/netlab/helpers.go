@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // ErrTimeout is returned by WaitFor when the condition did not hold in time.
@@ -124,54 +122,12 @@ func (l *Lab) Link(node, ifname string) (LinkState, error) {
 	return s, nil
 }
 
-// conntrackMaxPath is the host-wide conntrack table limit; only the initial
-// namespace may write it, and every namespace is bound by it.
-const conntrackMaxPath = "/proc/sys/net/netfilter/nf_conntrack_max"
-
-// RaiseConntrackMax raises the host-wide net.netfilter.nf_conntrack_max to
-// at least n; it never lowers it. This is the one host setting the lab may
-// change, for benchmarks that hold many sessions. conntrack must be loaded,
-// which any lab's gateways ensure: call it after New.
-func RaiseConntrackMax(n int) error {
-	b, err := os.ReadFile(conntrackMaxPath)
-	if err != nil {
-		return fmt.Errorf("lab: raise nf_conntrack_max: %w", err)
-	}
-	cur, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return fmt.Errorf("lab: raise nf_conntrack_max: reading %q: %w", b, err)
-	}
-	if cur >= n {
-		return nil
-	}
-	if err := os.WriteFile(conntrackMaxPath, []byte(strconv.Itoa(n)), 0o644); err != nil {
-		return fmt.Errorf("lab: raise nf_conntrack_max from %d to %d: %w", cur, n, err)
-	}
-	return nil
-}
-
-// TB is the part of testing.TB that ForTest uses.
-type TB interface {
-	Helper()
-	Skip(args ...any)
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-}
-
 // ForTest builds a lab for a test: it skips the test unless it runs as
 // root with ip and nft installed, fails it if the lab cannot be built, and
 // closes the lab when the test ends, whether it passed or not.
-func ForTest(t TB, opts Options) *Lab {
+func ForTest(t nstest.TB, opts Options) *Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("lab: needs root to create network namespaces")
-	}
-	for _, tool := range []string{"ip", "nft", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip("lab: " + tool + " not installed")
-		}
-	}
+	nstest.RequireRoot(t, "nft", "sysctl")
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}

@@ -21,8 +21,9 @@
 // lan, wan, ha, ha2 (gateways) or eth0 (client, server); the other end is a
 // port (gw1-lan, ..., client, server) of a bridge in the switch namespace
 // "sw". Nothing is created in, or changed in, the caller's namespace; the
-// one host-wide setting the package can change is nf_conntrack_max, and
-// only when asked ([RaiseConntrackMax]).
+// one host-wide setting a lab user may change is nf_conntrack_max, and
+// only when asked (nstest.RaiseConntrackMax). The namespaces are made and
+// removed by internal/nstest, which the product's kernel tests use too.
 //
 // The virtual IPs 192.0.2.1 and 203.0.113.1 (and 2001:db8:1::1,
 // 2001:db8:2::1) are on no gateway: holding them is the job of hagate, or
@@ -52,6 +53,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // Options shape a lab. The zero value is a three-gateway IPv4 lab with
@@ -219,18 +222,15 @@ func (l *Lab) addNS(node string) error {
 	full := l.NS(node)
 	// The name embeds our pid and a per-process counter, so a namespace
 	// with it can only be left over by a dead process that had our pid.
-	if err := removeNS(full); err != nil {
-		return err
+	if err := nstest.Remove(full); err != nil {
+		return fmt.Errorf("lab: %w", err)
 	}
-	if _, err := run("ip", "netns", "add", full); err != nil {
-		return fmt.Errorf("add namespace: %w", err)
+	if err := nstest.Add(full); err != nil {
+		return fmt.Errorf("lab: %w", err)
 	}
 	l.mu.Lock()
 	l.created = append(l.created, full)
 	l.mu.Unlock()
-	if err := l.ip(node, "link", "set", "lo", "up"); err != nil {
-		return fmt.Errorf("loopback up: %w", err)
-	}
 	var kv []string
 	if l.opts.IPv6 && node != Switch {
 		// No duplicate address detection (addresses usable at once) and no

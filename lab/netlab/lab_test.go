@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // listenPort is where the server's test listener answers each connection
@@ -113,7 +115,7 @@ func waitPing(t *testing.T, l *Lab, node, addr string) {
 
 func labNamespaces(t *testing.T, id string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(netnsDir, id+"-*"))
+	m, err := filepath.Glob(filepath.Join(nstest.Dir, id+"-*"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +127,7 @@ func TestLab(t *testing.T) {
 	startEcho(t, l, true)
 
 	if got, want := len(labNamespaces(t, l.ID())), 3+DefaultGateways; got != want {
-		t.Fatalf("lab has %d namespaces in %s, want %d", got, netnsDir, want)
+		t.Fatalf("lab has %d namespaces in %s, want %d", got, nstest.Dir, want)
 	}
 	for k, gw := range l.Gateways() {
 		for _, link := range []string{LAN, WAN, HA, HA2} {
@@ -295,7 +297,7 @@ func TestCleanupStale(t *testing.T) {
 		if _, err := run("ip", "netns", "add", name); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = removeNS(name) })
+		t.Cleanup(func() { _ = nstest.Remove(name) })
 	}
 	sleeper := exec.Command("ip", "netns", "exec", stale, "sleep", "30")
 	if err := sleeper.Start(); err != nil {
@@ -319,7 +321,7 @@ func TestCleanupStale(t *testing.T) {
 		t.Errorf("CleanupStale removed %v, want [%s]", removed, stale)
 	}
 	for name, want := range map[string]bool{stale: false, live: true, other: true} {
-		_, err := os.Stat(filepath.Join(netnsDir, name))
+		_, err := os.Stat(filepath.Join(nstest.Dir, name))
 		if exists := !errors.Is(err, fs.ErrNotExist); exists != want {
 			t.Errorf("%s exists = %v, want %v", name, exists, want)
 		}
@@ -333,32 +335,5 @@ func TestCleanupStale(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Error("process inside the stale namespace still runs")
-	}
-}
-
-// TestRaiseConntrackMaxNeverLowers only asks for values at or below the
-// current limit, so it checks the "only upwards" rule without changing the
-// host.
-func TestRaiseConntrackMaxNeverLowers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	b, err := os.ReadFile(conntrackMaxPath)
-	if err != nil {
-		t.Skipf("conntrack not loaded: %v", err)
-	}
-	before := strings.TrimSpace(string(b))
-	cur, err := strconv.Atoi(before)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int{1, cur} {
-		if err := RaiseConntrackMax(n); err != nil {
-			t.Fatalf("RaiseConntrackMax(%d): %v", n, err)
-		}
-		b, _ := os.ReadFile(conntrackMaxPath)
-		if after := strings.TrimSpace(string(b)); after != before {
-			t.Fatalf("RaiseConntrackMax(%d) changed nf_conntrack_max from %s to %s", n, before, after)
-		}
 	}
 }

@@ -1,18 +1,14 @@
 package netlab
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
-)
 
-// netnsDir is where `ip netns` keeps its named namespaces.
-const netnsDir = "/run/netns"
+	"github.com/hagate/hagate/internal/nstest"
+)
 
 // DefaultPrefix starts every namespace name of a lab unless Options.Prefix
 // says otherwise.
@@ -108,16 +104,6 @@ func validNode(node string) bool {
 	return len(node) == 3 && node[:2] == "gw" && node[2] >= '1' && node[2] <= '9'
 }
 
-// alive reports whether a process with this pid exists. Permission errors
-// count as alive: someone owns it.
-func alive(pid int) bool {
-	if pid == os.Getpid() {
-		return true
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
 // CleanupStale removes the namespaces left behind by labs with this prefix
 // whose owning process is gone (a crashed or killed earlier run), killing
 // any process still inside them. Labs of live processes are left alone, so
@@ -127,65 +113,12 @@ func CleanupStale(prefix string) ([]string, error) {
 	if !validPrefix(prefix) {
 		return nil, fmt.Errorf("lab: cleanup: invalid prefix %q (want 1-8 lowercase letters)", prefix)
 	}
-	entries, err := os.ReadDir(netnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	removed, err := nstest.RemoveStale(func(name string) (int, bool) {
+		pid, _, ok := parseName(prefix, name)
+		return pid, ok
+	})
 	if err != nil {
-		return nil, fmt.Errorf("lab: cleanup: %w", err)
+		return removed, fmt.Errorf("lab: cleanup: %w", err)
 	}
-	var removed []string
-	var errs []error
-	for _, e := range entries {
-		pid, _, ok := parseName(prefix, e.Name())
-		if !ok || alive(pid) {
-			continue
-		}
-		if err := removeNS(e.Name()); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		removed = append(removed, e.Name())
-	}
-	return removed, errors.Join(errs...)
-}
-
-// maxKillRounds bounds how often removeNS looks for processes that are
-// still inside a namespace (a fork racing the kill).
-const maxKillRounds = 5
-
-// removeNS kills every process inside the named namespace and deletes it.
-// A process left inside would keep the namespace, and its links, alive
-// after the name is gone. A namespace that does not exist is not an error.
-func removeNS(name string) error {
-	if _, err := os.Stat(netnsDir + "/" + name); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	self := os.Getpid()
-	for range maxKillRounds {
-		out, err := run("ip", "netns", "pids", name)
-		if err != nil {
-			break // deleted under us, or no longer a namespace: try delete anyway
-		}
-		killed := 0
-		for _, f := range strings.Fields(out) {
-			pid, err := strconv.Atoi(f)
-			if err != nil || pid == self || pid <= 1 {
-				continue
-			}
-			if syscall.Kill(pid, syscall.SIGKILL) == nil {
-				killed++
-			}
-		}
-		if killed == 0 {
-			break
-		}
-	}
-	if _, err := run("ip", "netns", "delete", name); err != nil {
-		if _, serr := os.Stat(netnsDir + "/" + name); errors.Is(serr, fs.ErrNotExist) {
-			return nil
-		}
-		return fmt.Errorf("lab: remove namespace %s: %w", name, err)
-	}
-	return nil
+	return removed, nil
 }
