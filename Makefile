@@ -1,8 +1,14 @@
 # hagate: `make demo` (as root) shows a failover live; `make test` runs
 # every test (the namespace tests need root and skip without it).
+#
+# Two modules: the product (this directory) and the lab (lab/: the
+# namespace lab, the cluster harness, the benchmarks, the demo and the
+# soak), which has a go.mod of its own. Every target that runs the lab's
+# code does so with `go -C lab`, so its paths are the lab's.
 GO      ?= go
 BIN     := bin/hagate
 PKGS    := ./...
+LAB     := $(GO) -C lab
 FUZZTIME ?= 30s
 
 .PHONY: all build test test-short demo bench bench-deps fuzz soak vet clean deps
@@ -19,16 +25,20 @@ deps:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(LAB) vet $(PKGS)
 
 test: deps vet
 	$(GO) test -count=1 -timeout 12m $(PKGS)
+	$(LAB) test -count=1 -timeout 12m $(PKGS)
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS)
+	$(LAB) test -count=1 -run '^$$' -bench . -benchtime 1x $(PKGS)
 
 test-short:
 	$(GO) test -short $(PKGS)
+	$(LAB) test -short $(PKGS)
 
 demo: deps
-	$(GO) run ./cmd/hagate-demo
+	$(LAB) run ./cmd/hagate-demo
 
 # keepalived and conntrackd, for the side-by-side benchmarks only.
 bench-deps:
@@ -36,19 +46,21 @@ bench-deps:
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends keepalived conntrackd; }
 
 bench: deps bench-deps
-	$(GO) run ./cmd/hagate-bench
+	$(LAB) run ./cmd/hagate-bench
 
 # Five minutes of random faults on a live cluster carrying TCP sessions.
 soak: deps
-	$(GO) run ./cmd/hagate-soak -duration 5m -v -pickup -sessions 8 -require-sessions
-	$(GO) run ./cmd/hagate-soak -duration 2m -v -pickup -quorum -sessions 4 -require-sessions
+	$(LAB) run ./cmd/hagate-soak -duration 5m -v -pickup -sessions 8 -require-sessions
+	$(LAB) run ./cmd/hagate-soak -duration 2m -v -pickup -quorum -sessions 4 -require-sessions
 
-# Every fuzz target, FUZZTIME each.
+# Every fuzz target of both modules, FUZZTIME each.
 fuzz:
-	@for pkg in $$($(GO) list $(PKGS)); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	@for dir in . lab; do \
+	  for pkg in $$($(GO) -C $$dir list $(PKGS)); do \
+	    for t in $$($(GO) -C $$dir test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	      echo "== $$pkg $$t"; \
+	      $(GO) -C $$dir test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    done; \
 	  done; \
 	done
 

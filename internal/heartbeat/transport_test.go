@@ -3,19 +3,15 @@ package heartbeat
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/hagate/hagate/internal/cluster"
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/internal/seal"
 )
 
@@ -41,23 +37,13 @@ func (c *counts) get(reason string) int {
 // 198.51.100.1 and .2, and removes them when the test ends.
 func twoHosts(t *testing.T) (a, b string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	id := fmt.Sprintf("hbt%d%d", os.Getpid()%10000, rand.IntN(1000))
-	a, b = id+"a", id+"b"
+	a, b = nstest.New(t).Name, nstest.New(t).Name
 	run := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %v: %v: %s", args, err, out)
 		}
 	}
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", a).Run()
-		exec.Command("ip", "netns", "del", b).Run()
-	})
-	run("netns", "add", a)
-	run("netns", "add", b)
 	run("-n", a, "link", "add", "ha", "type", "veth", "peer", "name", "ha", "netns", b)
 	run("-n", a, "addr", "add", "198.51.100.1/24", "dev", "ha")
 	run("-n", b, "addr", "add", "198.51.100.2/24", "dev", "ha")
@@ -66,27 +52,13 @@ func twoHosts(t *testing.T) (a, b string) {
 	return a, b
 }
 
-// inNS runs f with the calling thread in namespace name; sockets opened by
-// f stay in that namespace.
+// inNS runs f on a thread in namespace name; sockets opened by f stay in
+// that namespace.
 func inNS(t *testing.T, name string, f func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	if err := nstest.Do(name, func() error { f(); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer orig.Close()
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	f()
 }
 
 func endpoint(t *testing.T, ns, id, key string, peer netip.Addr, c *counts) *Transport {

@@ -4,25 +4,22 @@ import (
 	"errors"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/hagate/hagate/internal/nstest"
 )
 
-// Helpers for tests against the kernel. Each test makes its own unnamed
-// network namespaces: nothing is left behind even if the test process dies,
-// because the kernel removes a namespace (and its links) with its last
-// descriptor.
+// Helpers for tests against the kernel. Each test makes its own network
+// namespaces (internal/nstest), removed when the test ends.
 
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
+	nstest.RequireRoot(t)
 }
 
 // testNS is one test namespace: a Handle under test and a plain netlink
@@ -35,10 +32,9 @@ type testNS struct {
 
 func newTestNS(t *testing.T) *testNS {
 	t.Helper()
-	requireRoot(t)
-	ns, err := makeNS()
+	ns, err := netns.GetFromPath(nstest.New(t).Path())
 	if err != nil {
-		t.Fatalf("create namespace: %v", err)
+		t.Fatalf("open namespace: %v", err)
 	}
 	t.Cleanup(func() { ns.Close() })
 	h, err := NewAt(ns)
@@ -51,30 +47,24 @@ func newTestNS(t *testing.T) *testNS {
 		t.Fatalf("netlink handle: %v", err)
 	}
 	t.Cleanup(nh.Close)
-	return &testNS{ns: ns, h: h, nl: nh}
-}
-
-// makeNS creates a namespace without moving the calling thread into it.
-func makeNS() (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
+	n := &testNS{ns: ns, h: h, nl: nh}
+	// The tests count every address in the namespace: loopback goes back
+	// to how a new namespace has it, down and without 127.0.0.1 and ::1.
+	n.setLink(t, "lo", false)
+	lo, err := nh.LinkByName("lo")
 	if err != nil {
-		runtime.UnlockOSThread()
-		return netns.None(), err
+		t.Fatalf("link lo: %v", err)
 	}
-	defer orig.Close()
-	ns, err := netns.New() // also switches this thread into it
+	addrs, err := nh.AddrList(lo, netlink.FAMILY_ALL)
 	if err != nil {
-		runtime.UnlockOSThread()
-		return netns.None(), err
+		t.Fatalf("addresses of lo: %v", err)
 	}
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with this goroutine.
-		ns.Close()
-		return netns.None(), err
+	for _, a := range addrs {
+		if err := nh.AddrDel(lo, &a); err != nil {
+			t.Fatalf("remove %s from lo: %v", a.IPNet, err)
+		}
 	}
-	runtime.UnlockOSThread()
-	return ns, nil
+	return n
 }
 
 // veth creates a veth pair, nameA in a and nameB in b (which may be a), and

@@ -2,19 +2,14 @@ package pinger
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // Tests against the kernel: two named namespaces joined by a veth pair, the
@@ -27,34 +22,20 @@ var (
 )
 
 type kernelLab struct {
-	src, dst string // namespace names
+	src, dst *nstest.NS
 }
 
 func newKernelLab(t *testing.T) *kernelLab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	suffix := make([]byte, 3)
-	rand.Read(suffix)
-	id := fmt.Sprintf("hgping-%d-%s", os.Getpid(), hex.EncodeToString(suffix))
-	l := &kernelLab{src: id + "-s", dst: id + "-d"}
-	for _, ns := range []string{l.src, l.dst} {
-		mustRun(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() {
-			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-				t.Errorf("remove namespace %s: %v: %s", ns, err, out)
-			}
-		})
-	}
-	mustRun(t, "ip", "-n", l.src, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", l.dst)
+	l := &kernelLab{src: nstest.New(t), dst: nstest.New(t)}
+	mustRun(t, "ip", "-n", l.src.Name, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", l.dst.Name)
 	for _, c := range [][]string{
-		{"-n", l.src, "addr", "add", "203.0.113.1/24", "dev", "va"},
-		{"-n", l.src, "addr", "add", "2001:db8:113::1/64", "dev", "va", "nodad"},
-		{"-n", l.dst, "addr", "add", "203.0.113.2/24", "dev", "vb"},
-		{"-n", l.dst, "addr", "add", "2001:db8:113::2/64", "dev", "vb", "nodad"},
-		{"-n", l.src, "link", "set", "va", "up"},
-		{"-n", l.dst, "link", "set", "vb", "up"},
+		{"-n", l.src.Name, "addr", "add", "203.0.113.1/24", "dev", "va"},
+		{"-n", l.src.Name, "addr", "add", "2001:db8:113::1/64", "dev", "va", "nodad"},
+		{"-n", l.dst.Name, "addr", "add", "203.0.113.2/24", "dev", "vb"},
+		{"-n", l.dst.Name, "addr", "add", "2001:db8:113::2/64", "dev", "vb", "nodad"},
+		{"-n", l.src.Name, "link", "set", "va", "up"},
+		{"-n", l.dst.Name, "link", "set", "vb", "up"},
 	} {
 		mustRun(t, "ip", c...)
 	}
@@ -72,7 +53,7 @@ func mustRun(t *testing.T, name string, args ...string) {
 
 func (l *kernelLab) nft(t *testing.T, rule string) {
 	t.Helper()
-	mustRun(t, "ip", "netns", "exec", l.dst, "nft", rule)
+	l.dst.Run(t, "nft", rule)
 }
 
 // drop makes the targets stop (or resume) answering.
@@ -84,34 +65,6 @@ func (l *kernelLab) drop(t *testing.T, on bool) {
 	} else {
 		l.nft(t, "flush chain inet t in")
 	}
-}
-
-// inSrc runs fn on a thread moved into the source namespace, so the sockets
-// fn opens belong to it.
-func (l *kernelLab) inSrc(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(l.src)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return err // leave the thread locked: it dies with its goroutine
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }
 
 // waitCount reads updates until the count is want, and returns when it
@@ -154,7 +107,7 @@ func TestKernel(t *testing.T) {
 			t.Parallel()
 			l := newKernelLab(t)
 			if tc.pingGroup {
-				mustRun(t, "ip", "netns", "exec", l.src, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
+				l.src.Run(t, "sysctl", "-q", "-w", "net.ipv4.ping_group_range=0 2147483647")
 			}
 			testKernel(t, l, tc.wantSocket)
 		})
@@ -177,7 +130,7 @@ func testKernel(t *testing.T, l *kernelLab, wantSocket string) {
 	}
 	dial := p.dial
 	p.dial = func(tg Target) (c conn, err error) {
-		if e := l.inSrc(func() error { c, err = dial(tg); return nil }); e != nil {
+		if e := l.src.Do(func() error { c, err = dial(tg); return nil }); e != nil {
 			return nil, e
 		}
 		return c, err

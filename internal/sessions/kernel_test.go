@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/internal/seal"
 	"github.com/hagate/hagate/internal/sessions/conntrack"
-	"github.com/hagate/hagate/internal/sessions/nstest"
 	"github.com/hagate/hagate/internal/sessions/session"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/hagate/hagate/internal/sessions/nstest"
+	"github.com/hagate/hagate/internal/nstest"
 	"github.com/hagate/hagate/internal/sessions/session"
 )
 

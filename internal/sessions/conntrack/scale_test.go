@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hagate/hagate/internal/sessions/nstest"
+	"github.com/hagate/hagate/internal/nstest"
 )
 
 // envInt reads an optional integer knob of the scale probes.

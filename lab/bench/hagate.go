@@ -1,0 +1,126 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hagate/hagate/lab/harness"
+	"github.com/hagate/hagate/lab/netlab"
+)
+
+// hg is hagate with session pickup on, run by the harness.
+type hg struct {
+	l      *netlab.Lab
+	c      *harness.Cluster
+	pickup bool
+	mu     sync.Mutex
+	base   map[string]int
+	pools  map[string]*ctPool
+}
+
+// pickupSection turns session pickup on (TCP only, over the heartbeat
+// link: the defaults).
+const pickupSection = "session_pickup:\n  enabled: true\n"
+
+// hagate's default detection (200 ms x 6) and the tuned one (50 ms x 3).
+var hgTimings = map[Tuning]struct {
+	interval time.Duration
+	lost     int
+}{
+	Defaults: {200 * time.Millisecond, 6},
+	Tuned:    {50 * time.Millisecond, 3},
+}
+
+func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool) (*hg, error) {
+	tm := hgTimings[t]
+	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1))}
+	if pickup {
+		o.Extra = pickupSection
+	}
+	c, err := harness.New(l, bin, dir, len(l.Gateways()), o)
+	if err != nil {
+		return nil, fmt.Errorf("hagate configuration: %w", err)
+	}
+	return &hg{l: l, c: c, pickup: pickup, base: map[string]int{}, pools: map[string]*ctPool{}}, nil
+}
+
+func (h *hg) Name() string { return "hagate" }
+
+// Note says whether session pickup is running: the daemon reports it in
+// its status, and a build without the engine says so in its log.
+func (h *hg) Note() string {
+	if !h.pickup {
+		return "session pickup off"
+	}
+	for _, gw := range h.c.Gateways() {
+		if strings.Contains(h.c.Log(gw), "no session pickup engine") {
+			return "session pickup not built yet"
+		}
+		if st, err := h.c.Status(gw); err == nil && !st.SessionPickup {
+			return "session pickup not running"
+		}
+	}
+	return ""
+}
+
+func (h *hg) Start(gw string) error {
+	n, err := kernelCount(context.Background(), h.l, gw)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.base[gw] = n
+	h.mu.Unlock()
+	return h.c.Start(gw)
+}
+
+func (h *hg) Kill(gw string) error { return h.c.Kill(gw) }
+
+// exactBelow: under this many entries Synced dumps the table to count the
+// synthetic sessions exactly; above, a dump costs more than the precision
+// is worth and it counts the whole table.
+const exactBelow = 50000
+
+// Synced counts the synthetic sessions in gw's own kernel table: a hagate
+// subordinate keeps synced sessions installed, ready to use. Large tables
+// are counted whole, less the entries there were when the daemon started
+// (its own heartbeat and sync traffic add a handful).
+func (h *hg) Synced(gw string) (int, error) {
+	n, err := kernelCount(context.Background(), h.l, gw)
+	if err != nil {
+		return 0, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n-h.base[gw] >= exactBelow {
+		return n - h.base[gw], nil
+	}
+	p := h.pools[gw]
+	if p == nil {
+		if p, err = dialNS(h.l.NS(gw), 1); err != nil {
+			return 0, err
+		}
+		h.pools[gw] = p
+	}
+	return p.Count()
+}
+
+func (h *hg) Daemons(gw string) (sync, all []procInfo, err error) {
+	all, err = nsProcs(h.l.NS(gw), "hagate")
+	return all, all, err
+}
+
+func (h *hg) Close() {
+	h.c.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.pools {
+		p.Close()
+	}
+}
+
+// Log returns gw's daemon log.
+func (h *hg) Log(gw string) string { return h.c.Log(gw) }

@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hagate/hagate/lab/echo"
+	"github.com/hagate/hagate/lab/harness"
+	"github.com/hagate/hagate/lab/netlab"
+)
+
+// env is what every run shares: the binaries and a scratch directory.
+type env struct {
+	self   string // this program, re-executed in the namespaces
+	hgBin  string // the hagate daemon
+	dir    string
+	pickup bool // turn hagate's session pickup on
+	logf   func(format string, args ...any)
+}
+
+// Systems in the order of the table's columns.
+const (
+	sysHG  = "hagate"
+	sysKAD = "keepalived+conntrackd"
+)
+
+var systemNames = []string{sysHG, sysKAD}
+
+// run is one lab with one system in it.
+type run struct {
+	e   *env
+	l   *netlab.Lab
+	sys System
+	dir string
+}
+
+// newRun builds a two-gateway lab, starts the echo server in it and
+// prepares (but does not start) the system's daemons.
+func (e *env) newRun(system string, t Tuning) (*run, error) {
+	dir, err := os.MkdirTemp(e.dir, "run")
+	if err != nil {
+		return nil, err
+	}
+	l, err := netlab.New(netlab.Options{Prefix: "hgbench", Gateways: 2, Logf: e.logf})
+	if err != nil {
+		return nil, err
+	}
+	r := &run{e: e, l: l, dir: dir}
+	out, err := os.Create(filepath.Join(dir, "echo-server.log"))
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	if _, err := l.Start(netlab.Server, out, harness.EchoBin(e.hgBin), "serve", ":7000"); err != nil {
+		out.Close()
+		r.close()
+		return nil, err
+	}
+	switch system {
+	case sysHG:
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup)
+	case sysKAD:
+		r.sys = newKAD(l, dir, t)
+	default:
+		err = fmt.Errorf("unknown system %q", system)
+	}
+	if err != nil {
+		r.close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *run) close() {
+	if r.sys != nil {
+		r.sys.Close()
+	}
+	if err := r.l.Close(); err != nil {
+		r.e.logf("closing lab: %v", err)
+	}
+}
+
+// startAll starts both gateways and waits for gw1 to be primary and the
+// cluster to settle.
+func (r *run) startAll(timeout time.Duration) error {
+	for _, gw := range r.l.Gateways() {
+		if err := r.sys.Start(gw); err != nil {
+			return err
+		}
+	}
+	if err := waitPrimary(r.l, "gw1", timeout); err != nil {
+		return err
+	}
+	time.Sleep(time.Second)
+	return nil
+}
+
+// client is a running echo client in the client namespace.
+type client struct {
+	cmd    *exec.Cmd
+	result chan clientResult
+}
+
+type clientResult struct {
+	tr  echo.Report
+	err error
+}
+
+// startClient starts the echo client (hagate-echo, one TCP connection
+// that it replaces if it breaks or stalls for stall, a sample per record)
+// for duration and waits until its session works.
+func (r *run) startClient(duration, stall time.Duration) (*client, error) {
+	cmd := r.l.Command(netlab.Client, harness.EchoBin(r.e.hgBin), "client",
+		"-for", duration.String(), "-stall", stall.String(), "-drain", "3s", "-reconnect", "-samples", "-ready",
+		netlab.ServerAddr.Addr().String()+":7000")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("echo client: %w", err)
+	}
+	c := &client{cmd: cmd, result: make(chan clientResult, 1)}
+	ready := make(chan struct{})
+	go func() {
+		br := bufio.NewReader(stdout)
+		line, err := br.ReadString('\n')
+		if err == nil && strings.TrimSpace(line) == echo.ReadyLine {
+			close(ready)
+		}
+		var tr echo.Report
+		derr := json.NewDecoder(br).Decode(&tr)
+		werr := cmd.Wait()
+		if derr != nil {
+			derr = fmt.Errorf("echo client: %w (exit %v: %s)", derr, werr, strings.TrimSpace(stderr.String()))
+		}
+		c.result <- clientResult{tr, derr}
+	}()
+	select {
+	case <-ready:
+		return c, nil
+	case res := <-c.result:
+		return nil, fmt.Errorf("echo client never got an echo: %v", res.err)
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		return nil, errors.New("echo client: no echo within 10s")
+	}
+}
+
+// wait returns the client's report, killing it if it overruns timeout.
+func (c *client) wait(timeout time.Duration) (echo.Report, error) {
+	select {
+	case res := <-c.result:
+		return res.tr, res.err
+	case <-time.After(timeout):
+		c.cmd.Process.Kill()
+		res := <-c.result
+		return res.tr, fmt.Errorf("echo client overran %s: %v", timeout, res.err)
+	}
+}
+
+// fill creates n synthetic sessions in gw's conntrack table.
+func (r *run) fill(ctx context.Context, gw string, n int) (time.Duration, error) {
+	p, err := dialNS(r.l.NS(gw), 4)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	start := time.Now()
+	done, err := p.Create(ctx, 0, n)
+	if err != nil {
+		return 0, fmt.Errorf("filling %s: %d of %d created: %w", gw, done, n, err)
+	}
+	return time.Since(start), nil
+}
+
+// waitSynced waits until gw's daemon holds at least n synced sessions and
+// returns how long that took from start, with the (time, count) samples
+// seen on the way.
+func (r *run) waitSynced(gw string, n int, start time.Time, timeout time.Duration) (time.Duration, []Point, error) {
+	var pts []Point
+	var last int
+	err := netlab.WaitFor(timeout, 25*time.Millisecond, func() (bool, error) {
+		got, err := r.sys.Synced(gw)
+		if err != nil {
+			return false, nil // the daemon may not answer yet
+		}
+		last = got
+		pts = append(pts, Point{time.Since(start).Seconds(), float64(got)})
+		return got >= n, nil
+	})
+	if err != nil {
+		return 0, pts, fmt.Errorf("%s holds %d of %d sessions: %w", gw, last, n, err)
+	}
+	return time.Since(start), pts, nil
+}

@@ -1,0 +1,376 @@
+// Package harness runs real hagate daemons in the namespace lab: it writes
+// each gateway's configuration and the cluster key, starts and stops the
+// daemons inside the gateways' namespaces, and asks them for their status
+// over the control socket. The integration tests, the demo and the
+// benchmarks share it.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hagate/hagate/internal/control"
+	"github.com/hagate/hagate/internal/daemon"
+	"github.com/hagate/hagate/lab/netlab"
+)
+
+// Key is the cluster key the harness writes, unless a node is given another.
+const Key = "hagate lab cluster key, not for production"
+
+// Options shape the cluster's configuration.
+type Options struct {
+	Interval      time.Duration // default 100ms
+	LostThreshold int           // default 5
+	Holddown      time.Duration // default 2s
+	UptimeMargin  time.Duration // default 300s
+	Override      bool
+	Priorities    []int // per gateway; default 200, 150, 100, 50
+	HA2           bool  // a second heartbeat link
+	IPv6          bool  // IPv6 virtual IPs too (the lab needs IPv6 on)
+	VirtualMAC    bool
+	// Extra is appended to every gateway's configuration (YAML), e.g. a
+	// session_pickup section.
+	Extra string
+	// Keys overrides the cluster key of some gateways ("gw3": "wrong ...").
+	Keys map[string]string
+}
+
+// Cluster is the set of daemons in one lab.
+type Cluster struct {
+	Lab  *netlab.Lab
+	Dir  string
+	Bin  string
+	opts Options
+	gws  []string
+
+	mu    sync.Mutex
+	procs map[string]*proc
+	off   map[string]bool // powered off: whatever it holds is unreachable
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Build compiles the hagate command, and the lab's echo tool beside it
+// (EchoBin), into dir and returns the hagate command's path. It builds in
+// the lab module, whose go.mod points the product's import path at the
+// product's tree (../), so the daemon under test is the working copy's.
+func Build(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/hagate/hagate/cmd/hagate", "./cmd/hagate-echo")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v: %s", err, out)
+	}
+	return filepath.Join(dir, "hagate"), nil
+}
+
+// EchoBin is the echo tool built beside the hagate command bin.
+func EchoBin(bin string) string { return filepath.Join(filepath.Dir(bin), "hagate-echo") }
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the hagate lab module (run from lab/)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// New writes the configuration of every gateway of l into dir. Nothing runs
+// until Start.
+func New(l *netlab.Lab, bin, dir string, gateways int, o Options) (*Cluster, error) {
+	if o.Interval == 0 {
+		o.Interval = 100 * time.Millisecond
+	}
+	if o.LostThreshold == 0 {
+		o.LostThreshold = 5
+	}
+	if o.Holddown == 0 {
+		o.Holddown = 2 * time.Second
+	}
+	if o.UptimeMargin == 0 {
+		o.UptimeMargin = 300 * time.Second
+	}
+	if o.Priorities == nil {
+		o.Priorities = []int{200, 150, 100, 50}
+	}
+	c := &Cluster{Lab: l, Dir: dir, Bin: bin, opts: o, procs: map[string]*proc{}, off: map[string]bool{}}
+	for k := 1; k <= gateways; k++ {
+		gw := netlab.Gateway(k)
+		c.gws = append(c.gws, gw)
+		if err := c.writeConfig(k, gateways); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Gateways lists the gateway names.
+func (c *Cluster) Gateways() []string { return c.gws }
+
+// ConfigPath is the configuration file of gw.
+func (c *Cluster) ConfigPath(gw string) string { return filepath.Join(c.Dir, gw, "hagate.yaml") }
+
+// LogPath is where gw's daemon writes its log.
+func (c *Cluster) LogPath(gw string) string { return filepath.Join(c.Dir, gw, "hagate.log") }
+
+// Socket is gw's control socket.
+func (c *Cluster) Socket(gw string) string { return filepath.Join(c.Dir, gw, "hagate.sock") }
+
+func (c *Cluster) writeConfig(k, n int) error {
+	gw := netlab.Gateway(k)
+	dir := filepath.Join(c.Dir, gw)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	key := Key
+	if v, ok := c.opts.Keys[gw]; ok {
+		key = v
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cluster.key"), []byte(key+"\n"), 0o600); err != nil {
+		return err
+	}
+	peers := func(link string) string {
+		var ps []string
+		for j := 1; j <= n; j++ {
+			if j != k {
+				p, _ := netlab.GatewayAddr(j, link)
+				ps = append(ps, p.Addr().String())
+			}
+		}
+		return "[" + strings.Join(ps, ", ") + "]"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "node_id: %s\ngroup_id: 7\npriority: %d\noverride: %v\n", gw, c.opts.Priorities[k-1], c.opts.Override)
+	fmt.Fprintf(&b, "uptime_margin: %s\nhello_holddown: %s\n", c.opts.UptimeMargin, c.opts.Holddown)
+	fmt.Fprintf(&b, "key_file: %s\ncontrol_socket: %s\nstate_dir: %s\n", filepath.Join(dir, "cluster.key"), c.Socket(gw), dir)
+	fmt.Fprintf(&b, "notify: %s\n", c.notifyScript(dir))
+	fmt.Fprintf(&b, "heartbeat:\n  interval: %s\n  lost_threshold: %d\n  links:\n", c.opts.Interval, c.opts.LostThreshold)
+	fmt.Fprintf(&b, "    - interface: %s\n      priority: 100\n      peers: %s\n", netlab.HA, peers(netlab.HA))
+	if c.opts.HA2 {
+		fmt.Fprintf(&b, "    - interface: %s\n      priority: 50\n      peers: %s\n", netlab.HA2, peers(netlab.HA2))
+	}
+	fmt.Fprintf(&b, "monitor: [%s, %s]\n", netlab.LAN, netlab.WAN)
+	fmt.Fprintf(&b, "virtual_ips:\n  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
+		netlab.LAN, netlab.LANVIP, netlab.WAN, netlab.WANVIP)
+	if c.opts.IPv6 {
+		fmt.Fprintf(&b, "  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
+			netlab.LAN, netlab.LANVIP6, netlab.WAN, netlab.WANVIP6)
+	}
+	fmt.Fprintf(&b, "virtual_mac: %v\ngratuitous_arp:\n  count: 3\n  interval: 500ms\n", c.opts.VirtualMAC)
+	b.WriteString(c.opts.Extra)
+	return os.WriteFile(c.ConfigPath(gw), []byte(b.String()), 0o600)
+}
+
+// notifyScript writes a notify command that appends each role change to
+// roles.log, so tests can check the notify hook ran.
+func (c *Cluster) notifyScript(dir string) string {
+	path := filepath.Join(dir, "notify.sh")
+	script := fmt.Sprintf("#!/bin/sh\necho \"$1 $HAGATE_KIND\" >> %s\n", filepath.Join(dir, "roles.log"))
+	os.WriteFile(path, []byte(script), 0o700)
+	return path
+}
+
+// Start starts gw's daemon.
+func (c *Cluster) Start(gw string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.procs[gw]; p != nil {
+		select {
+		case <-p.done:
+		default:
+			return fmt.Errorf("%s already running", gw)
+		}
+	}
+	logf, err := os.OpenFile(c.LogPath(gw), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd, err := c.Lab.Start(gw, logf, c.Bin, "run", "--config", c.ConfigPath(gw))
+	if err != nil {
+		logf.Close()
+		return err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	c.procs[gw] = p
+	return nil
+}
+
+// StartAll starts every gateway's daemon.
+func (c *Cluster) StartAll() error {
+	for _, gw := range c.gws {
+		if err := c.Start(gw); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop sends SIGTERM to gw's daemon and waits for it to exit.
+func (c *Cluster) Stop(gw string) error { return c.signal(gw, syscall.SIGTERM) }
+
+// Kill kills gw's daemon at once, as a crash or power loss does.
+func (c *Cluster) Kill(gw string) error { return c.signal(gw, syscall.SIGKILL) }
+
+func (c *Cluster) signal(gw string, sig syscall.Signal) error {
+	c.mu.Lock()
+	p := c.procs[gw]
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s not started", gw)
+	}
+	// ip netns exec replaces itself with the daemon (exec), so the pid is
+	// the daemon's.
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not exit within 10s of %s", gw, sig)
+	}
+}
+
+// Reload sends SIGHUP to gw's daemon (it rereads its key file).
+func (c *Cluster) Reload(gw string) error {
+	c.mu.Lock()
+	p := c.procs[gw]
+	c.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%s not started", gw)
+	}
+	return p.cmd.Process.Signal(syscall.SIGHUP)
+}
+
+// WriteKey replaces gw's key file with keys, one a line.
+func (c *Cluster) WriteKey(gw string, keys ...string) error {
+	return os.WriteFile(filepath.Join(c.Dir, gw, "cluster.key"), []byte(strings.Join(keys, "\n")+"\n"), 0o600)
+}
+
+// Running reports whether gw's daemon runs.
+func (c *Cluster) Running(gw string) bool {
+	c.mu.Lock()
+	p := c.procs[gw]
+	c.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Status asks gw's daemon for its status.
+func (c *Cluster) Status(gw string) (daemon.Status, error) {
+	var st daemon.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := control.Call(ctx, c.Socket(gw), control.Request{Command: "status"})
+	if err != nil {
+		return st, err
+	}
+	if !resp.OK {
+		return st, errors.New(resp.Error)
+	}
+	return st, resp.Decode(&st)
+}
+
+// PowerOff cuts every link of gw (heartbeat link first) and kills its
+// daemon: what a power loss looks like to the others. Addresses left on the
+// dead gateway no longer count as held.
+func (c *Cluster) PowerOff(gw string) error {
+	if err := c.Lab.PowerOff(gw); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.off[gw] = true
+	c.mu.Unlock()
+	return c.Kill(gw)
+}
+
+// PowerOn reconnects gw and starts its daemon again.
+func (c *Cluster) PowerOn(gw string) error {
+	if err := c.Lab.PowerOn(gw); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.off[gw] = false
+	c.mu.Unlock()
+	return c.Start(gw)
+}
+
+// Holders lists the reachable gateways that hold the LAN virtual IP.
+func (c *Cluster) Holders() []string {
+	var out []string
+	for _, gw := range c.gws {
+		c.mu.Lock()
+		off := c.off[gw]
+		c.mu.Unlock()
+		if !off && c.Lab.HasAddr(gw, netlab.LAN, netlab.LANVIP.String()) {
+			out = append(out, gw)
+		}
+	}
+	return out
+}
+
+// WaitHolder waits until exactly one gateway holds the LAN virtual IP and,
+// if want is not empty, that it is want.
+func (c *Cluster) WaitHolder(timeout time.Duration, want string) (string, error) {
+	var got []string
+	err := netlab.WaitFor(timeout, 20*time.Millisecond, func() (bool, error) {
+		got = c.Holders()
+		return len(got) == 1 && (want == "" || got[0] == want), nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("virtual IP holders %v, want exactly one%s: %w", got, map[bool]string{true: " (" + want + ")", false: ""}[want != ""], err)
+	}
+	return got[0], nil
+}
+
+// Log returns gw's daemon log.
+func (c *Cluster) Log(gw string) string {
+	b, _ := os.ReadFile(c.LogPath(gw))
+	return string(b)
+}
+
+// Roles returns what gw's notify command recorded, one role change a line.
+func (c *Cluster) Roles(gw string) string {
+	b, _ := os.ReadFile(filepath.Join(c.Dir, gw, "roles.log"))
+	return string(b)
+}
+
+// Close stops every daemon (SIGTERM).
+func (c *Cluster) Close() {
+	for _, gw := range c.gws {
+		if c.Running(gw) {
+			c.Stop(gw)
+		}
+	}
+}
