@@ -212,7 +212,12 @@ func (n *Node) receive(e Received) {
 	p.lastHeard = e.Now
 	// The same heartbeat arrives once per link, and a copy on a slow link
 	// may come after a newer one on a fast link: only news changes state.
-	if e.Epoch < p.epoch || (e.Epoch == p.epoch && e.HB.Count <= p.hb.Count && p.rxAt != (time.Time{})) {
+	// A lower boot id is a replay or a late copy while the boot it would
+	// replace is still heard; once that boot has been silent for a dead
+	// interval it is the member back from a reboot whose clock went back
+	// (seal lets it through by the same rule).
+	older := e.Epoch < p.epoch && e.Now.Sub(p.rxAt) <= n.cfg.DeadInterval()
+	if older || (e.Epoch == p.epoch && e.HB.Count <= p.hb.Count && p.rxAt != (time.Time{})) {
 		return
 	}
 	p.epoch = e.Epoch

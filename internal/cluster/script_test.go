@@ -30,7 +30,7 @@ import (
 //	     [sends]                 the node under test, created at time 0
 //	link NAME up|down            a heartbeat or monitored link changes
 //	peer ID [role=..] [priority=..] [uptime=..] [elected=..] [links=ha:ADDR,..]
-//	     [monitored=N/M] [pending] [leaving] [failover]
+//	     [monitored=N/M] [pending] [leaving] [failover] [epoch=N]
 //	                             a member that heartbeats every interval
 //	                             during tick (again: update it)
 //	silence ID [link=NAME]       it stops (on one link only, with link=)
@@ -154,6 +154,7 @@ type scriptPeer struct {
 	silent bool
 	next   time.Time
 	since  time.Time // the start of its HA uptime
+	epoch  uint64    // its boot id
 }
 
 func args(fields []string) map[string]string {
@@ -282,7 +283,7 @@ func has(a map[string]string, k string) bool { _, ok := a[k]; return ok }
 func (r *scriptRun) setPeer(id string, a map[string]string) error {
 	p := r.peers[id]
 	if p == nil {
-		p = &scriptPeer{id: id, links: map[string]netip.Addr{}, seq: map[string]uint64{}, next: r.now, since: r.now,
+		p = &scriptPeer{id: id, links: map[string]netip.Addr{}, seq: map[string]uint64{}, next: r.now, since: r.now, epoch: 1,
 			hb: Heartbeat{Role: Subordinate, MonitoredTotal: len(r.cfg.Monitored), MonitoredUp: len(r.cfg.Monitored)}}
 		r.peers[id] = p
 	}
@@ -313,6 +314,9 @@ func (r *scriptRun) setPeer(id string, a map[string]string) error {
 			p.hb.Leaving = v != "false"
 		case "failover":
 			p.hb.FailoverSet = v != "false"
+		case "epoch":
+			p.epoch, err = strconv.ParseUint(v, 10, 64)
+			p.hb.Count = 0 // a new boot counts from the start
 		case "links":
 			for _, la := range strings.Split(v, ",") {
 				l, addr, _ := strings.Cut(la, ":")
@@ -360,7 +364,7 @@ func (r *scriptRun) hear(p *scriptPeer) string {
 		p.seq[l]++
 		hb := p.hb
 		hb.Uptime = r.now.Sub(p.since)
-		out.WriteString(r.step(Received{Now: r.now, From: p.id, Link: l, Addr: p.links[l], Seq: p.seq[l], Epoch: 1, HB: hb}))
+		out.WriteString(r.step(Received{Now: r.now, From: p.id, Link: l, Addr: p.links[l], Seq: p.seq[l], Epoch: p.epoch, HB: hb}))
 	}
 	return out.String()
 }

@@ -73,6 +73,9 @@ type Security struct {
 	Authentication *bool         `yaml:"authentication"` // default true; false means plaintext, logged as a warning
 	Encryption     *bool         `yaml:"encryption"`     // default true: AEAD-encrypt payloads; false: authenticate only
 	MaxClockSkew   time.Duration `yaml:"max_clock_skew"` // default 60s; 0 disables the freshness check
+	// Passphrase allows key_file lines that are not 32 random bytes; they
+	// are then stretched with Argon2id, salted with group_id. Default false.
+	Passphrase bool `yaml:"passphrase"`
 }
 
 // SessionPickup configures session synchronisation (FGCP's session-pickup).

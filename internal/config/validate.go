@@ -90,6 +90,9 @@ func validate(c *Config) []*Error {
 		ck.add("security.encryption", "cannot be true while security.authentication is false: encryption uses the authentication key")
 	}
 	ck.nonNegative("security.max_clock_skew", c.Security.MaxClockSkew)
+	if c.Security.Passphrase && !c.AuthEnabled() {
+		ck.add("security.passphrase", "cannot be true while security.authentication is false: there is no key to stretch")
+	}
 	switch {
 	case c.ControlSocket == "":
 		ck.add("control_socket", "must not be empty")

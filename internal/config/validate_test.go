@@ -154,6 +154,8 @@ func TestRules(t *testing.T) {
 		{"no key without authentication", "key_file: ~\nsecurity: {authentication: false}", nil},
 		{"encryption without authentication", "security: {authentication: false, encryption: true}", map[string]string{"security.encryption": "cannot be true while security.authentication is false"}},
 		{"negative clock skew", "security: {max_clock_skew: -1s}", map[string]string{"security.max_clock_skew": "must not be negative"}},
+		{"passphrase", "security: {passphrase: true}", nil},
+		{"passphrase without authentication", "key_file: ~\nsecurity: {authentication: false, passphrase: true}", map[string]string{"security.passphrase": "cannot be true while security.authentication is false"}},
 
 		// Virtual IPs and monitor.
 		{"vip interface", "virtual_ips: [{interface: 'a/b', address: 192.0.2.1/24}]", map[string]string{"virtual_ips[0].interface": "contains '/'"}},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/control"
+	"github.com/hagate/hagate/internal/heartbeat"
 	"github.com/hagate/hagate/internal/history"
 	"github.com/hagate/hagate/internal/pinger"
 )
@@ -34,6 +35,10 @@ type Status struct {
 	LostThreshold     int                   `json:"lost_threshold"`
 	SessionPickup     bool                  `json:"session_pickup"`
 	PingServers       []pinger.TargetStatus `json:"ping_servers,omitempty"`
+	// FramesDropped says why heartbeats from an address were refused
+	// (wrong key, group, clock skew, replay...): the reason a member is
+	// not heard.
+	FramesDropped []heartbeat.DropSummary `json:"frames_dropped,omitempty"`
 	Witness           []pinger.TargetStatus `json:"witness,omitempty"`
 }
 
@@ -112,6 +117,9 @@ func (d *Daemon) handle(req request) control.Response {
 	return control.Errorf("unknown command %q", req.Command)
 }
 
+// dropWarnFor is how long dropped heartbeats from a source stay a warning.
+const dropWarnFor = 5 * time.Minute
+
 func (d *Daemon) status(now time.Time) Status {
 	st := Status{
 		Status: d.node.Status(now), GroupID: d.cfg.GroupID, Security: d.mode.String(),
@@ -127,6 +135,14 @@ func (d *Daemon) status(now time.Time) Status {
 	}
 	for _, v := range d.cfg.VirtualIPs {
 		st.VirtualIPs = append(st.VirtualIPs, v.Interface+" "+v.Address.String())
+	}
+	// Drops of the last minutes are worth a warning: the reason a member
+	// is not heard, named.
+	for _, ds := range d.tr.DropReasons() {
+		st.FramesDropped = append(st.FramesDropped, ds)
+		if now.Sub(ds.Last) < dropWarnFor {
+			st.Warnings = append(st.Warnings, ds.String())
+		}
 	}
 	if d.mode.String() == "plaintext" {
 		st.Warnings = append(st.Warnings, "heartbeats are not authenticated (security.authentication: false)")

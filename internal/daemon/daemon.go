@@ -85,7 +85,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		d.mode = seal.Authenticate
 	}
 	if d.mode != seal.Plain {
-		kr, err := seal.LoadKeyFile(cfg.KeyFile)
+		kr, err := seal.LoadKeys(cfg.KeyFile, keyPolicy(cfg))
 		if err != nil {
 			return nil, err
 		}
@@ -187,6 +187,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 		return err
 	}
 	cleanup.push(d.tr.Close)
+	d.tr.Configure(heartbeat.Options{DeadInterval: cfg.DeadInterval(), Log: d.log})
 	if d.hist, err = history.Open(cfg.StateDir, historyEntries); err != nil {
 		return err
 	}
@@ -314,7 +315,7 @@ func (d *Daemon) reloadKeys(path string) error {
 	if d.mode == seal.Plain {
 		return nil
 	}
-	kr, err := seal.LoadKeyFile(path)
+	kr, err := seal.LoadKeys(path, keyPolicy(d.cfg))
 	if err != nil {
 		return err
 	}
@@ -537,4 +538,10 @@ func (c hbCounters) Received(link, peer string) {
 }
 func (c hbCounters) Dropped(link, reason string) {
 	c.m.HeartbeatsDropped.WithLabelValues(link, reason).Inc()
+}
+func (c hbCounters) DroppedFrom(link, reason, source string) { c.m.DroppedFrom(link, reason, source) }
+
+// keyPolicy is what the configuration allows of the key file.
+func keyPolicy(cfg *config.Config) seal.KeyPolicy {
+	return seal.KeyPolicy{Passphrase: cfg.Security.Passphrase, Group: uint16(cfg.GroupID)}
 }

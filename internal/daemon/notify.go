@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -23,7 +26,13 @@ type notifier struct {
 	q    chan notification
 }
 
-const notifyTimeout = 30 * time.Second
+// notifyTimeout bounds one run of the command; notifyWaitDelay bounds the
+// wait for its output once it has exited: a background child it started
+// may hold the output open for ever. Variables for the tests.
+var (
+	notifyTimeout   = 30 * time.Second
+	notifyWaitDelay = 2 * time.Second
+)
 
 func newNotifier(node string, log *slog.Logger) *notifier {
 	return &notifier{node: node, log: log, q: make(chan notification, 64)}
@@ -67,14 +76,38 @@ func (n *notifier) exec(ctx context.Context, m notification) {
 	// Not cancelled with the daemon: the last role change is reported too.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, m.Command, m.Role, m.Reason)
+	reason := printable(m.Reason)
+	cmd := exec.CommandContext(ctx, m.Command, m.Role, reason)
 	cmd.Env = append(os.Environ(),
 		"HAGATE_NODE="+n.node, "HAGATE_ROLE="+m.Role, "HAGATE_PREVIOUS_ROLE="+m.Previous,
-		"HAGATE_KIND="+m.Kind, "HAGATE_REASON="+m.Reason)
+		"HAGATE_KIND="+m.Kind, "HAGATE_REASON="+reason)
+	// Its own process group, so that at the timeout the command and every
+	// child it started are killed, not the command alone.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = notifyWaitDelay
 	out, err := cmd.CombinedOutput()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		n.log.Warn("notify command ran but left a background process holding its output; not waiting for it",
+			"command", m.Command, "role", m.Role, "output", string(out))
+		return
+	}
 	if err != nil {
 		n.log.Error("notify command failed", "command", m.Command, "role", m.Role, "err", err, "output", string(out))
 		return
 	}
 	n.log.Info("notify command ran", "command", m.Command, "role", m.Role)
+}
+
+// printable replaces control characters (a NUL makes the exec fail, a
+// newline forges log lines) in text that may carry names from the wire.
+// The heartbeat decoder already refuses such node ids; this is the last
+// guard before the environment.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }

@@ -44,6 +44,10 @@ const (
 // ErrMalformed is returned for a payload that is not a valid heartbeat.
 var ErrMalformed = errors.New("malformed heartbeat")
 
+// ErrNodeID is returned for a heartbeat naming a node id that no
+// configuration could hold (see validNodeID).
+var ErrNodeID = errors.New("invalid node id in heartbeat")
+
 // Message is one heartbeat payload: what the sender says of itself, and the
 // boots of its peers it has heard.
 type Message struct {
@@ -132,6 +136,9 @@ func Decode(p []byte) (Message, error) {
 	n := int(p[7])
 	if n > seal.MaxSenderLen || len(p) < fixedLen+n {
 		return m, fmt.Errorf("%w: elected id length %d in %d bytes", ErrMalformed, n, len(p))
+	}
+	if elected := p[fixedLen : fixedLen+n]; n > 0 && !validNodeID(string(elected)) {
+		return m, fmt.Errorf("%w: elected %q", ErrNodeID, elected)
 	}
 	rest := p[fixedLen+n:]
 	noEcho := p[0] == versionNoEcho

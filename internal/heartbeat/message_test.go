@@ -102,10 +102,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Subordinate, Elected: "gw1"}, NoEcho: true}))
 	f.Add([]byte{1})
 	f.Add([]byte{2})
+	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Primary, Elected: "gw1\x00; rm"}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
 		if err != nil {
 			return
+		}
+		if m.HB.Elected != "" && !validNodeID(m.HB.Elected) {
+			t.Fatalf("invalid node id %q decoded", m.HB.Elected)
 		}
 		// Whatever decodes re-encodes to the same bytes.
 		if again := Encode(nil, m); string(again) != string(b) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -61,9 +62,23 @@ type Transport struct {
 	boot       uint64    // this member's boot id: the sealer's epoch
 	acceptFrom time.Time // frames sent before must echo boot
 
+	dead time.Duration // see Options; 0: DefaultDeadInterval
+	log  *slog.Logger
+
 	mu       sync.Mutex
 	heard    map[string]heardBoot // by sender: the boot to echo
 	hearings uint64               // counts hear calls, to order heard
+	bindings map[bindKey]*binding // see bind
+
+	dropMu sync.Mutex
+	drops  dropBook
+}
+
+// SourceCounters is what Counters may also implement to count drops by
+// source address: the configured peers, at most maxDropSources other
+// addresses, then OtherSource.
+type SourceCounters interface {
+	DroppedFrom(link, reason, source string)
 }
 
 type heardBoot struct {
@@ -166,7 +181,7 @@ func (t *Transport) Send(hb cluster.Heartbeat) error {
 		for _, p := range l.Peers {
 			_, err := l.conn.WriteToUDPAddrPort(frame, netip.AddrPortFrom(p, uint16(t.port)))
 			if err != nil {
-				t.counters.Dropped(l.Interface, "send-error")
+				t.counters.Dropped(l.Interface, "send-error") // local: no source to blame
 				if first == nil {
 					first = fmt.Errorf("heartbeat link %s to %s: %w", l.Interface, p, err)
 				}
@@ -189,50 +204,71 @@ func (t *Transport) read(ctx context.Context, l *linkConn) {
 			t.counters.Dropped(l.Interface, "read-error")
 			continue
 		}
-		rx, reason := t.accept(l, from.Addr().Unmap(), buf[:n])
-		if reason != "" {
-			t.counters.Dropped(l.Interface, reason)
-			continue
+		src := from.Addr().Unmap()
+		rx, d := t.accept(l, src, buf[:n])
+		if d == nil {
+			select {
+			case t.packets <- rx:
+				t.counters.Received(l.Interface, rx.From)
+				continue
+			default:
+				d = &seal.DropError{Reason: "queue-full"}
+			}
 		}
-		select {
-		case t.packets <- rx:
-			t.counters.Received(l.Interface, rx.From)
-		default:
-			t.counters.Dropped(l.Interface, "queue-full")
-		}
+		t.dropped(l, src, d)
 	}
 }
 
-// accept checks one datagram; it returns the reason when it drops it.
-// The cheap checks (source, size) come before any cryptography.
-func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Received, string) {
+// dropped counts, records and (at most once a minute) logs one drop.
+func (t *Transport) dropped(l *linkConn, src netip.Addr, d *seal.DropError) {
+	t.counters.Dropped(l.Interface, d.Reason)
+	label := t.noteDrop(l, src, d.Reason, d.Detail, t.now())
+	if sc, ok := t.counters.(SourceCounters); ok {
+		sc.DroppedFrom(l.Interface, d.Reason, label)
+	}
+}
+
+// accept checks one datagram; it returns why when it drops it. The cheap
+// checks (source, size) come before any cryptography.
+func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Received, *seal.DropError) {
 	if !l.peers[from] {
-		return cluster.Received{}, "unknown-source"
+		return cluster.Received{}, &seal.DropError{Reason: "unknown-source", Detail: from.String() + " on " + l.Interface}
 	}
 	if len(b) > MaxLen+seal.Overhead {
-		return cluster.Received{}, "oversize"
+		return cluster.Received{}, &seal.DropError{Reason: "oversize", Detail: fmt.Sprintf("%d bytes", len(b))}
 	}
 	now := t.now()
 	h, payload, err := t.opener.Open(b, now)
 	if err != nil {
 		var d *seal.DropError
 		if errors.As(err, &d) {
-			return cluster.Received{}, d.Reason
+			return cluster.Received{}, d
 		}
-		return cluster.Received{}, "malformed"
+		return cluster.Received{}, &seal.DropError{Reason: "malformed", Detail: err.Error()}
+	}
+	// The sender id reaches logs, metric labels and the notify command's
+	// environment: only the characters a configuration allows pass.
+	if !validNodeID(h.Sender) {
+		return cluster.Received{}, &seal.DropError{Reason: "node-id", Detail: fmt.Sprintf("sender %q", h.Sender)}
 	}
 	m, err := Decode(payload)
+	if errors.Is(err, ErrNodeID) {
+		return cluster.Received{}, &seal.DropError{Reason: "node-id", Detail: err.Error()}
+	}
 	if err != nil {
-		return cluster.Received{}, "malformed"
+		return cluster.Received{}, &seal.DropError{Reason: "malformed", Detail: err.Error()}
 	}
 	// Any authenticated heartbeat proves its sender's boot was up: echo it,
 	// even if this frame is refused below, so that two members that started
 	// together hear each other within a round trip.
 	t.hear(h.Sender, h.Epoch)
 	if h.Sent.Before(t.acceptFrom) && !m.Echoes(t.boot) {
-		return cluster.Received{}, "early"
+		return cluster.Received{}, &seal.DropError{Reason: "early", Detail: "from " + h.Sender}
 	}
-	return cluster.Received{From: h.Sender, Link: l.Interface, Addr: from, Seq: h.Seq, Epoch: h.Epoch, HB: m.HB}, ""
+	if d := t.bind(l, h, from, now); d != nil {
+		return cluster.Received{}, d
+	}
+	return cluster.Received{From: h.Sender, Link: l.Interface, Addr: from, Seq: h.Seq, Epoch: h.Epoch, HB: m.HB}, nil
 }
 
 // hear records sender's boot for the echo.

@@ -133,17 +133,17 @@ func TestAcceptChecksSourceFirst(t *testing.T) {
 	tr := &Transport{opener: seal.NewOpener(kr, seal.Encrypt, seal.Heartbeat, 7, "gw2", 0), now: time.Now}
 	l := &linkConn{Link: Link{Interface: "ha"}, peers: map[netip.Addr]bool{netip.MustParseAddr("198.51.100.1"): true}}
 	frame := s.Seal(nil, 0, time.Now(), Encode(nil, Message{HB: cluster.Heartbeat{Priority: 1}}))
-	if _, r := tr.accept(l, netip.MustParseAddr("203.0.113.9"), frame); r != "unknown-source" {
+	if _, r := tr.accept(l, netip.MustParseAddr("203.0.113.9"), frame); why(r) != "unknown-source" {
 		t.Fatalf("reason %q", r)
 	}
-	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), frame); r != "" {
+	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), frame); why(r) != "" {
 		t.Fatalf("reason %q", r)
 	}
-	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), frame); r != "replay" {
+	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), frame); why(r) != "replay" {
 		t.Fatalf("replay: reason %q", r)
 	}
 	bad := s.Seal(nil, 0, time.Now(), []byte("not a heartbeat, but sealed with the key"))
-	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), bad); r != "malformed" {
+	if _, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), bad); why(r) != "malformed" {
 		t.Fatalf("reason %q", r)
 	}
 }
@@ -178,11 +178,11 @@ func TestEarlyFramesNeedEcho(t *testing.T) {
 	}
 	for _, c := range cases {
 		frame := s.Seal(nil, 0, start.Add(c.sent), Encode(nil, c.m))
-		rx, reason := tr.accept(l, src, frame)
-		if reason != c.reason {
+		rx, d := tr.accept(l, src, frame)
+		if reason := why(d); reason != c.reason {
 			t.Errorf("%s: reason %q, want %q", c.name, reason, c.reason)
 		}
-		if reason == "" && rx.HB != hb {
+		if d == nil && rx.HB != hb {
 			t.Errorf("%s: heartbeat %+v", c.name, rx.HB)
 		}
 	}
@@ -211,4 +211,12 @@ func TestEchoBounded(t *testing.T) {
 	if got := tr.echo(); got[0] != 101 || slices.Contains(got, 100) {
 		t.Fatalf("echo after a reboot %v", got)
 	}
+}
+
+// why returns a drop's reason, "" for none.
+func why(d *seal.DropError) string {
+	if d == nil {
+		return ""
+	}
+	return d.Reason
 }

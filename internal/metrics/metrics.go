@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -29,11 +30,14 @@ type Metrics struct {
 	HeartbeatsReceived *prometheus.CounterVec // link, peer
 	HeartbeatsDropped  *prometheus.CounterVec // link, reason
 	HeartbeatsLost     *prometheus.CounterVec // link, peer
-	Elections          prometheus.Counter
-	Failovers          *prometheus.CounterVec // reason
-	LastFailover       prometheus.Gauge       // unix seconds
-	SplitBrain         prometheus.Gauge       // 0 or 1
-	ControlDenied      prometheus.Counter
+	// FramesDropped counts dropped heartbeats by reason and source
+	// address; update it through DroppedFrom, which bounds the sources.
+	FramesDropped *prometheus.CounterVec // reason, source
+	Elections     prometheus.Counter
+	Failovers     *prometheus.CounterVec // reason
+	LastFailover  prometheus.Gauge       // unix seconds
+	SplitBrain    prometheus.Gauge       // 0 or 1
+	ControlDenied prometheus.Counter
 
 	// Session pickup.
 	SessionsSynced       prometheus.Gauge
@@ -44,13 +48,38 @@ type Metrics struct {
 	BulkSyncDuration     prometheus.Gauge       // seconds
 	SyncErrors           *prometheus.CounterVec // kind
 	SessionsDroppedLimit prometheus.Counter
+
+	sourcesMu sync.Mutex
+	sources   map[string]bool // source labels of FramesDropped
+}
+
+// MaxDropSources bounds the source label values of
+// hagate_frames_dropped_total; drops from further sources count under
+// "other". The heartbeat transport bounds its sources too; this keeps the
+// metric bounded whatever calls it.
+const MaxDropSources = 80
+
+// DroppedFrom counts a dropped frame from source for reason, in
+// hagate_frames_dropped_total, and in hagate_heartbeats_dropped_total.
+func (m *Metrics) DroppedFrom(link, reason, source string) {
+	m.sourcesMu.Lock()
+	if !m.sources[source] {
+		if len(m.sources) >= MaxDropSources {
+			source = "other"
+		} else {
+			m.sources[source] = true
+		}
+	}
+	m.sourcesMu.Unlock()
+	m.FramesDropped.WithLabelValues(reason, source).Inc()
 }
 
 // New returns the metrics registered on a fresh registry, with the Go runtime
 // and process collectors.
 func New() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:     prometheus.NewRegistry(),
+		sources: map[string]bool{},
 
 		Role: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "primary",
@@ -80,6 +109,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "heartbeats_lost_total",
 			Help: "Heartbeats missing from a member's sequence numbers, by heartbeat link and member.",
 		}, []string{"link", "peer"}),
+		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "frames_dropped_total",
+			Help: "Heartbeat frames dropped, by reason (key, group, stale, replay...) and source address (at most 80, the rest as \"other\").",
+		}, []string{"reason", "source"}),
 		Elections: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "elections_total",
 			Help: "Elections run by this member.",
@@ -138,7 +171,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Role, m.RoleState, m.Members,
-		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost,
+		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.FramesDropped,
 		m.Elections, m.Failovers, m.LastFailover, m.SplitBrain, m.ControlDenied,
 		m.SessionsSynced, m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,
 		m.SyncResyncs, m.BulkSyncDuration, m.SyncErrors, m.SessionsDroppedLimit,

@@ -9,13 +9,23 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
-const (
-	readHeaderTimeout = 5 * time.Second
-	writeTimeout      = 30 * time.Second
-	shutdownTimeout   = 5 * time.Second
-)
+// The endpoint answers a scraper or two; anyone who can reach it must not
+// be able to hold connections open (slow headers, idle keep-alives) or
+// open them without end.
+var limits = struct {
+	readHeader, write, idle, shutdown time.Duration
+	conns                             int // open connections at most; more wait in the kernel's backlog
+}{
+	readHeader: 5 * time.Second,
+	write:      30 * time.Second,
+	idle:       60 * time.Second, // above Prometheus' usual 15-30 s scrape interval: one connection is reused
+	shutdown:   5 * time.Second,
+	conns:      16,
+}
 
 // Listen opens the metrics address, so that a daemon can refuse to start
 // when it is taken, before anything else runs.
@@ -57,21 +67,24 @@ func serve(ctx context.Context, ln net.Listener, m *Metrics, log *slog.Logger) e
 	})
 	srv := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: readHeaderTimeout,
-		WriteTimeout:      writeTimeout,
+		ReadHeaderTimeout: limits.readHeader,
+		ReadTimeout:       limits.readHeader, // GET only: no body to wait for
+		WriteTimeout:      limits.write,
+		IdleTimeout:       limits.idle,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	log.Info("serving metrics", "addr", ln.Addr().String())
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(netutil.LimitListener(ln, limits.conns)) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("metrics server: %w", err)
 	case <-ctx.Done():
 	}
 	// A scrape in progress gets a moment to finish; then it is cut.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limits.shutdown)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()

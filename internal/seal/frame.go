@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,6 +58,14 @@ const (
 	maxPeers = 64
 	// maxStreams bounds the replay windows kept per sender and boot.
 	maxStreams = 64
+	// maxSealStreams bounds the streams a Sealer counts: session sync uses
+	// a new stream per connection, for as long as the daemon runs.
+	maxSealStreams = 256
+	maxRetired     = 4
+	// DefaultRebootSilence is how long a member's boot must have been
+	// silent before a frame of an earlier boot is taken for a reboot with a
+	// clock set back (see Opener.SetRebootSilence).
+	DefaultRebootSilence = 10 * time.Second
 )
 
 // Header is the authenticated, unencrypted part of a frame.
@@ -116,7 +125,17 @@ type Sealer struct {
 	aead    cipher.AEAD
 
 	mu   sync.Mutex
-	seqs map[uint32]uint64
+	seqs map[uint32]*streamSeq
+	// floor is where a stream not in seqs starts counting: above every
+	// number a forgotten stream used, so that a stream number used again
+	// never repeats a nonce under this boot's key.
+	floor uint64
+	uses  uint64 // counts Seal calls, to find the stream used least recently
+}
+
+type streamSeq struct {
+	next    uint64
+	lastUse uint64
 }
 
 // NewSealer prepares sealing for sender in boot epoch with the keyring's first
@@ -125,7 +144,7 @@ func NewSealer(kr *Keyring, mode Mode, p Purpose, group uint16, sender string, e
 	if len(sender) == 0 || len(sender) > MaxSenderLen {
 		return nil, fmt.Errorf("seal: sender id %q: want 1..%d bytes", sender, MaxSenderLen)
 	}
-	s := &Sealer{mode: mode, purpose: p, group: group, sender: sender, epoch: epoch, seqs: map[uint32]uint64{}}
+	s := &Sealer{mode: mode, purpose: p, group: group, sender: sender, epoch: epoch, seqs: map[uint32]*streamSeq{}}
 	if mode == Plain {
 		return s, nil
 	}
@@ -172,11 +191,11 @@ func (s *Sealer) Rekey(kr *Keyring) error {
 }
 
 // Seal appends to dst one frame carrying payload on stream, stamped with now.
-// Sequence numbers count up per stream from 0.
+// Sequence numbers count up per stream from 0 (from higher once the sealer
+// has forgotten streams; receivers accept any first number).
 func (s *Sealer) Seal(dst []byte, stream uint32, now time.Time, payload []byte) []byte {
 	s.mu.Lock()
-	seq := s.seqs[stream]
-	s.seqs[stream] = seq + 1
+	seq := s.nextSeq(stream)
 	aead, keyID := s.aead, s.keyID
 	s.mu.Unlock()
 
@@ -206,6 +225,37 @@ func (s *Sealer) Seal(dst []byte, stream uint32, now time.Time, payload []byte) 
 		dst = append(dst, payload...)
 	}
 	return dst
+}
+
+// nextSeq returns the sequence number for the next frame on stream. When
+// more than maxSealStreams streams are counted, the one used least recently
+// is forgotten. Called with s.mu held.
+func (s *Sealer) nextSeq(stream uint32) uint64 {
+	s.uses++
+	st := s.seqs[stream]
+	if st == nil {
+		if len(s.seqs) >= maxSealStreams {
+			s.forgetOldest()
+		}
+		st = &streamSeq{next: s.floor}
+		s.seqs[stream] = st
+	}
+	seq := st.next
+	st.next++
+	st.lastUse = s.uses
+	return seq
+}
+
+func (s *Sealer) forgetOldest() {
+	var oldest uint32
+	var o *streamSeq
+	for id, st := range s.seqs {
+		if o == nil || st.lastUse < o.lastUse {
+			oldest, o = id, st
+		}
+	}
+	s.floor = max(s.floor, o.next)
+	delete(s.seqs, oldest)
 }
 
 // ParseHeader reads a frame's header without checking anything but its shape.
@@ -250,13 +300,18 @@ type Opener struct {
 	self    string
 	maxSkew time.Duration
 
-	mu        sync.Mutex
-	peers     map[string]*peerState
-	notBefore time.Time
+	mu            sync.Mutex
+	peers         map[string]*peerState
+	notBefore     time.Time
+	rebootSilence time.Duration
 }
 
 type peerState struct {
-	epoch   uint64
+	epoch uint64
+	// retired holds boots replaced by a lower one (a reboot with the clock
+	// set back, or the end of a forged boot): their frames, captured and
+	// replayed, must not bring them back. At most maxRetired.
+	retired []uint64
 	aeads   map[[4]byte]cipher.AEAD
 	streams map[uint32]*replay.Filter
 	last    time.Time
@@ -266,7 +321,20 @@ type peerState struct {
 // send time is further than that from now (captures replayed later, senders
 // with a wrong clock); 0 disables the check.
 func NewOpener(kr *Keyring, mode Mode, p Purpose, group uint16, self string, maxSkew time.Duration) *Opener {
-	return &Opener{kr: kr, mode: mode, purpose: p, group: group, self: self, maxSkew: maxSkew, peers: map[string]*peerState{}}
+	return &Opener{kr: kr, mode: mode, purpose: p, group: group, self: self, maxSkew: maxSkew,
+		peers: map[string]*peerState{}, rebootSilence: DefaultRebootSilence}
+}
+
+// SetRebootSilence sets how long a member's boot must have been silent
+// before a frame of an earlier boot (a lower epoch) is taken for a reboot:
+// a member whose clock was set back across a restart, or whose name a key
+// holder used for a forged later boot. Until then such frames are refused
+// as replays. The heartbeat's dead interval (interval x lost_threshold) is
+// the natural value: by then the cluster has declared the later boot gone.
+func (o *Opener) SetRebootSilence(d time.Duration) {
+	o.mu.Lock()
+	o.rebootSilence = d
+	o.mu.Unlock()
 }
 
 // RefuseBefore refuses frames sent before t (by the sender's clock). A
@@ -313,6 +381,12 @@ func (o *Opener) Open(frame []byte, now time.Time) (Header, []byte, error) {
 		if d := now.Sub(h.Sent); d > o.maxSkew || d < -o.maxSkew {
 			return h, nil, drop("stale", "sent %s ago (max_clock_skew %s)", d.Round(time.Millisecond), o.maxSkew)
 		}
+		// A boot cannot start after the frames it sends: an epoch later
+		// than the send time, beyond the clock allowance, is forged (a
+		// key holder claiming a boot no real one could supersede).
+		if limit := h.Sent.Add(o.maxSkew).UnixNano(); limit < 0 || h.Epoch > uint64(limit) {
+			return h, nil, drop("epoch", "boot %d of %q later than its frame's send time %s", h.Epoch, h.Sender, h.Sent.UTC().Format(time.RFC3339))
+		}
 	}
 
 	o.mu.Lock()
@@ -322,8 +396,14 @@ func (o *Opener) Open(frame []byte, now time.Time) (Header, []byte, error) {
 	}
 	p := o.peers[h.Sender]
 	kr := o.kr
-	if p != nil && h.Epoch < p.epoch {
+	// An earlier boot's frame is a replay while the later boot speaks; once
+	// that has been silent for rebootSilence, it is the member restarted
+	// with its clock set back (or the later boot was forged), and is heard.
+	if p != nil && h.Epoch < p.epoch && now.Sub(p.last) < o.rebootSilence {
 		return h, nil, drop("stale", "frame from an earlier boot of %s", h.Sender)
+	}
+	if p != nil && slices.Contains(p.retired, h.Epoch) {
+		return h, nil, drop("stale", "frame from a boot of %s that a restart replaced", h.Sender)
 	}
 	payload := frame[hl:]
 	if o.mode != Plain {
@@ -401,7 +481,14 @@ func (o *Opener) remember(h Header, p *peerState) *peerState {
 		}
 		delete(o.peers, oldest)
 	}
-	p = &peerState{epoch: h.Epoch, aeads: map[[4]byte]cipher.AEAD{}, streams: map[uint32]*replay.Filter{}}
-	o.peers[h.Sender] = p
-	return p
+	q := &peerState{epoch: h.Epoch, aeads: map[[4]byte]cipher.AEAD{}, streams: map[uint32]*replay.Filter{}}
+	if p != nil {
+		q.retired = p.retired
+		if h.Epoch < p.epoch {
+			q.retired = append(q.retired, p.epoch)
+			q.retired = q.retired[max(0, len(q.retired)-maxRetired):]
+		}
+	}
+	o.peers[h.Sender] = q
+	return q
 }

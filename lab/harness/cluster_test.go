@@ -215,7 +215,7 @@ func TestFailoverCommand(t *testing.T) {
 }
 
 func TestWrongKeyNeverJoins(t *testing.T) {
-	c := setup(t, 3, Options{Keys: map[string]string{"gw3": "a key from another cluster"}}, netlab.Options{})
+	c := setup(t, 3, Options{Keys: map[string]string{"gw3": KeyFor("a key from another cluster")}}, netlab.Options{})
 	c.Start("gw1")
 	c.Start("gw2")
 	mustHolder(t, c, 15*time.Second, "gw1")
@@ -247,7 +247,7 @@ func TestKeyRolloverWithoutDowntime(t *testing.T) {
 	c.StartAll()
 	mustHolder(t, c, 15*time.Second, "gw1")
 	before := settledRoles(t, c)
-	newKey := "the cluster key of next year"
+	newKey := KeyFor("the cluster key of next year")
 	for _, keys := range [][]string{{Key, newKey}, {newKey, Key}, {newKey}} {
 		for _, gw := range c.Gateways() {
 			if err := c.WriteKey(gw, keys...); err != nil {

@@ -7,6 +7,8 @@ package harness
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -22,8 +24,16 @@ import (
 	"github.com/hagate/hagate/lab/netlab"
 )
 
-// Key is the cluster key the harness writes, unless a node is given another.
-const Key = "hagate lab cluster key, not for production"
+// Key is the cluster key the harness writes, unless a node is given another:
+// 32 random bytes in hex, as `hagate genkey` writes them.
+var Key = KeyFor("hagate lab cluster key, not for production")
+
+// KeyFor turns a name into a key a daemon accepts (32 bytes in hex, the
+// name's SHA-256), so tests can speak of "a key from another cluster".
+func KeyFor(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:])
+}
 
 // Options shape the cluster's configuration.
 type Options struct {

@@ -216,7 +216,7 @@ func forge(t *testing.T, sender string, mode seal.Mode, key string, withID *[4]b
 // checked: a member with another cluster's key is refused by key id, and
 // every refusal is counted.
 func TestWrongKeyNeverJoinsCounted(t *testing.T) {
-	c := setup(t, 3, Options{Extra: MetricsExtra(), Keys: map[string]string{"gw3": "a key from another cluster"}}, netlab.Options{})
+	c := setup(t, 3, Options{Extra: MetricsExtra(), Keys: map[string]string{"gw3": KeyFor("a key from another cluster")}}, netlab.Options{})
 	c.Start("gw1")
 	c.Start("gw2")
 	mustHolder(t, c, 15*time.Second, "gw1")

@@ -1,0 +1,71 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func script(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "notify")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Finding 6: a notify command that leaves a background child holding its
+// output does not stall the notifier (it waited 30 s, or for ever).
+func TestNotifyBackgroundChildDoesNotStall(t *testing.T) {
+	p := script(t, "sleep 60 &\necho started\n")
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler))
+	start := time.Now()
+	n.exec(context.Background(), notification{Command: p, Role: "primary", Reason: "elected"})
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("notify took %s with a background child", d)
+	}
+}
+
+// At the timeout the command's whole process group is killed, so a child
+// does not outlive it.
+func TestNotifyTimeoutKillsChildren(t *testing.T) {
+	saved := notifyTimeout
+	notifyTimeout = 300 * time.Millisecond
+	defer func() { notifyTimeout = saved }()
+	pidFile := filepath.Join(t.TempDir(), "child")
+	p := script(t, "sleep 60 &\necho $! > "+pidFile+"\nwait\n")
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler))
+	n.exec(context.Background(), notification{Command: p, Role: "primary", Reason: "elected"})
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatal("the command's child outlived its timeout")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A reason carrying a control character still reaches the command.
+func TestNotifyReasonPrintable(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	p := script(t, "echo \"$HAGATE_REASON\" > "+out+"\n")
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler))
+	n.exec(context.Background(), notification{Command: p, Role: "primary", Reason: "member gw\x001 lost"})
+	b, err := os.ReadFile(out)
+	if err != nil || strings.TrimSpace(string(b)) != "member gw?1 lost" {
+		t.Fatalf("reason %q, %v", b, err)
+	}
+}
