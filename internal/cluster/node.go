@@ -66,6 +66,10 @@ type peer struct {
 	lastHeard time.Time
 	links     map[string]*peerLink
 	warned    map[string]bool // configuration mismatches already logged
+	// unreadable is why its last heartbeat could not be read (a later
+	// release), at unreadableAt: see Received.Unreadable.
+	unreadable   string
+	unreadableAt time.Time
 }
 
 type peerLink struct {
@@ -194,6 +198,13 @@ func (n *Node) receive(e Received) {
 		p = &peer{links: map[string]*peerLink{}, warned: map[string]bool{}}
 		n.peers[e.From] = p
 	}
+	if e.Unreadable != "" {
+		if p.unreadable == "" || e.Now.Sub(p.unreadableAt) > n.cfg.DeadInterval() {
+			n.notice(true, true, "member %s sends heartbeats this build cannot read (%s): it is there, so this member will not take over because of it; upgrade this member", e.From, e.Unreadable)
+		}
+		p.unreadable, p.unreadableAt = e.Unreadable, e.Now
+		return
+	}
 	pl := p.links[e.Link]
 	if pl == nil {
 		pl = &peerLink{lastSeq: e.Seq}
@@ -311,6 +322,7 @@ func (n *Node) heartbeat(now time.Time) Heartbeat {
 		Elected:        n.elected.Primary,
 		HelloLeft:      n.helloLeft(now),
 		SyncPending:    n.syncPending,
+		Build:          n.cfg.Build,
 	}
 }
 

@@ -120,6 +120,9 @@ func (n *Node) stepSubordinate(v view) {
 	if !quorate || v.claimant != "" || n.deferToStarting(v.now, v.cands, v.alive) {
 		return
 	}
+	if id := n.unreadablePeer(v.now); id != "" {
+		return // its state is unknown: it may be the primary
+	}
 	switch {
 	case v.res.Primary == n.cfg.NodeID && !n.handedToAnother():
 		kind, reason := n.takeoverReason(v.now, v.res)
@@ -207,4 +210,16 @@ func (n *Node) setRole(now time.Time, to Role, kind Kind, reason string) {
 	n.holdNoted = false
 	n.sendNow = true
 	n.emit(RoleChange{From: from, To: to, Kind: kind, Reason: reason})
+}
+
+// unreadablePeer names a member heard within the dead interval whose
+// heartbeats this build cannot read (a later release). Such a member is
+// there, and may hold the primary role: never a reason to take over.
+func (n *Node) unreadablePeer(now time.Time) string {
+	for _, id := range n.sortedPeerIDs() {
+		if p := n.peers[id]; p.unreadable != "" && now.Sub(p.unreadableAt) <= n.cfg.DeadInterval() {
+			return id
+		}
+	}
+	return ""
 }

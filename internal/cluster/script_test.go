@@ -34,6 +34,7 @@ import (
 //	                             a member that heartbeats every interval
 //	                             during tick (again: update it)
 //	silence ID [link=NAME]       it stops (on one link only, with link=)
+//	unreadable ID REASON...      a heartbeat of ID this build cannot read
 //	tick DURATION                advance the clock, ticking every interval/4
 //	ready gen=N | bulk | synclost PEER REASON...
 //	command failover-set|failover-unset|reset-uptime|shutdown
@@ -193,6 +194,9 @@ func (r *scriptRun) do(line string) (string, error) {
 			p.silent = true
 		}
 		return "", nil
+	case "unreadable":
+		// One authenticated heartbeat of a format this build cannot read.
+		return r.step(Received{Now: r.now, From: f[1], Link: r.cfg.Links[0].Interface, Epoch: 1, Unreadable: strings.Join(f[2:], " ")}), nil
 	case "tick":
 		d, err := time.ParseDuration(f[1])
 		if err != nil {

@@ -34,6 +34,7 @@ type Member struct {
 	PingUp          int               `json:"ping_up"`
 	UptimeSeconds   float64           `json:"uptime_seconds"`
 	FailoverSet     bool              `json:"failover_set"`
+	Version         string            `json:"version"`
 	LastHeardSecond float64           `json:"last_heard_seconds"`
 	LinkInUse       string            `json:"link_in_use,omitempty"`
 	Lost            map[string]uint64 `json:"heartbeats_lost,omitempty"`
@@ -68,6 +69,7 @@ func (n *Node) Status(now time.Time) Status {
 		NodeID: n.cfg.NodeID, Self: true, Alive: true, Role: n.role.String(), Priority: n.cfg.Priority,
 		MonitoredUp: n.monitoredUp(), MonitoredTotal: len(n.cfg.Monitored), PingUp: n.pingUp,
 		UptimeSeconds: n.uptime(now).Seconds(), FailoverSet: n.failoverSet, LinkInUse: n.linkInUse(now),
+		Version: n.cfg.Build,
 	})
 	for _, id := range n.sortedPeerIDs() {
 		p := n.peers[id]
@@ -75,10 +77,16 @@ func (n *Node) Status(now time.Time) Status {
 			NodeID: id, Alive: p.alive, Role: p.hb.Role.String(), Priority: p.hb.Priority,
 			MonitoredUp: p.hb.MonitoredUp, MonitoredTotal: p.hb.MonitoredTotal, PingUp: p.hb.PingUp,
 			UptimeSeconds: p.candidate(id, now).Uptime.Seconds(), FailoverSet: p.hb.FailoverSet,
-			LastHeardSecond: now.Sub(p.lastHeard).Seconds(),
+			LastHeardSecond: now.Sub(p.lastHeard).Seconds(), Version: p.hb.Build,
 			Lost:            map[string]uint64{}, Received: map[string]uint64{},
 		}
-		if !p.alive {
+		if m.Version == "" && p.rxAt != (time.Time{}) {
+			m.Version = "0.1.0" // the release whose heartbeats do not say
+		}
+		if p.unreadable != "" && now.Sub(p.unreadableAt) <= dead {
+			m.Role, m.Version = "unreadable", "newer"
+			st.Warnings = append(st.Warnings, "member "+id+" sends heartbeats this build cannot read ("+p.unreadable+"): version mismatch, this member will not take over because of it")
+		} else if !p.alive {
 			m.Role = "lost"
 			if p.left {
 				m.Role = "left"

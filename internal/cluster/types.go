@@ -72,6 +72,8 @@ type Config struct {
 	// preempt a primary until then; a new primary claims the addresses only
 	// once its sessions are usable (PromoteSessions, then SessionsReady).
 	SessionPickup bool
+	// Build is this member's build version, sent in its heartbeats.
+	Build string
 	// SyncLinks are the heartbeat links the session sync may run on,
 	// highest priority first (session pickup only).
 	SyncLinks []SyncLink
@@ -109,6 +111,9 @@ type Heartbeat struct {
 	// Count numbers the sender's heartbeats; every link carries the same
 	// count, so copies arriving out of order across links are recognised.
 	Count uint64
+	// Build is the sender's build version ("" from release 0.1.0, whose
+	// heartbeats do not say).
+	Build string
 }
 
 // Event is an input to Step.
@@ -128,6 +133,10 @@ type Received struct {
 	// Epoch identifies the sender's boot: a larger epoch is a restart.
 	Epoch uint64
 	HB    Heartbeat
+	// Unreadable, when set, says why the heartbeat could not be read
+	// although it was authenticated (a later release's format): the
+	// member is there, but HB is empty.
+	Unreadable string
 }
 
 // LinkChange reports a monitored or heartbeat interface going up or down.

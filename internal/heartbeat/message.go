@@ -16,30 +16,57 @@ import (
 
 // Wire format of a heartbeat payload (inside a sealed frame), big-endian:
 //
-//	0  version (2)        1  role (1)          2  flags (1)       3  priority (1)
+//	0  version (3)        1  role (1)          2  flags (1)       3  priority (1)
 //	4  monitored up (1)   5  monitored total   6  ping up (1)     7  elected length
 //	8  uptime, ms (8)     16 hello left, ms (4)                   20 count (8)
 //	28 elected node id (0..32 bytes)
 //	then echo count (1, 0..MaxEcho) and that many boot ids (8 bytes each)
+//	then, from version 3, fields as type (1), length (1), value, to the end
 //
-// Version 1, sent by members from before the echo, is the same without the
-// echo count and boot ids; it is still read, as a heartbeat that echoes
-// nothing. Members from before the echo refuse version 2 as malformed, so a
-// cluster moves to it all at once.
+// Compatibility, the rule every release keeps: new fields go into the
+// type-length-value part, whose unknown types a reader skips, so the
+// version changes only when the fixed part does. A member sends each peer
+// the newest version that peer has been heard sending (version 2, what
+// release 0.1.0 reads, until then), so members of this release and the
+// previous one read each other. An authenticated heartbeat of a version
+// this member cannot read is reported as such (Received.Unreadable): a
+// member is there whose state it cannot read, which is never a reason to
+// take over.
+//
+// Version 2 (release 0.1.0) is version 3 without the fields; version 1,
+// from before the echo, is version 2 without the echo.
 const (
-	version       = 2
+	version       = 3
+	versionEcho   = 2
 	versionNoEcho = 1
 	fixedLen      = 28
 	// MaxEcho bounds the boot ids a heartbeat echoes: one per peer, for
 	// clusters of up to five members.
-	MaxEcho      = 4
-	MaxLen       = fixedLen + seal.MaxSenderLen + 1 + 8*MaxEcho
+	MaxEcho = 4
+	// MaxBuild bounds the build version a heartbeat carries.
+	MaxBuild = 64
+	// MaxLen bounds a payload: the fixed part, the echo and the fields
+	// this release writes, with room for fields of later releases.
+	MaxLen       = fixedLen + seal.MaxSenderLen + 1 + 8*MaxEcho + maxFields
+	maxFields    = 256
 	flagOverride = 1 << 0
 	flagFailover = 1 << 1
 	flagLeaving  = 1 << 2
 	flagSyncPend = 1 << 3
 	knownFlags   = flagOverride | flagFailover | flagLeaving | flagSyncPend
 )
+
+// Field types of the type-length-value part.
+const (
+	fieldBuild = 1 // the sender's build version, printable ASCII
+)
+
+// PeerVersion is the version to send a peer never heard: what the oldest
+// release in the compatibility window reads.
+const PeerVersion = versionEcho
+
+// ErrVersion is returned for a payload of a version this build cannot read.
+var ErrVersion = errors.New("heartbeat version not understood")
 
 // ErrMalformed is returned for a payload that is not a valid heartbeat.
 var ErrMalformed = errors.New("malformed heartbeat")
@@ -57,9 +84,12 @@ type Message struct {
 	// that finds its own boot here knows the heartbeat was sent after the
 	// sender heard this boot, so it cannot be a capture from before it.
 	Echo []uint64
-	// NoEcho marks the version 1 format of members from before the echo:
-	// Decode sets it, Encode writes version 1 (and no echo) when it is set.
-	NoEcho bool
+	// Version is the format: Decode sets the one it read, Encode writes
+	// it (0: the newest). Version 1 carries no echo, versions 1 and 2 no
+	// fields.
+	Version uint8
+	// Build is the sender's build version (version 3 on; "" before).
+	Build string
 }
 
 // Echoes reports whether m echoes the boot id boot.
@@ -71,10 +101,11 @@ func (m *Message) Echoes(boot uint64) bool {
 func Encode(dst []byte, m Message) []byte {
 	hb := m.HB
 	var b [fixedLen]byte
-	b[0] = version
-	if m.NoEcho {
-		b[0] = versionNoEcho
+	v := m.Version
+	if v == 0 || v > version {
+		v = version
 	}
+	b[0] = v
 	b[1] = byte(hb.Role)
 	if hb.Override {
 		b[2] |= flagOverride
@@ -102,7 +133,7 @@ func Encode(dst []byte, m Message) []byte {
 	binary.BigEndian.PutUint64(b[20:28], hb.Count)
 	dst = append(dst, b[:]...)
 	dst = append(dst, elected...)
-	if m.NoEcho {
+	if v == versionNoEcho {
 		return dst
 	}
 	echo := m.Echo[:min(len(m.Echo), MaxEcho)]
@@ -110,7 +141,23 @@ func Encode(dst []byte, m Message) []byte {
 	for _, e := range echo {
 		dst = binary.BigEndian.AppendUint64(dst, e)
 	}
+	if v < version {
+		return dst
+	}
+	if build := m.Build; build != "" && len(build) <= MaxBuild && printableASCII(build) {
+		dst = append(dst, fieldBuild, byte(len(build)))
+		dst = append(dst, build...)
+	}
 	return dst
+}
+
+func printableASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Decode parses a heartbeat payload of either version. It never panics and
@@ -120,8 +167,9 @@ func Decode(p []byte) (Message, error) {
 	if len(p) < fixedLen {
 		return m, fmt.Errorf("%w: %d bytes", ErrMalformed, len(p))
 	}
-	if p[0] != version && p[0] != versionNoEcho {
-		return m, fmt.Errorf("%w: version %d", ErrMalformed, p[0])
+	v := p[0]
+	if v == 0 || v > version {
+		return m, fmt.Errorf("%w: %d, this build reads 1 to %d", ErrVersion, v, version)
 	}
 	role := cluster.Role(p[1])
 	if role > cluster.Primary {
@@ -141,12 +189,21 @@ func Decode(p []byte) (Message, error) {
 		return m, fmt.Errorf("%w: elected %q", ErrNodeID, elected)
 	}
 	rest := p[fixedLen+n:]
-	noEcho := p[0] == versionNoEcho
+	noEcho := v == versionNoEcho
+	var fields []byte
 	switch {
 	case noEcho && len(rest) != 0:
 		return m, fmt.Errorf("%w: %d bytes after the elected id", ErrMalformed, len(rest))
-	case !noEcho && (len(rest) < 1 || int(rest[0]) > MaxEcho || len(rest) != 1+8*int(rest[0])):
+	case noEcho:
+	case len(rest) < 1 || int(rest[0]) > MaxEcho || len(rest) < 1+8*int(rest[0]):
 		return m, fmt.Errorf("%w: echo of %d bytes", ErrMalformed, len(rest))
+	case v == versionEcho && len(rest) != 1+8*int(rest[0]):
+		return m, fmt.Errorf("%w: %d bytes after the echo", ErrMalformed, len(rest)-1-8*int(rest[0]))
+	default:
+		fields = rest[1+8*int(rest[0]):]
+	}
+	if err := m.decodeFields(fields); err != nil {
+		return m, err
 	}
 	up := binary.BigEndian.Uint64(p[8:16])
 	if up > uint64(100*365*24*time.Hour/time.Millisecond) {
@@ -157,7 +214,7 @@ func Decode(p []byte) (Message, error) {
 			m.Echo = append(m.Echo, binary.BigEndian.Uint64(rest[1+8*i:]))
 		}
 	}
-	m.NoEcho = noEcho
+	m.Version = v
 	m.HB = cluster.Heartbeat{
 		Role:           role,
 		Override:       p[2]&flagOverride != 0,
@@ -174,6 +231,25 @@ func Decode(p []byte) (Message, error) {
 		Elected:        string(p[fixedLen : fixedLen+n]),
 	}
 	return m, nil
+}
+
+// decodeFields reads the type-length-value part, skipping the types this
+// build does not know (later releases' fields).
+func (m *Message) decodeFields(b []byte) error {
+	for len(b) > 0 {
+		if len(b) < 2 || len(b) < 2+int(b[1]) {
+			return fmt.Errorf("%w: field of %d bytes", ErrMalformed, len(b))
+		}
+		typ, val := b[0], b[2:2+int(b[1])]
+		b = b[2+int(b[1]):]
+		if typ == fieldBuild {
+			if len(val) > MaxBuild || !printableASCII(string(val)) {
+				return fmt.Errorf("%w: build version %q", ErrMalformed, val)
+			}
+			m.Build = string(val)
+		}
+	}
+	return nil
 }
 
 func clamp(v, lo, hi int) int { return min(max(v, lo), hi) }

@@ -66,6 +66,7 @@ type Transport struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
+	versions map[netip.Addr]spoken // by peer address: the version to send it
 	heard    map[string]heardBoot // by sender: the boot to echo
 	hearings uint64               // counts hear calls, to order heard
 	bindings map[bindKey]*binding // see bind
@@ -79,6 +80,17 @@ type Transport struct {
 // addresses, then OtherSource.
 type SourceCounters interface {
 	DroppedFrom(link, reason, source string)
+}
+
+// spoken is the heartbeat version a peer's boot sends: the version this
+// member sends it. A peer not heard in its current boot is sent the newest
+// version; one heard sending an older one (release 0.1.0) is sent that.
+// Members of this release that start together thus speak the newest
+// version at once, and a 0.1.0 member misses at most the heartbeats sent
+// before its first one arrives, while one of the two is starting.
+type spoken struct {
+	epoch   uint64
+	version uint8
 }
 
 type heardBoot struct {
@@ -172,14 +184,21 @@ func (t *Transport) Close() {
 // echo, and sends it to every peer on every link. A link that fails (down,
 // no route) does not stop the others; the first error is returned.
 func (t *Transport) Send(hb cluster.Heartbeat) error {
-	payload := Encode(make([]byte, 0, MaxLen), Message{HB: hb, Echo: t.echo()})
+	echo := t.echo()
+	var payloads [version + 1][]byte // by version, encoded when first needed
 	now := t.now()
 	var first error
-	buf := make([]byte, 0, MaxLen+seal.Overhead)
 	for _, l := range t.links {
-		frame := t.sealer.Seal(buf[:0], uint32(l.index), now, payload)
+		var frames [version + 1][]byte
 		for _, p := range l.Peers {
-			_, err := l.conn.WriteToUDPAddrPort(frame, netip.AddrPortFrom(p, uint16(t.port)))
+			v := t.versionFor(p)
+			if payloads[v] == nil {
+				payloads[v] = Encode(make([]byte, 0, MaxLen), Message{HB: hb, Echo: echo, Version: v, Build: hb.Build})
+			}
+			if frames[v] == nil {
+				frames[v] = t.sealer.Seal(make([]byte, 0, MaxLen+seal.Overhead), uint32(l.index), now, payloads[v])
+			}
+			_, err := l.conn.WriteToUDPAddrPort(frames[v], netip.AddrPortFrom(p, uint16(t.port)))
 			if err != nil {
 				t.counters.Dropped(l.Interface, "send-error") // local: no source to blame
 				if first == nil {
@@ -206,6 +225,12 @@ func (t *Transport) read(ctx context.Context, l *linkConn) {
 		}
 		src := from.Addr().Unmap()
 		rx, d := t.accept(l, src, buf[:n])
+		if rx.Unreadable != "" {
+			select {
+			case t.packets <- rx:
+			default:
+			}
+		}
 		if d == nil {
 			select {
 			case t.packets <- rx:
@@ -229,7 +254,9 @@ func (t *Transport) dropped(l *linkConn, src netip.Addr, d *seal.DropError) {
 }
 
 // accept checks one datagram; it returns why when it drops it. The cheap
-// checks (source, size) come before any cryptography.
+// checks (source, size) come before any cryptography. An authenticated
+// heartbeat this build cannot read is dropped and yet returned, marked
+// Unreadable.
 func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Received, *seal.DropError) {
 	if !l.peers[from] {
 		return cluster.Received{}, &seal.DropError{Reason: "unknown-source", Detail: from.String() + " on " + l.Interface}
@@ -256,8 +283,13 @@ func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Rece
 		return cluster.Received{}, &seal.DropError{Reason: "node-id", Detail: err.Error()}
 	}
 	if err != nil {
-		return cluster.Received{}, &seal.DropError{Reason: "malformed", Detail: err.Error()}
+		// Authenticated, so a member is there: one whose state this build
+		// cannot read (a later release). Counted as a drop, and reported
+		// so that it is never taken for silence.
+		return cluster.Received{From: h.Sender, Link: l.Interface, Addr: from, Seq: h.Seq, Epoch: h.Epoch, Unreadable: err.Error()},
+			&seal.DropError{Reason: "malformed", Detail: err.Error()}
 	}
+	t.spoke(from, h.Epoch, m.Version)
 	// Any authenticated heartbeat proves its sender's boot was up: echo it,
 	// even if this frame is refused below, so that two members that started
 	// together hear each other within a round trip.
@@ -269,6 +301,32 @@ func (t *Transport) accept(l *linkConn, from netip.Addr, b []byte) (cluster.Rece
 		return cluster.Received{}, d
 	}
 	return cluster.Received{From: h.Sender, Link: l.Interface, Addr: from, Seq: h.Seq, Epoch: h.Epoch, HB: m.HB}, nil
+}
+
+// spoke records the version a peer's boot sends.
+func (t *Transport) spoke(from netip.Addr, epoch uint64, v uint8) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.versions == nil {
+		t.versions = map[netip.Addr]spoken{}
+	}
+	if len(t.versions) >= maxVersions {
+		clear(t.versions) // only configured peers get here: never in practice
+	}
+	t.versions[from] = spoken{epoch: epoch, version: v}
+}
+
+// maxVersions bounds the peer addresses whose version is remembered.
+const maxVersions = 64
+
+// versionFor is the heartbeat version to send the peer at addr.
+func (t *Transport) versionFor(addr netip.Addr) uint8 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if sp, ok := t.versions[addr.Unmap()]; ok {
+		return min(sp.version, version)
+	}
+	return version
 }
 
 // hear records sender's boot for the echo.

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,11 +171,11 @@ func TestEarlyFramesNeedEcho(t *testing.T) {
 		{"capture from the last half second, no echo", -300 * time.Millisecond, Message{HB: hb}, "early"},
 		{"capture echoing another boot", -300 * time.Millisecond, Message{HB: hb, Echo: []uint64{boot - 1}}, "early"},
 		{"sent within the margin, no echo yet", 100 * time.Millisecond, Message{HB: hb}, "early"},
-		{"version 1 within the margin", 200 * time.Millisecond, Message{HB: hb, NoEcho: true}, "early"},
+		{"version 1 within the margin", 200 * time.Millisecond, Message{HB: hb, Version: versionNoEcho}, "early"},
 		{"echoes this boot", 100 * time.Millisecond, Message{HB: hb, Echo: []uint64{7, boot}}, ""},
 		{"echoes this boot, sender's clock behind", -300 * time.Millisecond, Message{HB: hb, Echo: []uint64{boot}}, ""},
 		{"after the margin, no echo (one-way link)", StartMargin + time.Millisecond, Message{HB: hb}, ""},
-		{"version 1 after the margin", StartMargin + 100*time.Millisecond, Message{HB: hb, NoEcho: true}, ""},
+		{"version 1 after the margin", StartMargin + 100*time.Millisecond, Message{HB: hb, Version: versionNoEcho}, ""},
 	}
 	for _, c := range cases {
 		frame := s.Seal(nil, 0, start.Add(c.sent), Encode(nil, c.m))
@@ -219,4 +220,44 @@ func why(d *seal.DropError) string {
 		return ""
 	}
 	return d.Reason
+}
+
+// A peer is sent the newest version until it is heard sending an older one
+// (release 0.1.0 sends version 2 and reads nothing newer), and the newest
+// again once it restarts (it may have been upgraded).
+func TestSendVersionFollowsThePeer(t *testing.T) {
+	tr := &Transport{}
+	peer := netip.MustParseAddr("198.51.100.2")
+	if v := tr.versionFor(peer); v != version {
+		t.Fatalf("peer never heard: version %d, want %d", v, version)
+	}
+	tr.spoke(peer, 100, versionEcho)
+	if v := tr.versionFor(peer); v != versionEcho {
+		t.Fatalf("peer of release 0.1.0: version %d, want %d", v, versionEcho)
+	}
+	tr.spoke(peer, 200, version)
+	if v := tr.versionFor(peer); v != version {
+		t.Fatalf("peer upgraded: version %d, want %d", v, version)
+	}
+}
+
+// An authenticated heartbeat of a version this build cannot read is
+// delivered as Unreadable (the member is there), and counted as a drop.
+func TestUnreadableVersionDelivered(t *testing.T) {
+	kr, _ := seal.ParseKeys([]byte(strings.Repeat("ab", 32)))
+	s, _ := seal.NewSealer(kr, seal.Encrypt, seal.Heartbeat, 7, "gw1", 1)
+	tr := &Transport{opener: seal.NewOpener(kr, seal.Encrypt, seal.Heartbeat, 7, "gw2", 0), now: time.Now}
+	l := &linkConn{Link: Link{Interface: "ha"}, peers: map[netip.Addr]bool{netip.MustParseAddr("198.51.100.1"): true}}
+	later := Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Primary, Elected: "gw1"}})
+	later[0] = version + 1 // a later release's format
+	rx, r := tr.accept(l, netip.MustParseAddr("198.51.100.1"), s.Seal(nil, 0, time.Now(), later))
+	if r == nil || rx.From != "gw1" || rx.Unreadable == "" {
+		t.Fatalf("got %+v, drop %v: want gw1 reported unreadable", rx, r)
+	}
+	// Without the key, the same frame is nobody's: nothing is reported.
+	other, _ := seal.ParseKeys([]byte(strings.Repeat("cd", 32)))
+	forged, _ := seal.NewSealer(other, seal.Encrypt, seal.Heartbeat, 7, "gw1", 1)
+	if rx, _ := tr.accept(l, netip.MustParseAddr("198.51.100.1"), forged.Seal(nil, 0, time.Now(), later)); rx.From != "" {
+		t.Fatalf("unauthenticated frame reported: %+v", rx)
+	}
 }

@@ -58,7 +58,7 @@ func (b *bench) sealer(t *testing.T, id string) *seal.Sealer {
 // version 1 payload of release 0.1.0.
 func (b *bench) frame(s *seal.Sealer, stream uint32, noEcho bool) []byte {
 	hb := cluster.Heartbeat{Role: cluster.Subordinate, Priority: 100}
-	return s.Seal(nil, stream, b.clock, Encode(nil, Message{HB: hb, NoEcho: noEcho}))
+	return s.Seal(nil, stream, b.clock, Encode(nil, Message{HB: hb, Version: map[bool]uint8{true: versionNoEcho, false: versionEcho}[noEcho]}))
 }
 
 // Finding 8: a frame sealed for link ha is refused on ha2, and a member's
