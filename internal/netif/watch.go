@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,9 +72,12 @@ func (h *Handle) Watch(ctx context.Context, names []string) (*LinkWatch, error) 
 		lastErr = err
 		errMu.Unlock()
 	}
-	ns := h.ns
+	var ns *netns.NsHandle // nil: the process's own, entered without setns
+	if !h.home {
+		ns = &h.ns
+	}
 	err := netlink.LinkSubscribeWithOptions(updates, stop, netlink.LinkSubscribeOptions{
-		Namespace:         &ns,
+		Namespace:         ns,
 		ErrorCallback:     onErr,
 		ReceiveBufferSize: watchRcvBuf,
 	})
