@@ -16,7 +16,7 @@ FUZZTIME ?= 30s
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/hagate
+	$(GO) build -ldflags "-X github.com/hagate/hagate/internal/version.Version=$$(git describe --tags --always --dirty)" -o $(BIN) ./cmd/hagate
 
 # Debian packages the lab, the demo and the tests use.
 deps:
@@ -63,6 +63,13 @@ fuzz:
 	    done; \
 	  done; \
 	done
+
+# The Debian package (bin/hagate_VERSION_ARCH.deb): static binary stamped
+# from git, unit, conffile, sysctl drop-in, nftables example, docs, man
+# pages and completions. dist/deb_test.go builds and installs it in `make test`.
+.PHONY: deb
+deb:
+	GO=$(GO) dist/build-deb.sh bin
 
 clean:
 	rm -rf bin

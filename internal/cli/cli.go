@@ -6,179 +6,415 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/control"
 	"github.com/hagate/hagate/internal/daemon"
-	"github.com/hagate/hagate/internal/netif"
+	"github.com/hagate/hagate/internal/version"
 )
 
-// Exit codes.
+// Exit codes. `hagate status` is usable as a monitoring check: 0 only when
+// the member is in a healthy cluster.
 const (
-	exitOK     = 0
-	exitFail   = 1
-	exitConfig = 2 // a bad configuration or bad usage
+	exitOK      = 0
+	exitFail    = 1 // the command failed (the daemon is not running, ...)
+	exitConfig  = 2 // a bad configuration or bad usage
+	exitWarning = 3 // status: health WARNING (a link down, a member not heard, ...)
+	exitAlone   = 4 // status: no other member heard: not in a cluster
 )
 
 // DefaultConfig is where hagate looks for its configuration.
 const DefaultConfig = "/etc/hagate/hagate.yaml"
 
-// Version is set at build time.
-var Version = "dev"
+// exitError carries a command's exit code. msg, when set, is printed on
+// stderr prefixed with "hagate: ".
+type exitError struct {
+	code int
+	err  error
+}
 
-const usage = `usage: hagate COMMAND [--config FILE] [flags]
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
 
-commands:
-  run            run this cluster member in the foreground
-  status         show the cluster as this member sees it (like get system ha status)
-  history        show the last election events (like diagnose sys ha history read)
-  failover       make this member step down and rank last until --unset (execute ha failover set)
-  reset-uptime   reset this member's HA uptime (diagnose sys ha reset-uptime)
-  sessions       show session pickup: counts, last bulk sync, sync lag
-  release        remove this member's virtual IPs (after a crash; the systemd unit runs it)
-  check-config   validate the configuration file and exit
-  version        print the version
+func (e *exitError) Unwrap() error { return e.err }
 
-common flags:
-  --config FILE  configuration file (default ` + DefaultConfig + `)
-  --json         machine-readable output (status, history, sessions)
-`
+// fail, configError and quiet build exitErrors.
+func fail(err error) error        { return &exitError{code: exitFail, err: err} }
+func configError(err error) error { return &exitError{code: exitConfig, err: err} }
+func quiet(code int) error        { return &exitError{code: code} }
 
 // Main runs the command line and returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return exitConfig
-		}
+	root := NewCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
 		return exitOK
 	}
-	cmd, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("hagate "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", DefaultConfig, "configuration file")
-	asJSON := fs.Bool("json", false, "JSON output")
-	unset := fs.Bool("unset", false, "failover: rank normally again")
-	count := fs.Int("count", 50, "history: how many events")
-	if err := fs.Parse(rest); err != nil {
+	var ee *exitError
+	if !errors.As(err, &ee) {
+		// Cobra's own errors: an unknown command, a bad flag or argument.
+		// They are found before any command runs, so before any file is read.
+		fmt.Fprintf(stderr, "hagate: %v\nRun 'hagate --help' for usage.\n", err)
 		return exitConfig
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "hagate %s: unexpected argument %q\n", cmd, fs.Arg(0))
-		return exitConfig
+	if ee.err != nil {
+		fmt.Fprintf(stderr, "hagate: %v\n", ee.err)
 	}
-	if cmd == "version" {
-		fmt.Fprintln(stdout, "hagate", Version)
-		return exitOK
-	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "hagate: %v\n", err)
-		return exitConfig
-	}
-	switch cmd {
-	case "check-config":
-		fmt.Fprintf(stdout, "%s: OK (node %s, group %d, %d heartbeat links, %d virtual IPs)\n",
-			*cfgPath, cfg.NodeID, cfg.GroupID, len(cfg.Heartbeat.Links), len(cfg.VirtualIPs))
-		return exitOK
-	case "run":
-		return run(cfg, stderr)
-	case "release":
-		return release(cfg, stdout, stderr)
-	case "status":
-		return ask(cfg, stdout, stderr, control.Request{Command: "status"}, *asJSON, printStatus)
-	case "history":
-		return ask(cfg, stdout, stderr, control.Request{Command: "history", Args: map[string]string{"count": strconv.Itoa(*count)}}, *asJSON, printHistory)
-	case "failover":
-		req := control.Request{Command: "failover"}
-		if *unset {
-			req.Args = map[string]string{"unset": "true"}
-		}
-		return ask(cfg, stdout, stderr, req, *asJSON, printStatus)
-	case "reset-uptime":
-		return ask(cfg, stdout, stderr, control.Request{Command: "reset-uptime"}, *asJSON, printStatus)
-	case "sessions":
-		return ask(cfg, stdout, stderr, control.Request{Command: "sessions"}, *asJSON, printSessions)
-	}
-	fmt.Fprintf(stderr, "hagate: unknown command %q\n\n%s", cmd, usage)
-	return exitConfig
+	return ee.code
 }
 
-func run(cfg *config.Config, stderr io.Writer) int {
-	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+// options are the flags every command shares.
+type options struct {
+	configPath string
+}
+
+// NewCommand returns the hagate command tree. cmd/hagate-docs renders its
+// man pages and shell completions from the same tree.
+func NewCommand() *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:   "hagate",
+		Short: "Active-passive high availability for Linux gateways (nftables + conntrack)",
+		Long: `hagate turns two to four Linux gateways into one active-passive cluster in the
+manner of FortiGate FGCP: heartbeats over dedicated HA links, an election,
+virtual IPs held by the primary and session pickup (conntrack sync).
+
+Exit codes:
+  0  success; for status: healthy and in a cluster
+  1  the command failed (e.g. the daemon is not running)
+  2  bad configuration or bad usage (unknown command or flag)
+  3  status: health WARNING (a heartbeat link down, a member not heard, ...)
+  4  status: not in a cluster (no other member heard)`,
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Without a command: the usage, as an error (a script calling plain
+		// "hagate" did something wrong).
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			if err := cmd.Usage(); err != nil {
+				return fail(err)
+			}
+			return quiet(exitConfig)
+		},
+	}
+	root.SetVersionTemplate("hagate {{.Version}}\n")
+	root.PersistentFlags().StringVarP(&o.configPath, "config", "c", DefaultConfig, "configuration file")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return configError(fmt.Errorf("%s: %w\nRun '%s --help' for usage", cmd.CommandPath(), err, cmd.CommandPath()))
+	})
+	root.AddCommand(
+		runCommand(o),
+		checkConfigCommand(o),
+		statusCommand(o),
+		historyCommand(o),
+		failoverCommand(o),
+		resetUptimeCommand(o),
+		reloadCommand(o),
+		sessionsCommand(o),
+		releaseCommand(o),
+		genkeyCommand(),
+		versionCommand(),
+	)
+	return root
+}
+
+// load reads the configuration named by --config; a bad file exits 2.
+func (o *options) load() (*config.Config, error) {
+	cfg, err := config.Load(o.configPath)
+	if err != nil {
+		return nil, configError(err)
+	}
+	return cfg, nil
+}
+
+func runCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run this cluster member in the foreground",
+		Long: `Run this cluster member in the foreground, logging to stderr. SIGTERM or
+SIGINT stops it; a primary hands its role over at once. The systemd unit runs
+"hagate run".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.load()
+			if err != nil {
+				return err
+			}
+			return run(cfg, o.configPath, cmd.ErrOrStderr())
+		},
+	}
+}
+
+func run(cfg *config.Config, path string, stderr io.Writer) error {
+	level := new(slog.LevelVar) // a reload may change it
+	level.Set(daemon.LogLevel(cfg.LogLevel))
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d, err := daemon.New(cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
-		return exitConfig
+		return quiet(exitConfig)
 	}
+	d.ReloadFrom(path, level)
 	if err := d.Run(ctx); err != nil {
 		log.Error("hagate stopped", "err", err)
-		return exitFail
+		return quiet(exitFail)
 	}
-	return exitOK
+	return nil
 }
 
-// release removes the virtual IPs a member holds. A running daemon's control
-// socket answering means it is alive: then it is left alone.
-func release(cfg *config.Config, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := control.Call(ctx, cfg.ControlSocket, control.Request{Command: "status"}); err == nil {
-		fmt.Fprintln(stderr, "hagate release: the daemon is running; it manages the addresses itself")
-		return exitFail
+func checkConfigCommand(o *options) *cobra.Command {
+	var dump bool
+	cmd := &cobra.Command{
+		Use:   "check-config",
+		Short: "Validate the configuration file and what it names on this host",
+		Long: `Validate the configuration file, then what it names on this host: the key
+file (present, mode 600, valid keys), the control group and the notify
+command (present, executable). Every problem names its key; exit 2 when
+there is one. The systemd unit runs it before every start.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.load()
+			if err != nil {
+				return err
+			}
+			if err := cfg.CheckHost(); err != nil {
+				return configError(fmt.Errorf("config %s: %w", o.configPath, err))
+			}
+			if dump {
+				out, err := yaml.Marshal(cfg)
+				if err != nil {
+					return fmt.Errorf("dump: %w", err)
+				}
+				_, err = cmd.OutOrStdout().Write(out)
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK (node %s, group %d, %d heartbeat links, %d virtual IPs)\n",
+				o.configPath, cfg.NodeID, cfg.GroupID, len(cfg.Heartbeat.Links), len(cfg.VirtualIPs))
+			return nil
+		},
 	}
-	h, err := netif.New()
+	cmd.Flags().BoolVar(&dump, "dump", false, "print the effective configuration, defaults filled in (keepalived's --dump-conf)")
+	return cmd
+}
+
+func reloadCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Apply the configuration file to the running daemon (as SIGHUP)",
+		Long: `Reread the configuration file and apply every setting that can change while
+hagate runs (priority, override, monitored links, ping servers, virtual IPs,
+gratuitous ARP, session pickup filters, notify, metrics, log level, keys),
+without a role change unless the new settings call for one. A file that is
+invalid, or that changes a setting fixed for the daemon's life (node_id,
+group_id, heartbeat, session_pickup.enabled ...), is refused whole with the
+reason, and the running configuration stays. systemctl reload does the same.`,
+		Args: cobra.NoArgs,
+	}
+	dc := newDaemonClient(o, cmd, true)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return dc.ask(cmd.OutOrStdout(), control.Request{Command: "reload"}, printReload)
+	}
+	return cmd
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "hagate", version.String())
+			return nil
+		},
+	}
+}
+
+// daemonClient asks the running daemon; its flags are those of every command
+// that does.
+type daemonClient struct {
+	o      *options
+	socket string
+	asJSON bool
+}
+
+func newDaemonClient(o *options, cmd *cobra.Command, jsonFlag bool) *daemonClient {
+	dc := &daemonClient{o: o}
+	cmd.Flags().StringVar(&dc.socket, "socket", "", "control socket of the daemon (default: control_socket from the configuration, which is then not read)")
+	if jsonFlag {
+		cmd.Flags().BoolVar(&dc.asJSON, "json", false, "machine-readable output")
+	}
+	return dc
+}
+
+// socketPath returns --socket, else the configuration's control_socket.
+func (dc *daemonClient) socketPath() (string, error) {
+	if dc.socket != "" {
+		return dc.socket, nil
+	}
+	cfg, err := dc.o.load()
 	if err != nil {
-		fmt.Fprintf(stderr, "hagate release: %v\n", err)
-		return exitFail
+		return "", err
 	}
-	defer h.Close()
-	code := exitOK
-	for _, v := range cfg.VirtualIPs {
-		if err := h.DelAddress(v.Interface, v.Address); err != nil {
-			fmt.Fprintf(stderr, "hagate release: %v\n", err)
-			code = exitFail
-			continue
-		}
-		fmt.Fprintf(stdout, "released %s on %s\n", v.Address, v.Interface)
-	}
-	return code
+	return cfg.ControlSocket, nil
 }
 
-// ask sends req to the running daemon and prints the answer.
-func ask(cfg *config.Config, stdout, stderr io.Writer, req control.Request, asJSON bool, print func(io.Writer, json.RawMessage) error) int {
+// call sends req to the daemon and returns its answer.
+func (dc *daemonClient) call(req control.Request) (json.RawMessage, error) {
+	path, err := dc.socketPath()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := control.Call(ctx, cfg.ControlSocket, req)
+	resp, err := control.Call(ctx, path, req)
 	if err != nil {
-		fmt.Fprintf(stderr, "hagate: %v\n", err)
-		return exitFail
+		return nil, fail(err)
 	}
 	if !resp.OK {
-		fmt.Fprintf(stderr, "hagate: %s\n", resp.Error)
-		return exitFail
+		return nil, fail(errors.New(resp.Error))
 	}
-	if asJSON {
-		stdout.Write(resp.Data)
-		fmt.Fprintln(stdout)
-		return exitOK
+	return resp.Data, nil
+}
+
+// show prints an answer as JSON or through print.
+func (dc *daemonClient) show(w io.Writer, data json.RawMessage, print func(io.Writer, json.RawMessage) error) error {
+	if dc.asJSON {
+		w.Write(data)
+		fmt.Fprintln(w)
+		return nil
 	}
-	if err := print(stdout, resp.Data); err != nil {
-		fmt.Fprintf(stderr, "hagate: %v\n", err)
-		return exitFail
+	if err := print(w, data); err != nil {
+		return fail(err)
+	}
+	return nil
+}
+
+// ask is call then show, for the commands that only print the answer.
+func (dc *daemonClient) ask(w io.Writer, req control.Request, print func(io.Writer, json.RawMessage) error) error {
+	data, err := dc.call(req)
+	if err != nil {
+		return err
+	}
+	return dc.show(w, data, print)
+}
+
+func statusCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the cluster as this member sees it (get system ha status)",
+		Long: `Show the cluster as this member sees it, like FortiOS's get system ha status.
+
+As a monitoring check, the exit code says:
+  0  healthy and in a cluster
+  1  the daemon is not running or did not answer
+  2  bad configuration or usage
+  3  health WARNING (the warnings are printed under "HA Health Status")
+  4  not in a cluster: no other member is heard (alone, or in its hello holddown)
+
+--socket asks the daemon without reading the configuration file, for while
+it is being edited or is unreadable to the caller's group.`,
+		Args: cobra.NoArgs,
+	}
+	dc := newDaemonClient(o, cmd, true)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		data, err := dc.call(control.Request{Command: "status"})
+		if err != nil {
+			return err
+		}
+		if err := dc.show(cmd.OutOrStdout(), data, printStatus); err != nil {
+			return err
+		}
+		st, err := decode[daemon.Status](data)
+		if err != nil {
+			return fail(err)
+		}
+		if code := healthCode(st); code != exitOK {
+			return quiet(code)
+		}
+		return nil
+	}
+	return cmd
+}
+
+// healthCode is status's exit code for st.
+func healthCode(st daemon.Status) int {
+	alone := true
+	for _, m := range st.Members {
+		if !m.Self && m.Alive {
+			alone = false
+		}
+	}
+	switch {
+	case alone:
+		return exitAlone
+	case len(st.Warnings) > 0:
+		return exitWarning
 	}
 	return exitOK
+}
+
+func failoverCommand(o *options) *cobra.Command {
+	var unset bool
+	cmd := &cobra.Command{
+		Use:   "failover",
+		Short: "Make this member step down and rank last until --unset (execute ha failover set)",
+		Args:  cobra.NoArgs,
+	}
+	dc := newDaemonClient(o, cmd, true)
+	cmd.Flags().BoolVar(&unset, "unset", false, "rank normally again (execute ha failover unset)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		req := control.Request{Command: "failover"}
+		if unset {
+			req.Args = map[string]string{"unset": "true"}
+		}
+		return dc.ask(cmd.OutOrStdout(), req, printStatus)
+	}
+	return cmd
+}
+
+func resetUptimeCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reset-uptime",
+		Short: "Reset this member's HA uptime (diagnose sys ha reset-uptime)",
+		Args:  cobra.NoArgs,
+	}
+	dc := newDaemonClient(o, cmd, true)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return dc.ask(cmd.OutOrStdout(), control.Request{Command: "reset-uptime"}, printStatus)
+	}
+	return cmd
+}
+
+func sessionsCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sessions",
+		Short: "Show session pickup: counts, last bulk sync, sync lag",
+		Args:  cobra.NoArgs,
+	}
+	dc := newDaemonClient(o, cmd, true)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		return dc.ask(cmd.OutOrStdout(), control.Request{Command: "sessions"}, printSessions)
+	}
+	return cmd
 }
 
 var errNoData = errors.New("empty answer from the daemon")

@@ -240,3 +240,16 @@ func lostList(m map[string]uint64) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+func printReload(w io.Writer, data json.RawMessage) error {
+	res, err := decode[daemon.ReloadResult](data)
+	if err != nil {
+		return err
+	}
+	if len(res.Changed) == 0 {
+		_, err = fmt.Fprintln(w, "configuration reloaded: nothing changed")
+		return err
+	}
+	_, err = fmt.Fprintf(w, "configuration reloaded: %s\n", strings.Join(res.Changed, ", "))
+	return err
+}

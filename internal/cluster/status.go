@@ -78,7 +78,7 @@ func (n *Node) Status(now time.Time) Status {
 			MonitoredUp: p.hb.MonitoredUp, MonitoredTotal: p.hb.MonitoredTotal, PingUp: p.hb.PingUp,
 			UptimeSeconds: p.candidate(id, now).Uptime.Seconds(), FailoverSet: p.hb.FailoverSet,
 			LastHeardSecond: now.Sub(p.lastHeard).Seconds(), Version: p.hb.Build,
-			Lost:            map[string]uint64{}, Received: map[string]uint64{},
+			Lost: map[string]uint64{}, Received: map[string]uint64{},
 		}
 		if m.Version == "" && p.rxAt != (time.Time{}) {
 			m.Version = "0.1.0" // the release whose heartbeats do not say

@@ -207,7 +207,7 @@ func TestDerivedDefaults(t *testing.T) {
 	}{
 		{
 			"hello_holddown is twice the dead interval above 5s",
-			"node_id: a\nkey_file: k\nheartbeat: {interval: 1s, lost_threshold: 10, links: [{interface: ha, peers: [198.51.100.2]}]}\n",
+			"node_id: a\nkey_file: /k\nheartbeat: {interval: 1s, lost_threshold: 10, links: [{interface: ha, peers: [198.51.100.2]}]}\n",
 			func(c *Config) any { return c.HelloHolddown }, 20 * time.Second,
 		},
 		{
@@ -227,12 +227,12 @@ func TestDerivedDefaults(t *testing.T) {
 		},
 		{
 			"pickup links default to every heartbeat interface once",
-			"node_id: a\nkey_file: k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2]}, {interface: ha2, peers: [203.0.113.2]}]}\n",
+			"node_id: a\nkey_file: /k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2]}, {interface: ha2, peers: [203.0.113.2]}]}\n",
 			func(c *Config) any { return c.SessionPickup.Links }, []string{"ha1", "ha2"},
 		},
 		{
 			"pickup links explicit",
-			"node_id: a\nkey_file: k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2]}, {interface: ha2, peers: [203.0.113.2]}]}\nsession_pickup: {links: [ha2]}\n",
+			"node_id: a\nkey_file: /k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2]}, {interface: ha2, peers: [203.0.113.2]}]}\nsession_pickup: {links: [ha2]}\n",
 			func(c *Config) any { return c.SessionPickup.Links }, []string{"ha2"},
 		},
 		{
@@ -248,7 +248,7 @@ func TestDerivedDefaults(t *testing.T) {
 		{
 			"explicit zeros stay",
 			`node_id: gw1
-key_file: k
+key_file: /k
 priority: 0
 uptime_margin: 0
 gratuitous_arp: {count: 0}
@@ -268,13 +268,13 @@ heartbeat:
 			[]any{0, time.Duration(0), 0, time.Duration(0), time.Duration(0), time.Duration(0), 0},
 		},
 		{
-			"cluster size counts the busiest link",
-			"node_id: a\nkey_file: k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2]}, {interface: ha2, peers: [203.0.113.2, 203.0.113.3, 203.0.113.4]}]}\n",
+			"cluster size counts the peers of a link",
+			"node_id: a\nkey_file: /k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2, 198.51.100.3, 198.51.100.4]}, {interface: ha2, peers: [203.0.113.2, 203.0.113.3, 203.0.113.4]}]}\n",
 			func(c *Config) any { return c.ClusterSize() }, 4,
 		},
 		{
 			"aliases are followed",
-			"node_id: a\nkey_file: k\nheartbeat:\n  links:\n    - {interface: ha1, peers: &p [198.51.100.2, 198.51.100.3]}\n    - {interface: ha2, peers: *p}\n",
+			"node_id: a\nkey_file: /k\nheartbeat:\n  links:\n    - {interface: ha1, peers: &p [198.51.100.2, 198.51.100.3]}\n    - {interface: ha2, peers: *p}\n",
 			func(c *Config) any { return c.Heartbeat.Links[1].Peers }, addrs("198.51.100.2", "198.51.100.3"),
 		},
 		{
@@ -289,7 +289,7 @@ heartbeat:
 		},
 		{
 			"IPv6 everywhere",
-			"node_id: a\nkey_file: k\nheartbeat: {links: [{interface: ha, peers: ['2001:db8::2']}]}\nvirtual_ips: [{interface: lan, address: '2001:db8:1::1/64'}]\nsplit_brain: {witness: '2001:db8:2::1'}\n",
+			"node_id: a\nkey_file: /k\nheartbeat: {links: [{interface: ha, peers: ['2001:db8::2']}]}\nvirtual_ips: [{interface: lan, address: '2001:db8:1::1/64'}]\nsplit_brain: {quorum: true, witness: '2001:db8:2::1'}\n",
 			func(c *Config) any {
 				return []any{c.Heartbeat.Links[0].Peers[0], c.VirtualIPs[0].Address, c.SplitBrain.Witness}
 			},

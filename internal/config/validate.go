@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,13 @@ func (ck *checker) nonNegative(key string, v time.Duration) {
 	}
 }
 
+// absolute refuses a relative path; an empty one is left to the key's own rule.
+func (ck *checker) absolute(key, path string) {
+	if path != "" && !filepath.IsAbs(path) {
+		ck.add(key, "%q is a relative path: write it from / (the daemon does not run where you edit the file)", path)
+	}
+}
+
 func (ck *checker) ifName(key, name string) {
 	if msg := ifNameProblem(name); msg != "" {
 		ck.add(key, "%s", msg)
@@ -86,6 +94,12 @@ func validate(c *Config) []*Error {
 	if c.AuthEnabled() && c.KeyFile == "" {
 		ck.add("key_file", "required while security.authentication is true (or set authentication: false to run unauthenticated)")
 	}
+	// The daemon runs from / under systemd, not from where the admin
+	// tested the file: a relative path would name another file there.
+	ck.absolute("key_file", c.KeyFile)
+	ck.absolute("control_socket", c.ControlSocket)
+	ck.absolute("state_dir", c.StateDir)
+	ck.absolute("notify", c.Notify)
 	if !c.AuthEnabled() && c.Security.Encryption != nil && *c.Security.Encryption {
 		ck.add("security.encryption", "cannot be true while security.authentication is false: encryption uses the authentication key")
 	}
@@ -127,9 +141,7 @@ func validate(c *Config) []*Error {
 	ck.intRange("gratuitous_arp.count", c.GratuitousARP.Count, 0, maxARPCount)
 	ck.durRange("gratuitous_arp.interval", c.GratuitousARP.Interval, minARPInterval, maxARPInterval)
 	checkSessionPickup(&ck, c)
-	if c.SplitBrain.Witness.IsValid() {
-		ck.unicast("split_brain.witness", c.SplitBrain.Witness)
-	}
+	checkSplitBrain(&ck, c)
 	checkPingServers(&ck, c.PingServers, monitored)
 	return ck.errs
 }
@@ -166,6 +178,13 @@ func checkHeartbeat(ck *checker, c *Config) {
 	}
 	ifaces := make(map[string]int)
 	for i, l := range hb.Links {
+		// Every link joins every member (FGCP's heartbeat interfaces do): a
+		// link that lists fewer peers leaves a member reachable on one link
+		// only, and the cluster splits when that link fails.
+		if i > 0 && len(l.Peers) != len(hb.Links[0].Peers) && len(l.Peers) > 0 {
+			ck.add(fmt.Sprintf("heartbeat.links[%d].peers", i), "lists %d peers, heartbeat.links[0] lists %d: every link must reach every other member",
+				len(l.Peers), len(hb.Links[0].Peers))
+		}
 		key := fmt.Sprintf("heartbeat.links[%d]", i)
 		ck.ifName(key+".interface", l.Interface)
 		if j, dup := ifaces[l.Interface]; dup && l.Interface != "" {
@@ -187,6 +206,22 @@ func checkHeartbeat(ck *checker, c *Config) {
 				peers[p] = j
 			}
 		}
+	}
+}
+
+// checkSplitBrain refuses quorum settings that can only hurt: with two
+// members and no witness a survivor never holds a majority, so a failed
+// primary is never replaced; a witness only votes under quorum.
+func checkSplitBrain(ck *checker, c *Config) {
+	sb := &c.SplitBrain
+	if sb.Witness.IsValid() {
+		ck.unicast("split_brain.witness", sb.Witness)
+		if !sb.Quorum {
+			ck.add("split_brain.witness", "has no effect without split_brain.quorum: true (the witness is a quorum vote)")
+		}
+	}
+	if sb.Quorum && !sb.Witness.IsValid() && c.ClusterSize() == 2 {
+		ck.add("split_brain.quorum", "with two members and no split_brain.witness the survivor of a failure never has a majority and never becomes primary: add a witness or set quorum: false")
 	}
 }
 

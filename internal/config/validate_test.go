@@ -137,6 +137,22 @@ func TestRules(t *testing.T) {
 		{"link interfaces repeated", "heartbeat: {links: [{interface: ha, peers: [198.51.100.2]}, {interface: ha, peers: [198.51.100.3]}]}", map[string]string{"heartbeat.links[1].interface": "is already heartbeat.links[0]"}},
 		{"link priority", "heartbeat: {links: [{interface: ha, priority: 300, peers: [198.51.100.2]}]}", map[string]string{"heartbeat.links[0].priority": "must be between 0 and 255, got 300"}},
 		{"link without peers", "heartbeat: {links: [{interface: ha}]}", map[string]string{"heartbeat.links[0].peers": "at least one peer"}},
+		{"links list different numbers of peers", "heartbeat: {links: [{interface: ha1, peers: [198.51.100.2, 198.51.100.3]}, {interface: ha2, peers: [203.0.113.2]}]}",
+			map[string]string{"heartbeat.links[1].peers": "lists 1 peers, heartbeat.links[0] lists 2"}},
+		{"links list the same number of peers", "heartbeat: {links: [{interface: ha1, peers: [198.51.100.2]}, {interface: ha2, peers: [203.0.113.2]}]}", nil},
+
+		// Paths the daemon opens from / under systemd.
+		{"relative key_file", "key_file: cluster.key", map[string]string{"key_file": `"cluster.key" is a relative path`}},
+		{"relative state_dir", "state_dir: var/lib/hagate", map[string]string{"state_dir": "relative path"}},
+		{"relative control_socket", "control_socket: hagate.sock", map[string]string{"control_socket": "relative path"}},
+		{"relative notify", "notify: ./notify.sh", map[string]string{"notify": "relative path"}},
+		{"absolute paths", "{key_file: /etc/k, state_dir: /var/lib/h, control_socket: /run/h.sock, notify: /etc/n.sh}", nil},
+
+		// Split brain.
+		{"quorum with two members and no witness", "split_brain: {quorum: true}", map[string]string{"split_brain.quorum": "never becomes primary"}},
+		{"quorum with two members and a witness", "split_brain: {quorum: true, witness: 192.0.2.9}", nil},
+		{"quorum with three members", "split_brain: {quorum: true}\nheartbeat: {links: [{interface: ha, peers: [198.51.100.2, 198.51.100.3]}]}", nil},
+		{"witness without quorum", "split_brain: {witness: 192.0.2.9}", map[string]string{"split_brain.witness": "no effect without split_brain.quorum"}},
 		{"peers repeated", "heartbeat: {links: [{interface: ha, peers: [198.51.100.2, 198.51.100.2]}]}", map[string]string{"heartbeat.links[0].peers[1]": "is already heartbeat.links[0].peers[0]"}},
 		{"peer multicast", "heartbeat: {links: [{interface: ha, peers: [224.0.0.18]}]}", map[string]string{"heartbeat.links[0].peers[0]": "multicast"}},
 		{"peer unspecified", "heartbeat: {links: [{interface: ha, peers: ['::']}]}", map[string]string{"heartbeat.links[0].peers[0]": "unspecified"}},
@@ -264,7 +280,7 @@ func TestDocumentErrors(t *testing.T) {
 		line int
 		msg  string
 	}{
-		{"unknown key names its line", "node_id: gw1\nkey_file: k\nheartbeat:\n  links:\n    - interface: ha\n      peers: [198.51.100.2]\nheartbeet: {}\n", "heartbeet", 7, "unknown key"},
+		{"unknown key names its line", "node_id: gw1\nkey_file: /k\nheartbeat:\n  links:\n    - interface: ha\n      peers: [198.51.100.2]\nheartbeet: {}\n", "heartbeet", 7, "unknown key"},
 		{"repeated key", minimal + "node_id: gw2\n", "node_id", 7, "key repeated (first at line 1)"},
 		{"two documents", minimal + "---\nnode_id: gw2\n", "", 7, "more than one YAML document"},
 		{"top level list", "- a\n- b\n", "", 0, "the top level must be a mapping of keys, got a list"},
@@ -322,7 +338,7 @@ func TestAliasBomb(t *testing.T) {
 	// 200 aliases to a link with 1000 peers: a 20 KB file that expands to
 	// 200,000 values. The decoder must stop at its budget.
 	var b strings.Builder
-	b.WriteString("node_id: gw1\nkey_file: k\npeers: &p [")
+	b.WriteString("node_id: gw1\nkey_file: /k\npeers: &p [")
 	for i := range 1000 {
 		if i > 0 {
 			b.WriteString(", ")

@@ -39,7 +39,7 @@ type Status struct {
 	// (wrong key, group, clock skew, replay...): the reason a member is
 	// not heard.
 	FramesDropped []heartbeat.DropSummary `json:"frames_dropped,omitempty"`
-	Witness           []pinger.TargetStatus `json:"witness,omitempty"`
+	Witness       []pinger.TargetStatus   `json:"witness,omitempty"`
 }
 
 func (d *Daemon) listenControl() (net.Listener, error) {

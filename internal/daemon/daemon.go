@@ -27,6 +27,7 @@ import (
 	"github.com/hagate/hagate/internal/pinger"
 	"github.com/hagate/hagate/internal/seal"
 	"github.com/hagate/hagate/internal/sessions"
+	"github.com/hagate/hagate/internal/version"
 )
 
 // historyEntries is how many election events are kept across restarts.
@@ -111,7 +112,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		Monitored: slices.Clone(cfg.Monitor), PingServers: len(cfg.PingServers),
 		FailoverHoldTime: cfg.FailoverHoldTime, Quorum: cfg.SplitBrain.Quorum,
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
-		SessionPickup: cfg.SessionPickup.Enabled,
+		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
 	}
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
@@ -305,7 +306,7 @@ func (d *Daemon) sighup() {
 		return
 	}
 	if _, err := d.reload(); err != nil {
-		d.log.Error("SIGHUP: "+err.Error())
+		d.log.Error("SIGHUP: " + err.Error())
 	}
 }
 

@@ -92,7 +92,7 @@ func (d *Daemon) reload() (ReloadResult, error) {
 		return true
 	}
 	if changed("log_level", prev.LogLevel, next.LogLevel) && d.level != nil {
-		d.level.Set(logLevel(next.LogLevel))
+		d.level.Set(LogLevel(next.LogLevel))
 	}
 	changed("priority", prev.Priority, next.Priority)
 	changed("override", prev.Override, next.Override)
@@ -133,7 +133,8 @@ func (d *Daemon) reload() (ReloadResult, error) {
 	return res, nil
 }
 
-func logLevel(s string) slog.Level {
+// LogLevel is the slog level of log_level's words.
+func LogLevel(s string) slog.Level {
 	return map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[s]
 }
 

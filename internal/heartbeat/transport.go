@@ -67,9 +67,9 @@ type Transport struct {
 
 	mu       sync.Mutex
 	versions map[netip.Addr]spoken // by peer address: the version to send it
-	heard    map[string]heardBoot // by sender: the boot to echo
-	hearings uint64               // counts hear calls, to order heard
-	bindings map[bindKey]*binding // see bind
+	heard    map[string]heardBoot  // by sender: the boot to echo
+	hearings uint64                // counts hear calls, to order heard
+	bindings map[bindKey]*binding  // see bind
 
 	dropMu sync.Mutex
 	drops  dropBook

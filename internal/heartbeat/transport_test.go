@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"os/exec"
 	"slices"
-	"sync"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 

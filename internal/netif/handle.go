@@ -27,6 +27,11 @@ const netlinkTimeout = 5 * time.Second
 type Handle struct {
 	nl *netlink.Handle
 	ns netns.NsHandle // owned: a duplicate of the caller's descriptor
+	// home: ns is the namespace the process runs in, so sockets are opened
+	// without entering it. Entering a namespace (setns) needs CAP_SYS_ADMIN,
+	// which the systemd unit does not grant, even to enter the one the daemon
+	// is already in.
+	home bool
 }
 
 // New returns a Handle for the network namespace of the calling thread (for
@@ -48,7 +53,13 @@ func NewAt(ns netns.NsHandle) (*Handle, error) {
 		return nil, fmt.Errorf("duplicate namespace handle: %w", err)
 	}
 	own := netns.NsHandle(fd)
-	nh, err := netlink.NewHandleAt(own, unix.NETLINK_ROUTE)
+	home := isProcessNamespace(own)
+	var nh *netlink.Handle
+	if home {
+		nh, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	} else {
+		nh, err = netlink.NewHandleAt(own, unix.NETLINK_ROUTE)
+	}
 	if err != nil {
 		own.Close()
 		return nil, fmt.Errorf("rtnetlink socket: %w", err)
@@ -58,7 +69,18 @@ func NewAt(ns netns.NsHandle) (*Handle, error) {
 		own.Close()
 		return nil, fmt.Errorf("rtnetlink socket timeout: %w", err)
 	}
-	return &Handle{nl: nh, ns: own}, nil
+	return &Handle{nl: nh, ns: own, home: home}, nil
+}
+
+// isProcessNamespace reports whether ns is the network namespace of the
+// process (its threads that never entered another one).
+func isProcessNamespace(ns netns.NsHandle) bool {
+	self, err := netns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		return false // enter ns explicitly, as for any other namespace
+	}
+	defer self.Close()
+	return ns.Equal(self)
 }
 
 // Close releases the Handle's sockets and namespace descriptor. Watches
@@ -87,6 +109,9 @@ func (h *Handle) link(ifname string) (netlink.Link, error) {
 // library's interface look-ups read the thread's namespace, so everything
 // that opens a socket other than rtnetlink runs inside do.
 func (h *Handle) do(fn func() error) error {
+	if h.home {
+		return fn()
+	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {

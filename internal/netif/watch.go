@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,9 +150,12 @@ func (h *Handle) openWatch(hooks watchHooks) (*subscription, []*netlink.LinkAttr
 	if hooks.rcvBuf != 0 {
 		rcvBuf = hooks.rcvBuf
 	}
-	ns := h.ns
+	var ns *netns.NsHandle // nil: the process's own, entered without setns
+	if !h.home {
+		ns = &h.ns
+	}
 	err := netlink.LinkSubscribeWithOptions(updates, stop, netlink.LinkSubscribeOptions{
-		Namespace: &ns,
+		Namespace: ns,
 		ErrorCallback: func(err error) {
 			errMu.Lock()
 			lastErr = err
