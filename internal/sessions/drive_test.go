@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"context"
 	"net/netip"
 	"slices"
 	"testing"
@@ -35,9 +34,7 @@ func nextEvent[T Event](t *testing.T, evs <-chan Event) T {
 }
 
 func TestDrivePromoteReportsReady(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n := startNode(t, ctx, "gw1", nil)
+	n := startNode(t, t.Context(), "gw1", nil)
 	evs := n.e.Events()
 	n.e.Do(Promote{Gen: 3})
 	r := nextEvent[Ready](t, evs)
@@ -50,9 +47,7 @@ func TestDrivePromoteReportsReady(t *testing.T) {
 }
 
 func TestDriveCommandsInOrder(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n := startNode(t, ctx, "gw1", nil)
+	n := startNode(t, t.Context(), "gw1", nil)
 	evs := n.e.Events()
 	// A closed loopback port: the primary dials it in vain, which is all
 	// this test needs of a peer.
@@ -98,9 +93,7 @@ func TestDriveCommandsInOrder(t *testing.T) {
 }
 
 func TestDriveDialPeersAndLocalAddrs(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n := startNode(t, ctx, "gw1", nil)
+	n := startNode(t, t.Context(), "gw1", nil)
 	evs := n.e.Events()
 	peer := netip.MustParseAddrPort("127.0.0.1:1")
 	own := synthSession(1)
@@ -119,9 +112,7 @@ func TestDriveDialPeersAndLocalAddrs(t *testing.T) {
 }
 
 func TestDriveEventsWithoutReaderDrop(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	n := startNode(t, ctx, "gw1", nil)
+	n := startNode(t, t.Context(), "gw1", nil)
 	// More Readies than the event channel holds, and nobody reads: were
 	// they kept, the engine would block on the first one beyond its room
 	// and never carry out the AcceptFrom after them.
