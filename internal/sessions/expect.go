@@ -118,60 +118,76 @@ func (e *Engine) mirrorExpects(ctx context.Context, xb ExpectBackend) {
 		e.log.Error("session pickup: watching expectations; they are not synced", "err", err)
 		return
 	}
-	if err := e.resyncExpects(ctx, xb); err != nil && ctx.Err() == nil {
+	xs := expectStore{e, xb}
+	if err := resync(ctx, e, xs); err != nil && ctx.Err() == nil {
 		e.log.Error("session pickup: dumping expectations", "err", err)
 	}
 	refresh := time.NewTicker(e.cfg.Refresh)
 	defer refresh.Stop()
-	resync := func(ctx context.Context) error { return e.resyncExpects(ctx, xb) }
+	again := func(ctx context.Context) error { return resync(ctx, e, xs) }
 	follow(ctx, e, evs, mirror[session.ExpectEvent]{
 		watch:        xb.WatchExpect,
 		lost:         func(ev session.ExpectEvent) bool { return ev.Kind == session.EventOverflow },
 		ended:        func() {},
 		watchFailed:  "session pickup: watching expectations",
-		resync:       resync,
+		resync:       again,
 		resyncFailed: "session pickup: expectation dump after overflow",
 		fold: func(ev session.ExpectEvent) {
 			e.mu.Lock()
-			e.observeExpectLocked(ev.Kind == session.EventDestroy, &ev.Expect, 0)
+			e.observeExpectLocked(ev.Kind == session.EventDestroy, &ev.Expect)
 			e.mu.Unlock()
 		},
 	}, every{refresh.C, func() {
 		// Repairs lost events and sends the expectations whose master
 		// has been synced since (delay, or an event order).
-		if err := resync(ctx); err != nil && ctx.Err() == nil {
+		if err := again(ctx); err != nil && ctx.Err() == nil {
 			e.log.Error("session pickup: expectation refresh dump", "err", err)
 		}
 	}}, every{})
 }
 
-// resyncExpects dumps the backend's expectations and diffs them into the map.
-func (e *Engine) resyncExpects(ctx context.Context, xb ExpectBackend) error {
-	var all []session.Expect
-	if err := xb.DumpExpect(ctx, func(x session.Expect) error {
-		all = append(all, x)
-		return nil
-	}); err != nil {
+// expectStore keeps the expectations: as primary, mirrored in a map with
+// the dump round that last saw each (xentry.round); as subordinate, the
+// keys installed, by the bulk that brought them. xb is nil when
+// expectations are not synced here.
+type expectStore struct {
+	e  *Engine
+	xb ExpectBackend
+}
+
+func (e *Engine) expectations() expectStore {
+	xb, _ := e.expectBackend()
+	return expectStore{e, xb}
+}
+
+func (s expectStore) dump(ctx context.Context, fn func(session.Expect) error) error {
+	if err := s.xb.DumpExpect(ctx, fn); err != nil {
 		return fmt.Errorf("expectations: %w", err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.xp.round++
-	e.xp.waiting = nil
-	for i := range all {
-		e.observeExpectLocked(false, &all[i], e.xp.round)
-	}
-	for k, x := range e.xp.m {
-		if x.round != e.xp.round {
-			e.observeExpectLocked(true, &session.Expect{ExpectKey: k}, 0)
-		}
 	}
 	return nil
 }
 
-// observeExpectLocked folds one event or dumped expectation (round > 0)
-// into the primary's map and queues what the subordinates must learn.
-func (e *Engine) observeExpectLocked(gone bool, x *session.Expect, round uint32) {
+// newRoundLocked also forgets which expectations wait for which master:
+// the round finds them again.
+func (s expectStore) newRoundLocked() uint32 {
+	s.e.xp.round++
+	s.e.xp.waiting = nil
+	return s.e.xp.round
+}
+
+func (s expectStore) foldLocked(x *session.Expect) { s.e.observeExpectLocked(false, x) }
+
+func (s expectStore) forgetUnseenLocked(round uint32) {
+	for k, x := range s.e.xp.m {
+		if x.round != round {
+			s.e.observeExpectLocked(true, &session.Expect{ExpectKey: k})
+		}
+	}
+}
+
+// observeExpectLocked folds one event or dumped expectation into the
+// primary's map and queues what the subordinates must learn.
+func (e *Engine) observeExpectLocked(gone bool, x *session.Expect) {
 	if e.xp.m == nil {
 		return // not mirroring
 	}
@@ -194,11 +210,7 @@ func (e *Engine) observeExpectLocked(gone bool, x *session.Expect, round uint32)
 		e.xp.m[x.ExpectKey] = old
 	}
 	old.x = *x
-	if round != 0 {
-		old.round = round
-	} else {
-		old.round = e.xp.round // an event counts as seen in the current round
-	}
+	old.round = e.xp.round
 	if old.sent {
 		return // expectations do not change; their timeouts only run down
 	}
@@ -250,41 +262,51 @@ func (e *Engine) sentExpectsLocked(yield func(session.ExpectChange) bool) {
 	}
 }
 
-// applyExpects installs expectation changes into the backend. An
-// expectation whose master is missing is dropped and counted: the primary
-// sends masters first, so a missing one was refused or filtered here, and
-// holding the expectation for later would outlive its short timeout anyway.
-func (e *Engine) applyExpects(ctx context.Context, cs []session.ExpectChange) {
-	xb, ok := e.expectBackend()
-	e.mu.Lock()
-	if !ok {
-		e.xp.drop(xDropDisabled, len(cs))
-		e.mu.Unlock()
-		return
+// As subordinate, an expectation whose master is missing is dropped and
+// counted: the primary sends masters first, so a missing one was refused or
+// filtered here, and holding the expectation for later would outlive its
+// short timeout anyway.
+
+// admitLocked takes the expectation's place in the held map at once, so
+// that MaxExpectations counts the batch's earlier ones.
+func (s expectStore) admitLocked(c *session.ExpectChange) bool {
+	x := &s.e.xp
+	if s.xb == nil {
+		x.drop(xDropDisabled, 1)
+		return false
 	}
-	if e.xp.held == nil {
-		e.xp.held = map[session.ExpectKey]uint32{}
+	if x.held == nil {
+		x.held = map[session.ExpectKey]uint32{}
 	}
-	keep := cs[:0:0]
-	for _, c := range cs {
-		if c.Op == session.Upsert {
-			if _, ok := e.xp.held[c.Expect.ExpectKey]; !ok && len(e.xp.held) >= MaxExpectations {
-				e.xp.drop(xDropLimit, 1)
-				continue
-			}
-			e.xp.held[c.Expect.ExpectKey] = e.gen
-		} else {
-			delete(e.xp.held, c.Expect.ExpectKey)
-		}
-		keep = append(keep, c)
+	if c.Op != session.Upsert {
+		delete(x.held, c.Expect.ExpectKey)
+		return true
 	}
-	e.mu.Unlock()
-	err := xb.ApplyExpect(ctx, keep)
+	if _, ok := x.held[c.Expect.ExpectKey]; !ok && len(x.held) >= MaxExpectations {
+		x.drop(xDropLimit, 1)
+		return false
+	}
+	x.held[c.Expect.ExpectKey] = s.e.gen
+	return true
+}
+
+func (s expectStore) install(ctx context.Context, cs []session.ExpectChange) error {
+	if s.xb == nil {
+		return nil // nothing admitted
+	}
+	return s.xb.ApplyExpect(ctx, cs)
+}
+
+// recordLocked has nothing to do: admitLocked recorded.
+func (s expectStore) recordLocked([]session.ExpectChange) {}
+
+func (s expectStore) report(cs []session.ExpectChange, err error) {
+	e := s.e
 	noMaster, failed := countExpectErrors(err)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ups := 0
-	for _, c := range keep {
+	for _, c := range cs {
 		if c.Op == session.Upsert {
 			ups++
 		} else {
@@ -303,6 +325,16 @@ func (e *Engine) applyExpects(ctx context.Context, cs []session.ExpectChange) {
 	if err != nil {
 		e.log.Warn("session pickup: installing expectations", "refused", noMaster+failed, "err", err)
 	}
+}
+
+func (s expectStore) staleLocked() []session.ExpectChange {
+	var dels []session.ExpectChange
+	for k, g := range s.e.xp.held {
+		if g != s.e.gen {
+			dels = append(dels, session.ExpectChange{Op: session.Delete, Expect: session.Expect{ExpectKey: k}})
+		}
+	}
+	return dels
 }
 
 // countExpectErrors splits the errors of ApplyExpect by cause.
@@ -324,28 +356,6 @@ func countExpectErrors(err error) (noMaster, other int) {
 		}
 	}
 	return noMaster, other
-}
-
-// sweepExpects deletes, at the end of a bulk, the expectations held from
-// older bulks: the primary no longer has them.
-func (e *Engine) sweepExpects(ctx context.Context) {
-	xb, ok := e.expectBackend()
-	if !ok {
-		return
-	}
-	e.mu.Lock()
-	var dels []session.ExpectChange
-	for k, g := range e.xp.held {
-		if g != e.gen {
-			dels = append(dels, session.ExpectChange{Op: session.Delete, Expect: session.Expect{ExpectKey: k}})
-			delete(e.xp.held, k)
-		}
-	}
-	e.xp.removed += uint64(len(dels))
-	e.mu.Unlock()
-	if err := xb.ApplyExpect(ctx, dels); err != nil {
-		e.log.Warn("session pickup: removing stale expectations", "err", err)
-	}
 }
 
 // helloVersion is the highest protocol version the engine offers. A

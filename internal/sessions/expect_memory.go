@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/hagate/hagate/internal/sessions/session"
 )
@@ -62,24 +63,12 @@ func (m *Memory) emitExpect(ev session.ExpectEvent) { m.xevents.emit(ev) }
 func (m *Memory) Expects() map[session.ExpectKey]session.Expect {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[session.ExpectKey]session.Expect, len(m.xm))
-	for k, x := range m.xm {
-		out[k] = x
-	}
-	return out
+	return maps.Clone(m.xm)
 }
 
 // DumpExpect implements ExpectBackend.
 func (m *Memory) DumpExpect(ctx context.Context, fn func(session.Expect) error) error {
-	for _, x := range m.Expects() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(x); err != nil {
-			return err
-		}
-	}
-	return nil
+	return each(ctx, m.Expects(), fn)
 }
 
 // WatchExpect implements ExpectBackend.

@@ -184,7 +184,7 @@ func TestEngineExpectationMissingMaster(t *testing.T) {
 	noHelper := ftpControl(2)
 	noHelper.Helper = session.Name{}
 	s.mem.Inject(upsert(noHelper))
-	s.e.applyExpects(context.Background(), []session.ExpectChange{xupsert(ftpData(m, 1)), xupsert(ftpData(noHelper, 2))})
+	install(context.Background(), s.e, s.e.expectations(), []session.ExpectChange{xupsert(ftpData(m, 1)), xupsert(ftpData(noHelper, 2))})
 	st := s.e.ExpectStats()
 	if st.Dropped[xDropNoMaster] != 1 || st.Dropped[xDropFailed] != 1 || st.Installed != 0 {
 		t.Fatalf("stats %+v: want one no-master and one failed drop", st)

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/hagate/hagate/internal/sessions/session"
@@ -150,11 +151,7 @@ func (m *Memory) Lookup(ctx context.Context, keys []session.Key, fn func(session
 func (m *Memory) Snapshot() map[session.Key]session.Session {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[session.Key]session.Session, len(m.m))
-	for k, v := range m.m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m.m)
 }
 
 // Len returns the number of entries.
@@ -169,11 +166,17 @@ func (m *Memory) Dump(ctx context.Context, fn func(session.Session) error) error
 	m.mu.Lock()
 	m.dumps++
 	m.mu.Unlock()
-	for _, s := range m.Snapshot() {
+	return each(ctx, m.Snapshot(), fn)
+}
+
+// each calls fn for every record of a copy of a Memory's table, as a dump
+// of the kernel's would.
+func each[K comparable, R any](ctx context.Context, all map[K]R, fn func(R) error) error {
+	for _, r := range all {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := fn(s); err != nil {
+		if err := fn(r); err != nil {
 			return err
 		}
 	}

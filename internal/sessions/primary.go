@@ -53,7 +53,7 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 			e.log.Error("session pickup: watching the table; subordinates get no sessions", "err", err)
 			return
 		}
-		if err := e.resync(rctx); err != nil && rctx.Err() == nil {
+		if err := resync(rctx, e, e.sessions()); err != nil && rctx.Err() == nil {
 			e.log.Error("session pickup: dumping the table", "err", err)
 		}
 		e.mu.Lock()
@@ -123,7 +123,7 @@ func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
 		resync: func(ctx context.Context) error {
 			e.count(&e.st.overflows)
 			e.obs.Resync("event-overflow")
-			return e.resync(ctx)
+			return resync(ctx, e, e.sessions())
 		},
 		resyncFailed: "session pickup: dump after overflow",
 		fold: func(ev session.Event) {
@@ -272,17 +272,16 @@ func (e *Engine) refresh(ctx context.Context) error {
 	}
 	e.mu.Unlock()
 	if full {
-		return e.resync(ctx)
+		return resync(ctx, e, e.sessions())
 	}
 	if len(keys) == 0 {
 		return nil
 	}
 	found := make(map[session.Key]bool, len(keys))
-	r := e.newDumpReader()
+	r := reader[session.Session]{e: e, m: e.sessions()}
 	if err := l.Lookup(ctx, keys, func(s session.Session) error {
 		found[s.Key] = true
-		r.add(s)
-		return nil
+		return r.add(s)
 	}); err != nil {
 		return err
 	}
@@ -303,59 +302,34 @@ func (e *Engine) forgetLocked(keys []session.Key) {
 	}
 }
 
-// dumpReader folds entries read from the backend (a dump or lookups) into
-// the table in batches, taking the engine's lock once per batch.
-type dumpReader struct {
-	e     *Engine
-	batch []session.Session
+// As primary, the engine's table mirrors the backend's sessions; a dump
+// round is numbered in Engine.gen and marks what it sees in entry.mark2.
+
+func (s sessionStore) dump(ctx context.Context, fn func(session.Session) error) error {
+	return s.e.be.Dump(ctx, fn)
 }
 
-func (e *Engine) newDumpReader() *dumpReader { return &dumpReader{e: e} }
-
-func (r *dumpReader) add(s session.Session) {
-	r.batch = append(r.batch, s)
-	if len(r.batch) == 1024 {
-		r.flush()
-	}
+func (s sessionStore) newRoundLocked() uint32 {
+	s.e.gen++
+	s.e.pri.lastDump = s.e.now()
+	return s.e.gen
 }
 
-func (r *dumpReader) flush() {
-	r.e.mu.Lock()
-	for i := range r.batch {
-		ev := session.Event{Kind: session.EventUpdate, Session: r.batch[i]}
-		r.e.observeLocked(&ev, true)
-	}
-	r.e.mu.Unlock()
-	r.batch = r.batch[:0]
+// foldLocked folds a dumped or looked-up session: changes and near-expiry
+// entries are sent.
+func (s sessionStore) foldLocked(x *session.Session) {
+	ev := session.Event{Kind: session.EventUpdate, Session: *x}
+	s.e.observeLocked(&ev, true)
 }
 
-// resync dumps the backend and diffs it into the table: changes and
-// near-expiry entries are sent, entries no longer present are deleted.
-func (e *Engine) resync(ctx context.Context) error {
-	e.mu.Lock()
-	e.gen++
-	round := e.gen
-	e.pri.lastDump = e.now()
-	e.mu.Unlock()
-	r := e.newDumpReader()
-	err := e.be.Dump(ctx, func(s session.Session) error {
-		r.add(s)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	r.flush()
-	e.mu.Lock()
-	defer e.mu.Unlock()
+func (s sessionStore) forgetUnseenLocked(round uint32) {
 	var gone []session.Key
-	for k, m := range e.tab.all() {
+	for k, m := range s.e.tab.all() {
 		if m.mark2 != round {
 			gone = append(gone, k)
 		}
 	}
-	e.forgetLocked(gone)
-	return nil
+	s.e.forgetLocked(gone)
 }
 
 // promote syncs the sessions that have aged past Delay.

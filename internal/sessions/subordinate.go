@@ -216,14 +216,14 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 				return err
 			}
 			bulkN += len(m.Changes)
-			e.applyBatch(ctx, m.Changes)
+			install(ctx, e, e.sessions(), m.Changes)
 			ra.recycle(m.Changes)
 			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
 		case syncproto.BulkEnd:
-			swept := e.sweep(ctx)
-			e.sweepExpects(ctx)
+			swept := sweep(ctx, e, e.sessions())
+			sweep(ctx, e, e.expectations())
 			d := e.now().Sub(bulkStart)
 			e.mu.Lock()
 			e.sub.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.now()}
@@ -237,7 +237,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			if err := e.inSequence(m.Seq, "expectation batch"); err != nil {
 				return err
 			}
-			e.applyExpects(ctx, m.Changes)
+			install(ctx, e, e.expectations(), m.Changes)
 			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
@@ -350,68 +350,55 @@ func (r *inboundReader) stop() {
 	<-r.done
 }
 
-// applyBatch installs changes into the backend, then records them.
-func (e *Engine) applyBatch(ctx context.Context, cs []session.Change) {
-	e.mu.Lock()
-	keep := cs[:0]
-	for _, c := range cs {
-		ok := e.tab.has(c.Session.Key)
-		if c.Op == session.Upsert && !ok && e.tab.max > 0 && e.tab.len() >= e.tab.max {
-			e.fullLocked()
-			continue
-		}
-		c.Exists = ok
-		if c.Op == session.Upsert && c.Session.Proto == session.ProtoTCP && !e.cfg.TCPWindowTracking {
-			c.Session.TCP.FlagsOrig |= session.TCPFlagBeLiberal
-			c.Session.TCP.FlagsReply |= session.TCPFlagBeLiberal
-		}
-		keep = append(keep, c)
+// The sessions a subordinate holds live in the engine's table, marked
+// with the bulk that last brought them (entry.mark2).
+
+func (s sessionStore) admitLocked(c *session.Change) bool {
+	e := s.e
+	ok := e.tab.has(c.Session.Key)
+	if c.Op == session.Upsert && !ok && e.tab.max > 0 && e.tab.len() >= e.tab.max {
+		e.fullLocked()
+		return false
 	}
-	e.mu.Unlock()
-	// A large batch is recorded while the backend installs it (both only
-	// read keep), so that on a bulk the table's bookkeeping costs no time
-	// beside the kernel's; the call still returns only when both are done.
-	installed := make(chan error, 1)
-	if len(keep) >= concurrentRecordMin {
-		go func() { installed <- e.be.Apply(ctx, keep) }()
-	} else {
-		installed <- e.be.Apply(ctx, keep)
+	c.Exists = ok
+	if c.Op == session.Upsert && c.Session.Proto == session.ProtoTCP && !e.cfg.TCPWindowTracking {
+		c.Session.TCP.FlagsOrig |= session.TCPFlagBeLiberal
+		c.Session.TCP.FlagsReply |= session.TCPFlagBeLiberal
 	}
-	e.mu.Lock()
-	for i := range keep {
-		c := &keep[i]
+	return true
+}
+
+func (s sessionStore) install(ctx context.Context, cs []session.Change) error {
+	return s.e.be.Apply(ctx, cs)
+}
+
+func (s sessionStore) recordLocked(cs []session.Change) {
+	for i := range cs {
+		c := &cs[i]
 		if c.Op == session.Delete {
-			e.tab.del(c.Session.Key)
+			s.e.tab.del(c.Session.Key)
 			continue
 		}
-		e.tab.put(&c.Session, entry{synced: true, mark2: e.gen})
+		s.e.tab.put(&c.Session, entry{synced: true, mark2: s.e.gen})
 	}
-	e.mu.Unlock()
-	if err := <-installed; err != nil {
+}
+
+func (s sessionStore) report(cs []session.Change, err error) {
+	e := s.e
+	if err != nil {
 		e.count(&e.st.applyErrors)
 		e.obs.ApplyErrors(1)
 		e.log.Warn("session pickup: install", "err", err)
 	}
-	e.obs.SessionsApplied(len(keep))
+	e.obs.SessionsApplied(len(cs))
 }
 
-// concurrentRecordMin is the batch size from which applyBatch records while
-// the backend installs.
-const concurrentRecordMin = 256
-
-// sweep deletes what the subordinate holds from older generations: sessions
-// the primary no longer has.
-func (e *Engine) sweep(ctx context.Context) int {
-	e.mu.Lock()
+func (s sessionStore) staleLocked() []session.Change {
 	var dels []session.Change
-	for k, m := range e.tab.all() {
-		if m.mark2 != e.gen {
+	for k, m := range s.e.tab.all() {
+		if m.mark2 != s.e.gen {
 			dels = append(dels, session.Change{Op: session.Delete, Session: session.Session{Key: k}})
 		}
 	}
-	e.mu.Unlock()
-	for i := 0; i < len(dels); i += 4096 {
-		e.applyBatch(ctx, dels[i:min(i+4096, len(dels))])
-	}
-	return len(dels)
+	return dels
 }

@@ -211,13 +211,7 @@ func parseName(v []byte) (session.Name, error) {
 // DumpExpect calls fn for every expectation in the table.
 func (k *Kernel) DumpExpect(ctx context.Context, fn func(session.Expect) error) error {
 	req := func(w *builder, seq uint32) { w.end(w.beginExp(msgExpGet, nlmDumpFlg, seq, unix.AF_UNSPEC)) }
-	return k.dump(ctx, "conntrack expect dump", 1<<20, subsysExp, req, func(data []byte) error {
-		x, err := parseExpect(data)
-		if err != nil {
-			return fmt.Errorf("conntrack expect dump: %w", err)
-		}
-		return fn(x)
-	})
+	return dump(ctx, k, "conntrack expect dump", 1<<20, subsysExp, req, parseExpect, fn)
 }
 
 // WatchExpect subscribes to the expectation events: NEW when a helper (or a

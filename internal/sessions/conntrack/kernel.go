@@ -169,13 +169,7 @@ func (k *Kernel) Counters() (created, updated, deleted, failed uint64) {
 // twice; callers that watch events first lose nothing.
 func (k *Kernel) Dump(ctx context.Context, fn func(session.Session) error) error {
 	req := func(w *builder, seq uint32) { w.end(w.begin(msgCTGet, nlmDumpFlg, seq, unix.AF_UNSPEC)) }
-	return k.dump(ctx, "conntrack dump", 8<<20, subsysCT, req, func(data []byte) error {
-		sess, err := parseFlow(data)
-		if err != nil {
-			return fmt.Errorf("conntrack dump: %w", err)
-		}
-		return fn(sess)
-	})
+	return dump(ctx, k, "conntrack dump", 8<<20, subsysCT, req, parseFlow, fn)
 }
 
 // getBatch bounds the lookups sent at once, so that their answers (a few

@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dump sends a dump request (built by req) on a new socket and calls each
-// for the data of every message of subsystem subsys until the kernel says
-// done. what names the dump in errors.
-func (k *Kernel) dump(ctx context.Context, what string, rcvbuf int, subsys uint16, req func(w *builder, seq uint32), each func(data []byte) error) error {
+// dump sends a dump request (built by req) on a new socket and calls fn
+// for every record of subsystem subsys, as parse reads it from a message,
+// until the kernel says done. what names the dump in errors.
+func dump[R any](ctx context.Context, k *Kernel, what string, rcvbuf int, subsys uint16, req func(w *builder, seq uint32), parse func(data []byte) (R, error), fn func(R) error) error {
 	s, err := k.open(0, rcvbuf)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
@@ -48,7 +48,11 @@ func (k *Kernel) dump(ctx context.Context, what string, rcvbuf int, subsys uint1
 				}
 				return nil
 			case m.typ>>8 == subsys:
-				if err := each(m.data); err != nil {
+				r, err := parse(m.data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				if err := fn(r); err != nil {
 					return err
 				}
 			}

@@ -152,35 +152,17 @@ func decodeBatch[C any](r *reader, scratch []C, one func(*reader, *C)) (uint64, 
 }
 
 func decodeChange(r *reader, c *session.Change) {
-	f := r.u8()
+	s := &c.Session
+	f, more := readKey(r, fZone, true, &s.Family, &s.Proto, &s.Zone, &s.Orig)
 	c.Op = session.Op(f & fOpMask)
 	helper := f&fOpMask == opHelper
 	if helper {
 		c.Op = session.Upsert
 	}
-	if c.Op != session.Upsert && c.Op != session.Delete {
-		if r.err == nil {
-			r.err = ErrMalformed
-		}
+	if !more {
 		return
 	}
-	s := &c.Session
 	v6 := f&fIPv6 != 0
-	s.Family = session.FamilyIPv4
-	if v6 {
-		s.Family = session.FamilyIPv6
-	}
-	s.Proto = r.u8()
-	if f&fZone != 0 {
-		s.Zone = r.u16()
-	}
-	readTuple(r, &s.Orig, v6)
-	if c.Op == session.Delete {
-		if (f&^(fOpMask|fIPv6|fZone) != 0 || f&fZone != 0 && s.Zone == 0) && r.err == nil {
-			r.err = ErrMalformed // upsert-only fields on a delete, or zone 0 sent
-		}
-		return
-	}
 	s.Status = r.uvarint32()
 	s.Timeout = r.uvarint32()
 	if f&fMark != 0 {
@@ -208,6 +190,37 @@ func decodeChange(r *reader, c *session.Change) {
 		f&fNAT != 0 && !s.IsNAT()) {
 		r.err = ErrMalformed
 	}
+}
+
+// readKey reads the key part of a change (see appendKey) and returns its
+// flags; more is false when nothing follows: a delete, or an error. The op
+// opHelper is valid where helperOp.
+func readKey(r *reader, zoneBit byte, helperOp bool, family, proto *uint8, zone *uint16, t *session.Tuple) (f byte, more bool) {
+	f = r.u8()
+	op := f & fOpMask
+	if op != byte(session.Upsert) && op != byte(session.Delete) && !(helperOp && op == opHelper) {
+		if r.err == nil {
+			r.err = ErrMalformed
+		}
+		return f, false
+	}
+	v6 := f&fIPv6 != 0
+	*family = session.FamilyIPv4
+	if v6 {
+		*family = session.FamilyIPv6
+	}
+	*proto = r.u8()
+	if f&zoneBit != 0 {
+		*zone = r.u16()
+	}
+	readTuple(r, t, v6)
+	if op == byte(session.Delete) {
+		if (f&^(fOpMask|fIPv6|zoneBit) != 0 || f&zoneBit != 0 && *zone == 0) && r.err == nil {
+			r.err = ErrMalformed // upsert-only fields on a delete, or zone 0 sent
+		}
+		return f, false
+	}
+	return f, true
 }
 
 // readName reads a name written by appendName into dst: not empty, not

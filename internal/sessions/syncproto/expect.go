@@ -18,8 +18,8 @@ func (ExpectBatch) Type() Type { return TExpect }
 
 // Expectation change flag bits (the first byte of an encoded expectation).
 const (
-	xOpMask = 0x03
-	xIPv6   = 0x04
+	xOpMask = fOpMask // the key bits are the sessions' (keyFlags)
+	xIPv6   = fIPv6
 	xZone   = 0x08
 	xNAT    = 0x10
 	xFlags  = 0x20 // flags and class present (not both zero)
@@ -53,14 +53,8 @@ func (w *ExpectWriter) Finish(seq uint64) []byte { return w.finish(seq) }
 // carries only the key.
 func AppendExpectChange(b []byte, c *session.ExpectChange) []byte {
 	x := &c.Expect
-	f := byte(c.Op) & xOpMask
-	v6 := x.Family == session.FamilyIPv6
-	if v6 {
-		f |= xIPv6
-	}
-	if x.Zone != 0 {
-		f |= xZone
-	}
+	f := keyFlags(c.Op, x.Family, x.Zone, xZone)
+	v6 := f&xIPv6 != 0
 	if c.Op == session.Upsert {
 		if x.NAT {
 			f |= xNAT
@@ -75,11 +69,7 @@ func AppendExpectChange(b []byte, c *session.ExpectChange) []byte {
 			f |= xFn
 		}
 	}
-	b = append(b, f, x.Proto)
-	if f&xZone != 0 {
-		b = binary.BigEndian.AppendUint16(b, x.Zone)
-	}
-	b = appendTuple(b, &x.Tuple, v6)
+	b = appendKey(b, f, xZone, x.Proto, x.Zone, &x.Tuple)
 	if c.Op != session.Upsert {
 		return b
 	}
@@ -123,31 +113,13 @@ func readAddr(r *reader, a *[16]byte, v6 bool) {
 }
 
 func decodeExpectChange(r *reader, c *session.ExpectChange) {
-	f := r.u8()
-	c.Op = session.Op(f & xOpMask)
-	if c.Op != session.Upsert && c.Op != session.Delete {
-		if r.err == nil {
-			r.err = ErrMalformed
-		}
-		return
-	}
 	x := &c.Expect
-	v6 := f&xIPv6 != 0
-	x.Family = session.FamilyIPv4
-	if v6 {
-		x.Family = session.FamilyIPv6
-	}
-	x.Proto = r.u8()
-	if f&xZone != 0 {
-		x.Zone = r.u16()
-	}
-	readTuple(r, &x.Tuple, v6)
-	if c.Op == session.Delete {
-		if (f&^(xOpMask|xIPv6|xZone) != 0 || f&xZone != 0 && x.Zone == 0) && r.err == nil {
-			r.err = ErrMalformed // upsert-only fields on a delete, or zone 0 sent
-		}
+	f, more := readKey(r, xZone, false, &x.Family, &x.Proto, &x.Zone, &x.Tuple)
+	c.Op = session.Op(f & xOpMask)
+	if !more {
 		return
 	}
+	v6 := f&xIPv6 != 0
 	readAddr(r, &x.MaskSrc, v6)
 	x.MaskSrcPort = r.u16()
 	x.Master = session.Key{Family: x.Family, Proto: r.u8(), Zone: x.Zone}

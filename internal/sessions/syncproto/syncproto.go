@@ -283,17 +283,11 @@ const (
 // AppendChange appends one encoded change.
 func AppendChange(b []byte, c *session.Change) []byte {
 	s := &c.Session
-	f := byte(c.Op) & fOpMask
+	f := keyFlags(c.Op, s.Family, s.Zone, fZone)
 	if c.Op == session.Upsert && !s.Helper.IsZero() {
-		f = opHelper
+		f |= opHelper
 	}
-	v6 := s.Family == session.FamilyIPv6
-	if v6 {
-		f |= fIPv6
-	}
-	if s.Zone != 0 {
-		f |= fZone
-	}
+	v6 := f&fIPv6 != 0
 	if c.Op == session.Upsert {
 		if s.IsNAT() {
 			f |= fNAT
@@ -308,11 +302,7 @@ func AppendChange(b []byte, c *session.Change) []byte {
 			f |= fTCP
 		}
 	}
-	b = append(b, f, s.Proto)
-	if f&fZone != 0 {
-		b = binary.BigEndian.AppendUint16(b, s.Zone)
-	}
-	b = appendTuple(b, &s.Orig, v6)
+	b = appendKey(b, f, fZone, s.Proto, s.Zone, &s.Orig)
 	if f&fOpMask == byte(session.Delete) {
 		return b
 	}
@@ -335,6 +325,33 @@ func AppendChange(b []byte, c *session.Change) []byte {
 		b = appendName(b, s.Helper[:])
 	}
 	return b
+}
+
+// A change of either kind starts with its key: a flags byte (the op in
+// the low two bits, then the IPv6 bit; the place of the zone bit is the
+// kind's, the other bits say which of the kind's optional fields follow),
+// the protocol, the zone when not 0, and the key's tuple. A delete carries
+// nothing more.
+
+// keyFlags returns the flag bits of a change's key.
+func keyFlags(op session.Op, family uint8, zone uint16, zoneBit byte) byte {
+	f := byte(op) & fOpMask
+	if family == session.FamilyIPv6 {
+		f |= fIPv6
+	}
+	if zone != 0 {
+		f |= zoneBit
+	}
+	return f
+}
+
+// appendKey appends the key part of a change flagged f.
+func appendKey(b []byte, f, zoneBit, proto byte, zone uint16, t *session.Tuple) []byte {
+	b = append(b, f, proto)
+	if f&zoneBit != 0 {
+		b = binary.BigEndian.AppendUint16(b, zone)
+	}
+	return appendTuple(b, t, f&fIPv6 != 0)
 }
 
 // appendName appends a name up to its first NUL, length first.
