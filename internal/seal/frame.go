@@ -208,6 +208,23 @@ func (s *Sealer) Seal(dst []byte, stream uint32, now time.Time, payload []byte) 
 	return dst
 }
 
+// Forget drops the sequence number of a stream whose connection has ended,
+// so that a long-running node's sealer does not grow with every connection
+// it ever had. The caller must never seal on that stream again: its
+// sequence would start over at 0, and with it the AEAD nonces.
+func (s *Sealer) Forget(stream uint32) {
+	s.mu.Lock()
+	delete(s.seqs, stream)
+	s.mu.Unlock()
+}
+
+// Streams returns how many streams the sealer holds a sequence number for.
+func (s *Sealer) Streams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seqs)
+}
+
 // ParseHeader reads a frame's header without checking anything but its shape.
 // It returns the header and the length of the header bytes.
 func ParseHeader(frame []byte) (Header, int, error) {
