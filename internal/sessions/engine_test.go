@@ -77,6 +77,13 @@ type node struct {
 
 func startNode(t *testing.T, ctx context.Context, id string, mod func(*EngineConfig)) *node {
 	t.Helper()
+	return startNodeOn(t, ctx, id, nil, mod)
+}
+
+// startNodeOn is startNode with the engine's backend wrapping the memory
+// table (wrap nil: the table itself).
+func startNodeOn(t *testing.T, ctx context.Context, id string, wrap func(*Memory) Backend, mod func(*EngineConfig)) *node {
+	t.Helper()
 	n := &node{mem: NewMemory(1 << 16), tap: &connTap{}}
 	cfg := EngineConfig{
 		NodeID: id, Group: 1, Keyring: testKeys(t), Mode: seal.Authenticate,
@@ -89,7 +96,11 @@ func startNode(t *testing.T, ctx context.Context, id string, mod func(*EngineCon
 	if mod != nil {
 		mod(&cfg)
 	}
-	e, err := NewEngine(cfg, n.mem)
+	var be Backend = n.mem
+	if wrap != nil {
+		be = wrap(n.mem)
+	}
+	e, err := NewEngine(cfg, be)
 	if err != nil {
 		t.Fatal(err)
 	}
