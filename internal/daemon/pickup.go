@@ -95,7 +95,12 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 	}
 	links := syncLinks(cfg)
 	var listen []netip.AddrPort
+	// Each listener is bound to its link, and only the links' peers may
+	// connect: the sync port is not reachable through the data interfaces.
+	devices := map[netip.Addr]string{}
+	var peers, virtual []netip.Addr
 	for _, l := range links {
+		peers = append(peers, l.Peers...)
 		ifi, err := net.InterfaceByName(l.Interface)
 		if err != nil {
 			return nil, fmt.Errorf("session_pickup.links: %s: %w", l.Interface, err)
@@ -107,15 +112,19 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		for _, a := range addrs {
 			if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLinkLocalUnicast() {
 				listen = append(listen, netip.AddrPortFrom(p.Addr(), uint16(sp.Port)))
+				devices[p.Addr()] = l.Interface
 			}
 		}
 	}
 	if len(listen) == 0 {
 		return nil, fmt.Errorf("session_pickup.links: no address on %v to listen on", links)
 	}
+	for _, v := range cfg.VirtualIPs {
+		virtual = append(virtual, v.Address.Addr())
+	}
 	e, err := sessions.NewEngine(sessions.EngineConfig{
 		NodeID: cfg.NodeID, Group: uint16(cfg.GroupID), Keyring: kr, Mode: mode, Epoch: epoch,
-		ListenAddrs: listen,
+		ListenAddrs: listen, Devices: devices, Peers: peers, Virtual: virtual,
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,

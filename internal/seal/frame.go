@@ -258,6 +258,26 @@ func (s *Sealer) forgetOldest() {
 	delete(s.seqs, oldest)
 }
 
+// Forget drops the sequence number of a stream whose connection has ended,
+// so that a long-running node's sealer does not grow with every connection
+// it ever had. A stream sealed on again later starts above every number
+// used before (see nextSeq), so no nonce repeats.
+func (s *Sealer) Forget(stream uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.seqs[stream]; st != nil {
+		s.floor = max(s.floor, st.next)
+		delete(s.seqs, stream)
+	}
+}
+
+// Streams returns how many streams the sealer holds a sequence number for.
+func (s *Sealer) Streams() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seqs)
+}
+
 // ParseHeader reads a frame's header without checking anything but its shape.
 // It returns the header and the length of the header bytes.
 func ParseHeader(frame []byte) (Header, int, error) {

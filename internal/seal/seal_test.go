@@ -227,3 +227,20 @@ func TestSealerEpoch(t *testing.T) {
 		t.Fatalf("Epoch() %d, header epoch %d, %v", s.Epoch(), h.Epoch, err)
 	}
 }
+
+// A sealer forgets the streams of ended connections: a node that redials
+// for months does not hold a sequence number for each connection it had.
+func TestSealerForgetsStreams(t *testing.T) {
+	s, err := NewSealer(mustKeys(t, "correct horse battery staple"), Encrypt, Sync, 7, "gw1", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for stream := range uint32(1000) {
+		s.Seal(nil, stream, t0, []byte("hello"))
+		s.Forget(stream)
+	}
+	s.Seal(nil, 1000, t0, nil)
+	if n := s.Streams(); n != 1 {
+		t.Fatalf("after 1000 ended streams and one open: %d streams held, want 1", n)
+	}
+}

@@ -56,8 +56,21 @@ type EngineConfig struct {
 	// ListenAddrs are the sync-link addresses to listen on (default: all
 	// addresses, port 703).
 	ListenAddrs []netip.AddrPort
-	// Listen and Dial replace net.Listen and net.Dialer (tests use them to
-	// work inside network namespaces).
+	// Devices names the sync link each listen address is on: its listener
+	// is bound to that interface (SO_BINDTODEVICE), so that the port is
+	// not reachable through the data interfaces, whatever the firewall.
+	Devices map[netip.Addr]string
+	// Peers are the addresses the other members may connect from (every
+	// peer address of the sync links): a connection from any other address
+	// is closed at accept, before any cryptography. Empty: any address.
+	Peers []netip.Addr
+	// Virtual are the virtual addresses, which the node's own addresses
+	// (SetLocalAddrs) include but synced sessions may use (a NAT to or
+	// from a virtual IP): a synced session that uses any other of the
+	// node's own addresses is refused.
+	Virtual []netip.Addr
+	// Listen and Dial replace the listener (bound to Devices) and
+	// net.Dialer (tests use them to work inside network namespaces).
 	Listen func(addr string) (net.Listener, error)
 	Dial   func(ctx context.Context, addr string) (net.Conn, error)
 
@@ -98,8 +111,13 @@ type EngineConfig struct {
 	// silent for IdleTimeout (default 5 s) is dropped.
 	Heartbeat   time.Duration
 	IdleTimeout time.Duration
-	// IOTimeout bounds one frame write and the handshake (default 10 s).
+	// IOTimeout bounds one frame write (default 10 s).
 	IOTimeout time.Duration
+	// HandshakeTimeout bounds an inbound connection's handshake, from
+	// accept until the primary has answered the challenge (default 3 s: a
+	// primary sends its hello at once, and strangers must not hold a
+	// handshake slot long).
+	HandshakeTimeout time.Duration
 	// MaxClockSkew refuses frames stamped further than this from now (0:
 	// no check).
 	MaxClockSkew time.Duration
@@ -142,7 +160,9 @@ type Engine struct {
 	be        Backend
 	log       *slog.Logger
 	obs       Observer
-	sel       *selector // guards itself
+	sel       *selector           // guards itself
+	peers     map[netip.Addr]bool // cfg.Peers, unmapped and without zone (nil: any)
+	hs        handshakes          // guards itself
 	sealer    *seal.Sealer
 	opener    *seal.Opener
 	now       func() time.Time // the engine's one clock: cfg.Now
@@ -218,9 +238,6 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 	if len(cfg.ListenAddrs) == 0 {
 		cfg.ListenAddrs = []netip.AddrPort{netip.AddrPortFrom(netip.IPv6Unspecified(), DefaultPort)}
 	}
-	if cfg.Listen == nil {
-		cfg.Listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-	}
 	if cfg.Dial == nil {
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
 			var d net.Dialer
@@ -240,6 +257,7 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 	def(&cfg.Heartbeat, time.Second)
 	def(&cfg.IdleTimeout, 5*time.Second)
 	def(&cfg.IOTimeout, 10*time.Second)
+	def(&cfg.HandshakeTimeout, 3*time.Second)
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = 65536
 	}
@@ -255,7 +273,7 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 	}
 	return &Engine{
 		cfg: cfg, be: backend, log: cfg.Logger.With("component", "sessions"), obs: cfg.Observer,
-		sel: newSelector(cfg.Filter), sealer: sealer,
+		sel: newSelector(cfg.Filter, cfg.Virtual...), sealer: sealer, peers: addrSet(cfg.Peers),
 		opener: seal.NewOpener(cfg.Keyring, cfg.Mode, seal.Sync, cfg.Group, cfg.NodeID, cfg.MaxClockSkew),
 		now:    cfg.Now, start: cfg.Now(), tab: newTable(cfg.MaxSessions), pri: primaryState{peers: map[netip.AddrPort]*peer{}},
 		cmds: commands{wake: make(chan struct{}, 1)}, events: make(chan Event, 64),
@@ -270,7 +288,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		if a.Addr().IsUnspecified() {
 			addr = ":" + strconv.Itoa(int(a.Port()))
 		}
-		l, err := e.cfg.Listen(addr)
+		l, err := e.listen(addr, e.cfg.Devices[a.Addr()])
 		if err != nil {
 			for _, l := range e.listeners {
 				l.Close()

@@ -77,6 +77,13 @@ type node struct {
 
 func startNode(t *testing.T, ctx context.Context, id string, mod func(*EngineConfig)) *node {
 	t.Helper()
+	return startNodeOn(t, ctx, id, nil, mod)
+}
+
+// startNodeOn is startNode with the engine's backend wrapping the memory
+// table (wrap nil: the table itself).
+func startNodeOn(t *testing.T, ctx context.Context, id string, wrap func(*Memory) Backend, mod func(*EngineConfig)) *node {
+	t.Helper()
 	n := &node{mem: NewMemory(1 << 16), tap: &connTap{}}
 	cfg := EngineConfig{
 		NodeID: id, Group: 1, Keyring: testKeys(t), Mode: seal.Authenticate,
@@ -89,7 +96,11 @@ func startNode(t *testing.T, ctx context.Context, id string, mod func(*EngineCon
 	if mod != nil {
 		mod(&cfg)
 	}
-	e, err := NewEngine(cfg, n.mem)
+	var be Backend = n.mem
+	if wrap != nil {
+		be = wrap(n.mem)
+	}
+	e, err := NewEngine(cfg, be)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +141,9 @@ func randSession(r *rand.Rand, i int) session.Session {
 		s.Reply.Dst = session.Addr16(netip.MustParseAddr("203.0.113.7"))
 		s.Reply.DstPort = uint16(r.IntN(60000))
 	}
-	s.Timeout = uint32(30 + r.IntN(1000))
+	// Within the kernel's defaults, as a primary's kernel reports them: a
+	// subordinate caps longer ones.
+	s.Timeout = min(uint32(30+r.IntN(1000)), maxTimeout(s.Proto, s.TCP.State))
 	s.Mark = uint32(r.IntN(3))
 	return s
 }
@@ -149,10 +162,10 @@ func churn(r *rand.Rand, m *Memory, live map[int]session.Session, n, keys int) {
 			delete(live, i)
 			m.Inject(session.Change{Op: session.Delete, Session: s})
 		default:
-			s.Timeout = uint32(30 + r.IntN(1000))
 			if s.Proto == session.ProtoTCP {
 				s.TCP.State = uint8(r.IntN(int(session.TCPMax)))
 			}
+			s.Timeout = min(uint32(30+r.IntN(1000)), maxTimeout(s.Proto, s.TCP.State))
 			live[i] = s
 			m.Inject(session.Change{Op: session.Upsert, Session: s})
 		}
@@ -281,7 +294,7 @@ func TestEngineInstallsTCPLiberal(t *testing.T) {
 		}
 		tcp := synthSession(1)
 		udp := synthSession(2)
-		udp.Proto, udp.TCP = session.ProtoUDP, session.TCPInfo{}
+		udp.Proto, udp.TCP, udp.Timeout = session.ProtoUDP, session.TCPInfo{}, 120
 		udp.Reply = udp.Orig.Invert(udp.Proto)
 		p.mem.Inject(session.Change{Op: session.Upsert, Session: tcp}, session.Change{Op: session.Upsert, Session: udp})
 		converge(t, p, s)

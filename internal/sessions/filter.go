@@ -40,9 +40,18 @@ const (
 // selector applies a Filter and the node's own addresses. Safe for
 // concurrent use.
 type selector struct {
-	mu    sync.RWMutex
-	f     Filter // replaced whole by setFilter, never changed in place
-	local map[[16]byte]struct{}
+	virtual map[[16]byte]struct{} // set once
+	mu      sync.RWMutex
+	f       Filter // replaced whole by setFilter, never changed in place
+	local   map[[16]byte]struct{}
+}
+
+func newSelector(f Filter, virtual ...netip.Addr) *selector {
+	s := &selector{f: f, virtual: map[[16]byte]struct{}{}, local: map[[16]byte]struct{}{}}
+	for _, a := range virtual {
+		s.virtual[session.Addr16(a)] = struct{}{}
+	}
+	return s
 }
 
 // setFilter makes f the filter from now on.
@@ -57,8 +66,6 @@ func (s *selector) filter() Filter {
 	defer s.mu.RUnlock()
 	return s.f
 }
-
-func newSelector(f Filter) *selector { return &selector{f: f, local: map[[16]byte]struct{}{}} }
 
 func (s *selector) setLocal(addrs []netip.Addr) {
 	m := make(map[[16]byte]struct{}, len(addrs))
@@ -127,4 +134,72 @@ func (s *selector) skip(x *session.Session) string {
 		}
 	}
 	return ""
+}
+
+// RefuseOwnAddress: a synced change refused on receipt because it uses one
+// of the receiving node's own addresses.
+const RefuseOwnAddress = "own-address"
+
+// refuse returns why a subordinate refuses a change received from the
+// primary, or "". A key holder could otherwise write anything into the
+// subordinate's table: entries that redirect or delete the node's own
+// connections (its heartbeats, its management), or that its own filters
+// would never have synced. Deletes carry only the original tuple.
+func (s *selector) refuse(c *session.Change) string {
+	x := &c.Session
+	if s.isOwn(x.Orig.Src) || s.isOwn(x.Orig.Dst) {
+		return RefuseOwnAddress
+	}
+	if c.Op == session.Delete {
+		return ""
+	}
+	if s.isOwn(x.Reply.Src) || s.isOwn(x.Reply.Dst) {
+		return RefuseOwnAddress
+	}
+	return s.skip(x)
+}
+
+// isOwn reports whether a is one of the node's own addresses and not a
+// virtual one (which synced sessions use when NATed to or from it).
+func (s *selector) isOwn(a [16]byte) bool {
+	if _, ok := s.virtual[a]; ok {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.local[a]
+	return ok
+}
+
+// maxTimeout is the longest timeout, in seconds, the kernel gives an entry
+// of proto (in TCP state tcpState) with its default settings, the highest
+// across kernel versions (nf_conntrack_*_timeout*). A synced entry's
+// timeout is capped at it, so that a key holder cannot pin entries in a
+// subordinate's table for years.
+func maxTimeout(proto, tcpState uint8) uint32 {
+	switch proto {
+	case session.ProtoTCP:
+		switch tcpState {
+		case session.TCPEstablished:
+			return 432000 // 5 days
+		case session.TCPSynRecv, session.TCPCloseWait:
+			return 60
+		case session.TCPLastAck:
+			return 30
+		case session.TCPClose:
+			return 10
+		case session.TCPSynSent, session.TCPFinWait, session.TCPTimeWait, session.TCPSynSent2:
+			return 120
+		}
+		return 300 // unacknowledged, retransmitted
+	case session.ProtoUDP, session.ProtoUDPLite, session.ProtoGRE:
+		return 180 // stream (120 s in recent kernels, 180 s before)
+	case session.ProtoICMP, session.ProtoICMPv6:
+		return 30
+	case session.ProtoSCTP:
+		return 432000 // established (210 s in recent kernels, 5 days before)
+	case session.ProtoDCCP:
+		return 43200 // open
+	}
+	return 600 // generic
 }

@@ -1,8 +1,12 @@
 package sessions
 
 import (
+	"context"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/hagate/hagate/internal/sessions/session"
 )
@@ -55,5 +59,60 @@ func TestFilter(t *testing.T) {
 				t.Fatalf("skip = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A subordinate installs only what it would have synced itself: it refuses
+// sessions that use its own addresses (but not the virtual ones) and those
+// its filters exclude, and caps timeouts at the kernel's defaults, whatever
+// the primary (or a key holder) sends.
+func TestSubordinateScreensSyncedSessions(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	own, vip := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("198.51.100.1")
+	p := startNode(t, ctx, "gw1", nil)
+	s := startNode(t, ctx, "gw2", func(c *EngineConfig) {
+		c.Filter.Connectionless = false // TCP only
+		c.Virtual = []netip.Addr{vip}
+	})
+	s.e.SetLocalAddrs([]netip.Addr{own, vip})
+	if err := s.e.BecomeSubordinate(ctx, "gw1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	toOwn := synthSession(1) // to the subordinate's management address
+	toOwn.Orig.Dst = session.Addr16(own)
+	toOwn.Reply = toOwn.Orig.Invert(toOwn.Proto)
+	natOwn := synthSession(2) // its own connections redirected
+	natOwn.Reply.Src = session.Addr16(own)
+	toVIP := synthSession(3) // a port forward on a virtual IP: synced
+	toVIP.Orig.Dst = session.Addr16(vip)
+	toVIP.Reply.Src = session.Addr16(netip.MustParseAddr("192.0.2.200"))
+	udp := synthSession(4) // excluded by the subordinate's filter
+	udp.Proto, udp.TCP, udp.Timeout = session.ProtoUDP, session.TCPInfo{}, 60
+	udp.Reply = udp.Orig.Invert(udp.Proto)
+	pinned := synthSession(5) // SYN_RECV for ten years
+	pinned.TCP.State, pinned.Timeout = session.TCPSynRecv, 315_360_000
+	for _, x := range []session.Session{toOwn, natOwn, toVIP, udp, pinned} {
+		p.mem.Inject(session.Change{Op: session.Upsert, Session: x})
+	}
+	p.e.SetPeers([]netip.AddrPort{s.addr(t)})
+	deadline := time.Now().Add(10 * time.Second)
+	for s.e.Stats().LastBulk.At.IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("no bulk received")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := s.mem.Snapshot()
+	pinned.Timeout = 60
+	want := map[session.Key]session.Session{toVIP.Key: liberal(toVIP), pinned.Key: liberal(pinned)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("subordinate installed (-want +got):\n%s", diff)
+	}
+	if st := s.e.Stats(); st.Screened != 3 {
+		t.Errorf("%d synced sessions refused, want 3", st.Screened)
 	}
 }

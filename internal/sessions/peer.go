@@ -109,12 +109,13 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	defer cancel()
 	stop := context.AfterFunc(cctx, func() { c.Close() })
 	defer stop()
-	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
+	fc := e.newFrameConn(c)
+	defer fc.release()
 	version := e.helloVersion()
 	if err := fc.write(syncproto.AppendHello(nil, syncproto.Hello{Version: version, NodeID: e.cfg.NodeID}), e.cfg.IOTimeout); err != nil {
 		return fmt.Errorf("hello: %w", err)
 	}
-	hello, err := e.readHello(fc)
+	hello, err := e.readHello(fc, e.cfg.IOTimeout)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.addr, err)
 	}

@@ -10,6 +10,8 @@ import (
 type counters struct {
 	overflows, queueOverflows, resyncs, frameErrors, applyErrors, errors, full, refused uint64
 	fullLoggedAt                                                                        time.Time // when max_sessions was last logged (once a minute)
+	screened                                                                            uint64    // synced changes refused on receipt (screen)
+	screenedLoggedAt                                                                    time.Time // when screen last logged (once a minute)
 }
 
 // BulkStats describes the last bulk sync received.
@@ -49,6 +51,7 @@ type Stats struct {
 	FrameErrors    uint64         `json:"frame_errors"`
 	ApplyErrors    uint64         `json:"apply_errors"`
 	Refused        uint64         `json:"refused_connections"`
+	Screened       uint64         `json:"refused_sessions"` // synced changes refused on receipt
 	TableFull      uint64         `json:"max_sessions_hits"`
 	Errors         uint64         `json:"errors"`
 	// Expectations is set when expectation sync is on (ExpectStats).
@@ -63,7 +66,7 @@ func (e *Engine) Stats() Stats {
 	st := Stats{
 		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
 		LastBulk: e.sub.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
-		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, Refused: e.st.refused, TableFull: e.st.full, Errors: e.st.errors,
+		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, Refused: e.st.refused, Screened: e.st.screened, TableFull: e.st.full, Errors: e.st.errors,
 	}
 	if e.role == roleSubordinate {
 		st.Primary = e.primaryID

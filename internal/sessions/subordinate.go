@@ -20,42 +20,6 @@ type inbound struct {
 	done chan struct{} // closed when every batch received is applied
 }
 
-func (e *Engine) acceptLoop(ctx context.Context, l net.Listener) {
-	defer e.wg.Done()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			e.log.Warn("session pickup: accept", "err", err)
-			t := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			continue
-		}
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			if err := e.serveInbound(ctx, c); err != nil && ctx.Err() == nil {
-				e.log.Warn("session pickup: sync connection from primary ended", "remote", c.RemoteAddr(), "err", err)
-				e.emit(SyncLost{Peer: c.RemoteAddr().String(), Err: err})
-			}
-		}()
-	}
-}
-
 // dropped counts a refused frame by reason.
 func (e *Engine) dropped(err error) {
 	var d *seal.DropError
@@ -103,10 +67,10 @@ func newNonce() [syncproto.NonceLen]byte {
 	return n
 }
 
-// readHello reads a connection's first frame, which must be an
-// authenticated hello from the node it names.
-func (e *Engine) readHello(fc *frameConn) (syncproto.Hello, error) {
-	h, payload, err := fc.read(e.cfg.IOTimeout)
+// readHello reads a connection's next frame, which must be an
+// authenticated hello from the node it names, within timeout.
+func (e *Engine) readHello(fc *frameConn, timeout time.Duration) (syncproto.Hello, error) {
+	h, payload, err := fc.read(timeout)
 	if err != nil {
 		e.dropped(err)
 		return syncproto.Hello{}, fmt.Errorf("hello: %w", err)
@@ -121,36 +85,31 @@ func (e *Engine) readHello(fc *frameConn) (syncproto.Hello, error) {
 	return hello, nil
 }
 
+// errHandshake marks an inbound connection that ended before the primary
+// had proven itself: a stranger, a replay, or a member that is not the
+// primary. It is no loss of the sync.
+var errHandshake = errors.New("handshake")
+
 // serveInbound authenticates a connection, checks it comes from the primary,
-// and applies what it carries until it fails. A newer connection from the
-// primary replaces an older one, which finishes applying first.
-func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
+// and applies what it carries until it fails. handshaken is called once the
+// handshake is over, failed or not. A newer connection from the primary
+// replaces an older one, which finishes applying first, but only once it
+// has answered the challenge: a replayed hello cannot cut the sync.
+func (e *Engine) serveInbound(ctx context.Context, c net.Conn, handshaken func()) error {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	fc := &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
-	hello, err := e.readHello(fc)
+	fc := e.newFrameConn(c)
+	defer fc.release()
+	from, err := e.handshake(fc)
+	handshaken()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errHandshake, err)
 	}
-	from := hello.NodeID // authenticated: the sender of the sealed frame
-	e.mu.Lock()
-	// A subordinate that does not know the primary yet (it has just left
-	// its hello holddown) accepts any authenticated member: refusing would
-	// leave it without the sessions until the primary redials. SetPrimary
-	// drops the connection if another member turns out to be primary.
-	if e.role != roleSubordinate || (e.primaryID != "" && from != e.primaryID) {
-		r, want := e.role, e.primaryID
-		e.st.refused++
-		e.mu.Unlock()
-		e.obs.FrameDropped("not-primary")
-		return fmt.Errorf("refused sync from %q: role %s, primary %q", from, r, want)
+	in, err := e.takeInbound(c, from)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errHandshake, err)
 	}
-	in := &inbound{conn: c, from: from, done: make(chan struct{})}
-	old := e.sub.inbound
-	e.sub.inbound = in
-	e.sub.lastSeq = 0
-	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
 		if e.sub.inbound == in {
@@ -159,9 +118,22 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 		e.mu.Unlock()
 		close(in.done)
 	}()
-	if old != nil {
-		old.conn.Close()
-		<-old.done
+	e.log.Info("session pickup: primary connected", "node", from, "remote", c.RemoteAddr())
+	return e.receive(ctx, fc)
+}
+
+// handshake reads the primary's hello and, from version 3, challenges it
+// with a nonce that only the live sender can echo, all within
+// HandshakeTimeout. It returns the authenticated node id.
+func (e *Engine) handshake(fc *frameConn) (string, error) {
+	deadline := time.Now().Add(e.cfg.HandshakeTimeout)
+	hello, err := e.readHello(fc, time.Until(deadline))
+	if err != nil {
+		return "", err
+	}
+	from := hello.NodeID // authenticated: the sender of the sealed frame
+	if err := e.acceptsFrom(from); err != nil {
+		return "", err
 	}
 	// The answer names the version the connection runs at, and from
 	// version 3 challenges the primary: a recording of another connection
@@ -170,22 +142,67 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn) error {
 	if answer.Version >= 3 {
 		answer.Nonce = newNonce()
 	}
-	if err := fc.write(syncproto.AppendHello(nil, answer), e.cfg.IOTimeout); err != nil {
-		return err
+	if err := fc.write(syncproto.AppendHello(nil, answer), time.Until(deadline)); err != nil {
+		return "", err
 	}
 	if answer.Version >= 3 {
-		echo, err := e.readHello(fc)
+		echo, err := e.readHello(fc, time.Until(deadline))
 		if err != nil {
-			return fmt.Errorf("challenge: %w", err)
+			return "", fmt.Errorf("challenge: %w", err)
 		}
 		if echo.Nonce != answer.Nonce || echo.NodeID != from {
 			e.count(&e.st.frameErrors)
 			e.obs.FrameDropped("challenge")
-			return fmt.Errorf("%q did not answer the challenge: a replayed connection?", from)
+			return "", fmt.Errorf("%q did not answer the challenge: a replayed connection?", from)
 		}
 	}
-	e.log.Info("session pickup: primary connected", "node", from, "remote", c.RemoteAddr())
-	return e.receive(ctx, fc)
+	return from, nil
+}
+
+// acceptsFrom refuses a member that is not the primary.
+//
+// A subordinate that does not know the primary yet (it has just left its
+// hello holddown) accepts any authenticated member: refusing would leave it
+// without the sessions until the primary redials. SetPrimary drops the
+// connection if another member turns out to be primary.
+func (e *Engine) acceptsFrom(from string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.acceptsFromLocked(from)
+}
+
+func (e *Engine) acceptsFromLocked(from string) error {
+	if e.role != roleSubordinate || (e.primaryID != "" && from != e.primaryID) {
+		e.st.refused++
+		e.obs.FrameDropped("not-primary")
+		return fmt.Errorf("refused sync from %q: role %s, primary %q", from, e.role, e.primaryID)
+	}
+	return nil
+}
+
+// takeInbound makes c, which has proven to come from the live member
+// from, the connection from the primary: the older one is closed and
+// finishes applying what it received first, then the sequence starts over.
+func (e *Engine) takeInbound(c net.Conn, from string) (*inbound, error) {
+	e.mu.Lock()
+	// Checked again: the role or the primary may have changed during the
+	// handshake.
+	if err := e.acceptsFromLocked(from); err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	in := &inbound{conn: c, from: from, done: make(chan struct{})}
+	old := e.sub.inbound
+	e.sub.inbound = in
+	e.mu.Unlock()
+	if old != nil {
+		old.conn.Close()
+		<-old.done
+	}
+	e.mu.Lock()
+	e.sub.lastSeq = 0
+	e.mu.Unlock()
+	return in, nil
 }
 
 // receive applies the primary's messages as they arrive, in order; the
@@ -215,6 +232,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			if err := e.inSequence(m.Seq, "batch"); err != nil {
 				return err
 			}
+			m.Changes = e.screen(m.Changes)
 			bulkN += len(m.Changes)
 			install(ctx, e, e.sessions(), m.Changes)
 			ra.recycle(m.Changes)
@@ -254,6 +272,43 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			return fmt.Errorf("unexpected %s", m.Type())
 		}
 	}
+}
+
+// screen drops, in place, the received changes this node refuses
+// (selector.refuse) and caps the timeouts of the others (maxTimeout): what
+// a key holder can do to a subordinate's table is bounded by what the
+// subordinate would have synced itself.
+func (e *Engine) screen(cs []session.Change) []session.Change {
+	keep := cs[:0]
+	var refused int
+	var why string
+	for i := range cs {
+		c := &cs[i]
+		if r := e.sel.refuse(c); r != "" {
+			refused, why = refused+1, r
+			continue
+		}
+		if c.Op == session.Upsert {
+			c.Session.Timeout = min(c.Session.Timeout, maxTimeout(c.Session.Proto, c.Session.TCP.State))
+		}
+		keep = append(keep, *c)
+	}
+	if refused == 0 {
+		return keep
+	}
+	now := e.now()
+	e.mu.Lock()
+	e.st.screened += uint64(refused)
+	logIt := now.Sub(e.st.screenedLoggedAt) >= time.Minute
+	if logIt {
+		e.st.screenedLoggedAt = now
+	}
+	e.mu.Unlock()
+	if logIt {
+		e.log.Warn("session pickup: refused synced sessions this node would not sync itself or that use its own addresses (logged once a minute)",
+			"refused", refused, "last_reason", why)
+	}
+	return keep
 }
 
 // inSequence checks that a batch (of either kind, one sequence) follows

@@ -48,6 +48,16 @@ type frameConn struct {
 	peer seal.Header
 }
 
+// newFrameConn starts a connection's frames on a seal stream of its own.
+// The caller must call release when the connection ends.
+func (e *Engine) newFrameConn(c net.Conn) *frameConn {
+	return &frameConn{c: c, sealer: e.sealer, opener: e.opener, stream: e.streams.Add(1), now: e.now}
+}
+
+// release lets the sealer forget the connection's stream: streams are never
+// reused, and a sealer that kept each one would grow with every connection.
+func (f *frameConn) release() { f.sealer.Forget(f.stream) }
+
 // write seals payload and sends it within timeout. Socket deadlines are
 // read on the kernel's wall clock, not on now (the engine's clock, which
 // stamps the frames): a test's clock must not stall real connections.

@@ -143,3 +143,17 @@ func TestPrimaryNotBlockedByStalledSubordinate(t *testing.T) {
 	}
 	converge(t, p, s)
 }
+
+// A primary's batches, cut at maxPayload, stay under what a subordinate
+// decodes (syncproto.MaxBatchChanges), even of the smallest changes.
+func TestBatchesUnderDecodeBound(t *testing.T) {
+	var w syncproto.BatchWriter
+	w.Reset(nil)
+	for i := 0; w.Len() < maxPayload; i++ {
+		c := session.Change{Op: session.Delete, Session: session.Session{Key: synthSession(i).Key}}
+		w.Add(&c)
+	}
+	if w.Count() > syncproto.MaxBatchChanges {
+		t.Fatalf("a batch cut at %d bytes holds %d deletes, over MaxBatchChanges %d", maxPayload, w.Count(), syncproto.MaxBatchChanges)
+	}
+}

@@ -129,14 +129,23 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 	return m, nil
 }
 
+// MaxBatchChanges bounds the changes of one batch. A decoded change takes
+// 9 to 13 times its encoded size (128 bytes for a session, 184 for an
+// expectation, from 14 on the wire), so without a bound a frame of tiny
+// deletes would cost tens of MiB once decoded: with it, a batch decodes to
+// at most 6 MiB. Senders stay well under it: a session batch is cut at 256
+// KiB (at most 18,725 deletes, the smallest change), an expectation batch
+// at 1,024 changes, in this release and in 0.1.0.
+const MaxBatchChanges = 1 << 15
+
 // decodeBatch reads a batch's sequence number and changes (appended to
-// scratch), each read by one. A count that the bytes present cannot hold
-// is refused before anything is allocated.
+// scratch), each read by one. A count above MaxBatchChanges, or one that
+// the bytes present cannot hold, is refused before anything is allocated.
 func decodeBatch[C any](r *reader, scratch []C, one func(*reader, *C)) (uint64, []C) {
 	seq := r.u64()
 	n := int(r.u32())
-	if r.err == nil && n > len(r.b)/minChange {
-		r.err = fmt.Errorf("%d changes in %d bytes: %w", n, len(r.b), ErrMalformed)
+	if r.err == nil && (n > MaxBatchChanges || n > len(r.b)/minChange) {
+		r.err = fmt.Errorf("%d changes in %d bytes (at most %d): %w", n, len(r.b), MaxBatchChanges, ErrMalformed)
 		return seq, nil
 	}
 	changes := scratch[:0]

@@ -3,6 +3,7 @@ package syncproto
 import (
 	"errors"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -242,4 +243,38 @@ func benchChanges(n int) []session.Change {
 		cs[i] = c
 	}
 	return cs
+}
+
+// deletesBatch encodes a batch of n deletes of IPv4 keys, the smallest
+// change there is.
+func deletesBatch(n int) []byte {
+	var w BatchWriter
+	w.Reset(nil)
+	for i := range n {
+		c := session.Change{Op: session.Delete, Session: session.Session{Key: session.Key{Family: session.FamilyIPv4, Proto: session.ProtoTCP,
+			Orig: session.Tuple{Src: addr("192.0.2.1"), Dst: addr("198.51.100.2"), SrcPort: uint16(i), DstPort: uint16(i >> 16)}}}}
+		w.Add(&c)
+	}
+	return w.Finish(1)
+}
+
+// A batch of tiny deletes decodes to about 9 times its size; past
+// MaxBatchChanges it is refused before anything is allocated, so that a
+// frame of a few MiB cannot cost tens of MiB once decoded.
+func TestDecodeBatchBounded(t *testing.T) {
+	if _, err := Decode(deletesBatch(MaxBatchChanges), nil); err != nil {
+		t.Fatalf("a batch of MaxBatchChanges: %v", err)
+	}
+	big := deletesBatch(4 * MaxBatchChanges) // 1.8 MiB on the wire
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Decode(big, nil)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMalformed) {
+		t.Errorf("a batch of %d changes: %v, want ErrMalformed", 4*MaxBatchChanges, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 1<<20 {
+		t.Errorf("decoding a %d KiB batch allocated %d KiB", len(big)>>10, alloc>>10)
+	}
 }
