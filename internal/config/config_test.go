@@ -128,7 +128,7 @@ func TestContractExample(t *testing.T) {
 		Security: Security{
 			Authentication: ptr(true),
 			Encryption:     ptr(true),
-			MaxClockSkew:   60 * time.Second,
+			MaxClockSkew:   60 * time.Second, MinSyncVersion: 3,
 		},
 		SessionPickup: SessionPickup{
 			NAT:         ptr(true),
@@ -176,7 +176,7 @@ monitor: [ha]
 		},
 		Monitor:       []string{"ha"},
 		GratuitousARP: GratuitousARP{Count: 5, Interval: time.Second},
-		Security:      Security{Authentication: ptr(true), Encryption: ptr(true), MaxClockSkew: time.Minute},
+		Security:      Security{Authentication: ptr(true), Encryption: ptr(true), MaxClockSkew: time.Minute, MinSyncVersion: 3},
 		SessionPickup: SessionPickup{
 			NAT:         ptr(true),
 			Port:        703,

@@ -27,6 +27,9 @@ const (
 	DefaultARPInterval = time.Second
 
 	DefaultMaxClockSkew = 60 * time.Second
+	// DefaultMinSyncVersion: the session-sync protocol version of release
+	// 0.1.0, the first with the subordinate's challenge.
+	DefaultMinSyncVersion = 3
 
 	DefaultMaxSessions = 2_000_000
 	DefaultBackend     = "kernel"
@@ -72,6 +75,7 @@ func applyDefaults(c *Config, set func(path string) bool) {
 		sec.Encryption = ptr(*sec.Authentication)
 	}
 	def(set, "security.max_clock_skew", &sec.MaxClockSkew, DefaultMaxClockSkew)
+	def(set, "security.min_sync_version", &sec.MinSyncVersion, DefaultMinSyncVersion)
 
 	sp := &c.SessionPickup
 	if sp.NAT == nil {

@@ -76,6 +76,10 @@ type Security struct {
 	// Passphrase allows key_file lines that are not 32 random bytes; they
 	// are then stretched with Argon2id, salted with group_id. Default false.
 	Passphrase bool `yaml:"passphrase"`
+	// MinSyncVersion refuses session-sync connections below this protocol
+	// version. Default 3, release 0.1.0's and the first whose subordinate
+	// challenges the primary (versions 1 and 2 can be replayed).
+	MinSyncVersion int `yaml:"min_sync_version"`
 }
 
 // SessionPickup configures session synchronisation (FGCP's session-pickup).

@@ -104,6 +104,9 @@ func validate(c *Config) []*Error {
 		ck.add("security.encryption", "cannot be true while security.authentication is false: encryption uses the authentication key")
 	}
 	ck.nonNegative("security.max_clock_skew", c.Security.MaxClockSkew)
+	if v := c.Security.MinSyncVersion; v < 1 || v > 3 {
+		ck.add("security.min_sync_version", "%d: want 1 to 3 (3, the default, refuses the replayable versions 1 and 2)", v)
+	}
 	if c.Security.Passphrase && !c.AuthEnabled() {
 		ck.add("security.passphrase", "cannot be true while security.authentication is false: there is no key to stretch")
 	}

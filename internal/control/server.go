@@ -41,6 +41,9 @@ func Listen(path string, group string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket directory: %w", err)
 	}
+	if err := safeDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
@@ -50,17 +53,45 @@ func Listen(path string, group string) (net.Listener, error) {
 	}
 	// The socket is briefly open to the umask's mode before this chmod; the
 	// per-connection credential check in Serve is what actually guards it.
+	// The directory is ours alone (safeDir), so the socket cannot have
+	// been replaced by a link to another file since; Lchown never follows.
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != fs.ModeSocket {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: not the socket just created", path)
+	}
 	if err := os.Chmod(path, 0o660); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	if gid >= 0 {
-		if err := os.Chown(path, 0, gid); err != nil {
+		if err := os.Lchown(path, 0, gid); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("control socket %s: chown to root:%s: %w", path, group, err)
 		}
 	}
 	return ln, nil
+}
+
+// safeDir refuses a control socket directory that another user could
+// write to: whoever can, can swap the socket for a link between its
+// creation and the chmod and chown that follow, and have them applied to
+// a file of their choice.
+func safeDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("control socket directory %s: owned by uid %d, not by this user (uid %d)", dir, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("control socket directory %s: writable by group or others (mode %#o); run chmod go-w %s", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
 }
 
 // removeStale removes a socket file left by a daemon that died, and refuses

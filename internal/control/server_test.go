@@ -383,3 +383,27 @@ func TestServeRefusesUnknownGroup(t *testing.T) {
 		t.Fatalf("Serve with unknown group: %v", err)
 	}
 }
+
+// A directory another user can write to is refused: whoever can write to
+// it can swap the socket for a link before the chmod and chown.
+func TestListenRefusesWritableDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	if ln, err := Listen(filepath.Join(dir, "hagate.sock"), ""); err == nil {
+		ln.Close()
+		t.Fatal("control socket created in a world-writable directory")
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(filepath.Join(dir, "hagate.sock"), "")
+	if err != nil {
+		t.Fatalf("a directory of our own refused: %v", err)
+	}
+	ln.Close()
+}

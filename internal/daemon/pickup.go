@@ -127,6 +127,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		ListenAddrs: listen, Devices: devices, Peers: peers, Virtual: virtual,
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
+		MinVersion:  uint8(cfg.Security.MinSyncVersion),
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
 		Logger: log.With("part", "session pickup"), Observer: observer{met},
 	}, be)

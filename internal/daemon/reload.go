@@ -39,6 +39,8 @@ var restartOnly = []struct {
 	{"security.authentication", func(c *config.Config) any { return c.AuthEnabled() }},
 	{"security.encryption", func(c *config.Config) any { return c.EncryptionEnabled() }},
 	{"security.max_clock_skew", func(c *config.Config) any { return c.Security.MaxClockSkew }},
+	{"security.min_sync_version", func(c *config.Config) any { return c.Security.MinSyncVersion }},
+	{"security.passphrase", func(c *config.Config) any { return c.Security.Passphrase }},
 	{"split_brain", func(c *config.Config) any { return c.SplitBrain }},
 	{"session_pickup.enabled", func(c *config.Config) any { return c.SessionPickup.Enabled }},
 	{"session_pickup.port", func(c *config.Config) any { return c.SessionPickup.Port }},

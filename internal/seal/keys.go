@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -118,6 +119,11 @@ func LoadKeys(path string, p KeyPolicy) (*Keyring, error) {
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("key_file %s: readable by group or others (mode %#o); run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	// Owned by another user, the file is that user's to rewrite: whoever
+	// controls the key controls the cluster.
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() && sys.Uid != 0 {
+		return nil, fmt.Errorf("key_file %s: owned by uid %d, not by root or this user (uid %d); run chown root %s", path, sys.Uid, os.Geteuid(), path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -105,6 +105,11 @@ type EngineConfig struct {
 	// with a stale ARP entry) records a window that is stale by the time
 	// it takes over, and its strict checks would then drop the session.
 	TCPWindowTracking bool
+	// MinVersion refuses connections below this protocol version (0: any
+	// this build speaks). Version 3 is the first whose subordinate
+	// challenges the primary (release 0.1.0's): below it a recorded
+	// connection can be replayed.
+	MinVersion uint8
 	// maxVersion, in tests, makes the engine speak as an older build.
 	maxVersion uint8
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection

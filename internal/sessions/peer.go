@@ -120,6 +120,9 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 		return fmt.Errorf("%s: %w", p.addr, err)
 	}
 	version = min(version, hello.Version)
+	if version < e.cfg.MinVersion {
+		return fmt.Errorf("%s: protocol version %d is below security.min_sync_version %d", p.addr, version, e.cfg.MinVersion)
+	}
 	if version >= 3 {
 		// Answer the subordinate's challenge before anything else.
 		if hello.Nonce == ([syncproto.NonceLen]byte{}) {

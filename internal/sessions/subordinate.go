@@ -135,6 +135,9 @@ func (e *Engine) handshake(fc *frameConn) (string, error) {
 	if err := e.acceptsFrom(from); err != nil {
 		return "", err
 	}
+	if v := min(e.helloVersion(), hello.Version); v < e.cfg.MinVersion {
+		return "", fmt.Errorf("%s offers protocol version %d, below security.min_sync_version %d", from, v, e.cfg.MinVersion)
+	}
 	// The answer names the version the connection runs at, and from
 	// version 3 challenges the primary: a recording of another connection
 	// cannot answer with this nonce.
