@@ -132,9 +132,14 @@ func (ns *NS) Do(fn func() error) error { return Do(ns.Name, fn) }
 // Veth links a and b with a veth pair, giving each end an address (CIDR).
 // The ends are named after the namespaces (va<6 chars of a's name>,
 // vb<6 chars of b's>).
-func Veth(t TB, a *NS, addrA string, b *NS, addrB string) {
+func Veth(t TB, a *NS, addrA string, b *NS, addrB string) { VethNamed(t, "v", a, addrA, b, addrB) }
+
+// VethNamed is Veth with the ends' names starting with prefix, for more
+// than one pair between the same namespaces.
+func VethNamed(t TB, prefix string, a *NS, addrA string, b *NS, addrB string) {
 	t.Helper()
-	ifA, ifB := "va"+a.Name[len(a.Name)-6:], "vb"+b.Name[len(b.Name)-6:]
+	n := min(6, 15-len(prefix)-1) // interface names hold 15 bytes
+	ifA, ifB := prefix+"a"+a.Name[len(a.Name)-n:], prefix+"b"+b.Name[len(b.Name)-n:]
 	if out, err := exec.Command("ip", "link", "add", ifA, "netns", a.Name, "type", "veth", "peer", "name", ifB, "netns", b.Name).CombinedOutput(); err != nil {
 		t.Fatalf("veth: %v: %s", err, out)
 	}

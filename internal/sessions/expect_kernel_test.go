@@ -35,19 +35,6 @@ func nftApply(t *testing.T, ns *nstest.NS, ruleset string) {
 	}
 }
 
-// link joins a and b with a veth pair named after the namespaces and n.
-func link(t *testing.T, n string, a *nstest.NS, addrA string, b *nstest.NS, addrB string) {
-	t.Helper()
-	ifA, ifB := n+"a"+a.Name[len(a.Name)-5:], n+"b"+b.Name[len(b.Name)-5:]
-	if out, err := exec.Command("ip", "link", "add", ifA, "netns", a.Name, "type", "veth", "peer", "name", ifB, "netns", b.Name).CombinedOutput(); err != nil {
-		t.Fatalf("veth: %v: %s", err, out)
-	}
-	a.Run(t, "ip", "addr", "add", addrA, "dev", ifA)
-	b.Run(t, "ip", "addr", "add", addrB, "dev", ifB)
-	a.Run(t, "ip", "link", "set", ifA, "up")
-	b.Run(t, "ip", "link", "set", ifB, "up")
-}
-
 // openKernel opens the namespace's table with events for every entry, as
 // the daemon does (workers 0: the default).
 func openKernel(t *testing.T, ns *nstest.NS, workers int) *conntrack.Kernel {
@@ -178,9 +165,9 @@ func dumpExpectMap(t *testing.T, k *conntrack.Kernel) map[session.ExpectKey]sess
 func TestNamespacesFTPExpectation(t *testing.T) {
 	start := time.Now()
 	client, gw1, server, gw2 := nstest.New(t), nstest.New(t), nstest.New(t), nstest.New(t)
-	link(t, "c", client, "192.0.2.2/24", gw1, "192.0.2.1/24")
-	link(t, "s", gw1, "203.0.113.1/24", server, "203.0.113.2/24")
-	link(t, "h", gw1, "198.51.100.1/24", gw2, "198.51.100.2/24")
+	nstest.VethNamed(t, "c", client, "192.0.2.2/24", gw1, "192.0.2.1/24")
+	nstest.VethNamed(t, "s", gw1, "203.0.113.1/24", server, "203.0.113.2/24")
+	nstest.VethNamed(t, "h", gw1, "198.51.100.1/24", gw2, "198.51.100.2/24")
 	client.Run(t, "ip", "route", "add", "default", "via", "192.0.2.1")
 	server.Run(t, "ip", "route", "add", "default", "via", "203.0.113.1")
 	gw1.Run(t, "sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -320,7 +307,7 @@ func TestNamespacesFTPDataAfterFailover(t *testing.T) {
 	gw1s := plug(t, sws, "s", gw1, "203.0.113.1/24", "02:00:5e:00:02:01", false)
 	gw2c := plug(t, swc, "c", gw2, "192.0.2.1/24", "02:00:5e:00:01:01", true)
 	gw2s := plug(t, sws, "s", gw2, "203.0.113.1/24", "02:00:5e:00:02:01", true)
-	link(t, "h", gw1, "198.51.100.1/24", gw2, "198.51.100.2/24")
+	nstest.VethNamed(t, "h", gw1, "198.51.100.1/24", gw2, "198.51.100.2/24")
 	client.Run(t, "ip", "route", "add", "default", "via", "192.0.2.1")
 	server.Run(t, "ip", "route", "add", "default", "via", "203.0.113.1")
 	for _, gw := range []*nstest.NS{gw1, gw2} {
