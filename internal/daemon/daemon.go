@@ -114,6 +114,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
 		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
 	}
+	remoteConfig(cfg, &cc)
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
 	}
@@ -239,7 +240,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	}
 	// Ping servers count only once they answer.
 	if d.pings != nil {
-		d.step(cluster.PingChange{Now: time.Now(), Up: d.pings.Up()})
+		d.step(d.pingEvent())
 	}
 	return nil
 }
@@ -282,8 +283,8 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if ok {
 				d.step(cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
 			}
-		case n := <-pingUpdates:
-			d.step(cluster.PingChange{Now: time.Now(), Up: n})
+		case <-pingUpdates:
+			d.step(d.pingEvent())
 		case n := <-witnessUpdates:
 			d.step(cluster.WitnessChange{Now: time.Now(), Up: n > 0})
 		case ev := <-pickupEvents:

@@ -108,6 +108,8 @@ func (d *Daemon) reload() (ReloadResult, error) {
 			d.log.Error("reload: ping servers", "err", err)
 		}
 	}
+	changed("ping_failover_threshold", prev.PingFailoverThreshold, next.PingFailoverThreshold)
+	changed("ping_slave_force_reset", prev.PingSlaveForceReset, next.PingSlaveForceReset)
 	// The state machine gets its new settings after the link watch and
 	// the pingers, whose first reports follow.
 	d.step(cluster.Reconfigure{Now: time.Now(), Config: clusterConfig(next)})
@@ -179,7 +181,7 @@ func (d *Daemon) startPings() error {
 	}
 	var ts []pinger.Target
 	for _, p := range d.cfg.PingServers {
-		ts = append(ts, pinger.Target{Interface: p.Interface, Addr: p.Target, Interval: p.Interval, Failures: p.Failures})
+		ts = append(ts, pinger.Target{Interface: p.Interface, Addr: p.Target, Interval: p.Interval, Failures: p.Failures, Priority: p.Priority})
 	}
 	p, err := pinger.New(ts, d.cfg.PingFlipTimeout, d.log)
 	if err != nil {
@@ -190,7 +192,7 @@ func (d *Daemon) startPings() error {
 	d.spawn("ping servers", func() error { return p.Run(ctx) })
 	if d.node != nil {
 		// Ping servers count only once they answer.
-		d.step(cluster.PingChange{Now: time.Now(), Up: p.Up()})
+		d.step(d.pingEvent())
 	}
 	return nil
 }
