@@ -462,7 +462,7 @@ func (d *Daemon) claimAddresses() {
 		targets = append(targets, netif.Target{Interface: v.Interface, Addr: v.Address.Addr()})
 	}
 	d.holding = true
-	d.ann.Start(d.bg, targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
+	d.announce(targets)
 	d.log.Info("virtual addresses up", "count", len(targets))
 }
 

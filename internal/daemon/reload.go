@@ -240,6 +240,6 @@ func (d *Daemon) reclaimAddresses(had []config.VirtualIP) {
 		targets = append(targets, netif.Target{Interface: v.Interface, Addr: v.Address.Addr()})
 	}
 	if len(targets) > 0 {
-		d.ann.Start(d.bg, targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
+		d.announce(targets)
 	}
 }
