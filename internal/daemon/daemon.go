@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hagate/hagate/internal/checks"
 	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/heartbeat"
@@ -65,6 +66,8 @@ type Daemon struct {
 	stopWatch   context.CancelFunc
 	pings       *pinger.Pinger // ping_servers; nil if none
 	stopPings   context.CancelFunc
+	checks      *checks.Runner // checks; nil if none
+	stopChecks  context.CancelFunc
 	stopMetrics context.CancelFunc
 
 	holding      bool // the virtual addresses are ours
@@ -219,6 +222,9 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	if err := d.startPings(); err != nil {
 		return err
 	}
+	if err := d.startChecks(); err != nil {
+		return err
+	}
 	if err := d.startWitness(); err != nil {
 		return err
 	}
@@ -285,6 +291,8 @@ func (d *Daemon) loop(ctx context.Context) error {
 			}
 		case <-pingUpdates:
 			d.step(d.pingEvent())
+		case ch := <-d.checkChanges():
+			d.step(d.checkEvent(ch))
 		case n := <-witnessUpdates:
 			d.step(cluster.WitnessChange{Now: time.Now(), Up: n > 0})
 		case ev := <-pickupEvents:

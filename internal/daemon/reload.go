@@ -108,6 +108,11 @@ func (d *Daemon) reload() (ReloadResult, error) {
 			d.log.Error("reload: ping servers", "err", err)
 		}
 	}
+	if changed("checks", prev.Checks, next.Checks) {
+		if err := d.startChecks(); err != nil {
+			d.log.Error("reload: checks", "err", err)
+		}
+	}
 	changed("ping_failover_threshold", prev.PingFailoverThreshold, next.PingFailoverThreshold)
 	changed("ping_slave_force_reset", prev.PingSlaveForceReset, next.PingSlaveForceReset)
 	// The state machine gets its new settings after the link watch and
