@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/hagate/hagate/internal/checks"
 	"github.com/hagate/hagate/internal/daemon"
 	"github.com/hagate/hagate/internal/history"
 	"github.com/hagate/hagate/internal/pinger"
@@ -112,7 +113,29 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 			return err
 		}
 	}
-	return nil
+	return printChecks(w, st.Checks)
+}
+
+// printChecks shows each check command: its state, last exit code and the
+// last line of its output.
+func printChecks(w io.Writer, cs []checks.Status) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tSTATE\tRUNS\tLAST EXIT\tLAST OUTPUT")
+	for _, c := range cs {
+		state, exit := "passing", fmt.Sprint(c.ExitCode)
+		if c.Failing {
+			state = "failing"
+		}
+		if c.Error != "" {
+			exit = c.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", c.Name, state, c.Runs, exit, dash(c.LastLine))
+	}
+	return tw.Flush()
 }
 
 func printHistory(w io.Writer, data json.RawMessage) error {

@@ -24,8 +24,16 @@ type Node struct {
 
 	monitored map[string]bool
 	linkUp    map[string]bool
-	pingUp    int
+	pingUp    int // ping servers answering
+	pingDown  int // their summed priority counted down
 	witnessUp bool
+	// checkFailing holds the check commands failing now.
+	checkFailing map[string]bool
+	// remoteFailover is when this member took the primary role from
+	// remoteLoser because its remote link failed (see remote.go).
+	remoteFailover time.Time
+	remoteLoser    string
+	remoteNoted    string // the hold last logged, so each is logged once
 
 	peers     map[string]*peer
 	everHeard bool
@@ -93,16 +101,17 @@ const maxSelections = 8
 // New returns a member in the Hello role, starting at now.
 func New(cfg Config, now time.Time) *Node {
 	n := &Node{
-		cfg:         cfg,
-		role:        Hello,
-		roleSince:   now,
-		uptimeStart: now,
-		holddown:    now.Add(cfg.HelloHolddown),
-		monitored:   map[string]bool{},
-		linkUp:      map[string]bool{},
-		peers:       map[string]*peer{},
-		nextSend:    now,
-		noPrimary:   now,
+		cfg:          cfg,
+		role:         Hello,
+		roleSince:    now,
+		uptimeStart:  now,
+		holddown:     now.Add(cfg.HelloHolddown),
+		monitored:    map[string]bool{},
+		linkUp:       map[string]bool{},
+		peers:        map[string]*peer{},
+		checkFailing: map[string]bool{},
+		nextSend:     now,
+		noPrimary:    now,
 		// With session pickup, a starting member has no sessions until
 		// a primary's bulk sync arrives.
 		syncPending: cfg.SessionPickup,
@@ -143,13 +152,9 @@ func (n *Node) Step(ev Event) []Action {
 	case LinkChange:
 		n.linkChange(e)
 	case PingChange:
-		if e.Up != n.pingUp {
-			if e.Up < n.pingUp {
-				n.notice(true, true, "ping servers answering: %d of %d", e.Up, n.cfg.PingServers)
-			}
-			n.pingUp = e.Up
-			n.sendNow = true
-		}
+		n.pingChange(e)
+	case CheckChange:
+		n.checkChange(e)
 	case WitnessChange:
 		if e.Up != n.witnessUp {
 			n.witnessUp = e.Up
@@ -312,11 +317,11 @@ func (n *Node) uptime(now time.Time) time.Duration { return now.Sub(n.uptimeStar
 func (n *Node) heartbeat(now time.Time) Heartbeat {
 	return Heartbeat{
 		Role:           n.role,
-		Priority:       n.cfg.Priority,
+		Priority:       n.priority(),
 		Override:       n.cfg.Override,
 		MonitoredUp:    n.monitoredUp(),
 		MonitoredTotal: len(n.cfg.Monitored),
-		PingUp:         n.pingUp,
+		PingUp:         n.remoteScore(),
 		Uptime:         n.uptime(now),
 		FailoverSet:    n.failoverSet,
 		Elected:        n.elected.Primary,
@@ -353,8 +358,8 @@ func (n *Node) heartbeatToSend(now time.Time) Heartbeat {
 
 func (n *Node) selfCandidate(now time.Time) election.Candidate {
 	return election.Candidate{
-		ID: n.cfg.NodeID, Priority: n.cfg.Priority, MonitoredUp: n.monitoredUp(),
-		PingUp: n.pingUp, Uptime: n.uptime(now), FailoverSet: n.failoverSet, SyncPending: n.syncPending,
+		ID: n.cfg.NodeID, Priority: n.priority(), MonitoredUp: n.monitoredUp(),
+		PingUp: n.remoteScore(), Uptime: n.uptime(now), FailoverSet: n.failoverSet, SyncPending: n.syncPending,
 	}
 }
 
@@ -485,7 +490,7 @@ func (n *Node) loseReason(now time.Time, res election.Result) (Kind, string) {
 	case self.MonitoredUp < win.MonitoredUp:
 		return KindLink, fmt.Sprintf("monitored links %d/%d up, %s has %d", self.MonitoredUp, len(n.cfg.Monitored), res.Primary, win.MonitoredUp)
 	case self.PingUp < win.PingUp:
-		return KindLink, fmt.Sprintf("ping servers %d answering, %s has %d", self.PingUp, res.Primary, win.PingUp)
+		return KindLink, fmt.Sprintf("remote link failed (%s): %s takes over", n.remoteWhy(), res.Primary)
 	}
 	return KindPreempt, res.Reason()
 }
@@ -505,8 +510,8 @@ func (n *Node) takeoverReason(now time.Time, res election.Result) (Kind, string)
 		return KindManual, fmt.Sprintf("primary %s stepped down: failover set by operator", prev)
 	case p.hb.MonitoredUp < n.monitoredUp():
 		return KindLink, fmt.Sprintf("primary %s has %d/%d monitored links up", prev, p.hb.MonitoredUp, p.hb.MonitoredTotal)
-	case p.hb.PingUp < n.pingUp:
-		return KindLink, fmt.Sprintf("primary %s has %d ping servers answering", prev, p.hb.PingUp)
+	case p.hb.PingUp < n.remoteScore():
+		return KindLink, fmt.Sprintf("primary %s's remote link failed (ping servers: %d answering)", prev, p.hb.PingUp)
 	}
 	return KindPreempt, res.Reason()
 }

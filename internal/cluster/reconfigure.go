@@ -27,6 +27,10 @@ func (n *Node) reconfigure(e Reconfigure) {
 	note("failover_hold_time", n.cfg.FailoverHoldTime, c.FailoverHoldTime)
 	note("monitor", n.cfg.Monitored, c.Monitored)
 	note("ping servers", n.cfg.PingServers, c.PingServers)
+	note("ping_failover_threshold", n.cfg.PingThreshold, c.PingThreshold)
+	note("ping_flip_timeout", n.cfg.PingFlipTimeout, c.PingFlipTimeout)
+	note("ping_slave_force_reset", n.cfg.PingForceReset, c.PingForceReset)
+	note("checks", n.cfg.Checks, c.Checks)
 	if len(changed) == 0 {
 		return
 	}
@@ -46,6 +50,11 @@ func (n *Node) reconfigure(e Reconfigure) {
 		n.pingUp = min(n.pingUp, c.PingServers)
 		n.cfg.PingServers = c.PingServers
 	}
+	n.cfg.PingThreshold, n.cfg.PingFlipTimeout, n.cfg.PingForceReset = c.PingThreshold, c.PingFlipTimeout, c.PingForceReset
+	// The check runner starts over too: a check counts as passing until
+	// it has failed `fall` times.
+	n.cfg.Checks = slices.Clone(c.Checks)
+	clear(n.checkFailing)
 	for _, p := range n.peers {
 		delete(p.warned, "override") // worth saying again if they now differ
 		delete(p.warned, "monitor")

@@ -126,6 +126,7 @@ func (n *Node) stepSubordinate(v view) {
 	switch {
 	case v.res.Primary == n.cfg.NodeID && !n.handedToAnother():
 		kind, reason := n.takeoverReason(v.now, v.res)
+		n.remoteTakeover(v.now)
 		n.becomePrimary(v.now, kind, reason)
 	case n.deadlocked(v):
 		n.becomePrimary(v.now, KindStartup, fmt.Sprintf("no primary for %s and the members' elections disagree (check that uptime_margin, override and priorities are the same everywhere): most members elect %s",
@@ -154,6 +155,9 @@ func (n *Node) stepPrimary(v view) {
 		return
 	}
 	kind, reason := n.loseReason(v.now, v.res)
+	if n.remoteHold(v.now, v.res.Primary, kind) {
+		return
+	}
 	if kind == KindPreempt {
 		if n.nominee(v.alive) == n.cfg.NodeID {
 			return // the others' elections keep this member: see nominee

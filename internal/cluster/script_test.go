@@ -27,10 +27,12 @@ import (
 //
 //	node id=gw1 priority=200 links=ha,ha2 [monitored=lan,wan] [pickup] [override]
 //	     [interval=1s] [threshold=3] [holddown=5s] [hold=0s] [sync=ha:ADDR,ADDR]
-//	     [sends]                 the node under test, created at time 0
+//	     [pings=N] [pingthreshold=N] [flip=DURATION] [forcereset]
+//	     [checks=NAME:WEIGHT,..] [sends]
+//	                             the node under test, created at time 0
 //	link NAME up|down            a heartbeat or monitored link changes
 //	peer ID [role=..] [priority=..] [uptime=..] [elected=..] [links=ha:ADDR,..]
-//	     [monitored=N/M] [pending] [leaving] [failover] [epoch=N]
+//	     [monitored=N/M] [ping=N] [pending] [leaving] [failover] [epoch=N]
 //	                             a member that heartbeats every interval
 //	                             during tick (again: update it)
 //	silence ID [link=NAME]       it stops (on one link only, with link=)
@@ -39,7 +41,10 @@ import (
 //	ready gen=N | bulk | synclost PEER REASON...
 //	command failover-set|failover-unset|reset-uptime|shutdown
 //	reload priority=N [override] [monitored=a,b]   a live reconfiguration
+//	ping UP [down=N]             N ping servers answer (down: summed priority down)
+//	check NAME fail|pass         a check command starts or stops failing
 //	state                        role, primary, holding, sync pending
+//	heartbeat                    priority, remote-link score and uptime it sends
 //
 // Sends are left out unless the node has `sends`. Regenerate the expected
 // output with: go test ./internal/cluster -run TestScripts -rewrite
@@ -203,6 +208,18 @@ func (r *scriptRun) do(line string) (string, error) {
 			return "", err
 		}
 		return r.tick(d), nil
+	case "ping":
+		up, err := strconv.Atoi(f[1])
+		if err != nil {
+			return "", fmt.Errorf("ping: %w", err)
+		}
+		down, _ := strconv.Atoi(a["down"])
+		return r.step(PingChange{Now: r.now, Up: up, DownPriority: down}), nil
+	case "check":
+		return r.step(CheckChange{Now: r.now, Name: f[1], Failing: f[2] == "fail"}), nil
+	case "heartbeat":
+		hb := r.n.heartbeat(r.now)
+		return fmt.Sprintf("priority=%d ping=%d uptime=%s", hb.Priority, hb.PingUp, hb.Uptime), nil
 	case "ready":
 		g, err := strconv.ParseUint(a["gen"], 10, 64)
 		if err != nil {
@@ -252,6 +269,15 @@ func (r *scriptRun) newNode(a map[string]string) error {
 		FailoverHoldTime: dur("hold", 0), SessionPickup: has(a, "pickup"), ClusterSize: 2,
 	}
 	c.LostThreshold = 3
+	c.PingServers, _ = strconv.Atoi(a["pings"])
+	c.PingThreshold, _ = strconv.Atoi(a["pingthreshold"])
+	c.PingFlipTimeout, c.PingForceReset = dur("flip", 0), has(a, "forcereset")
+	for ck := range strings.SplitSeq(a["checks"], ",") {
+		if name, w, ok := strings.Cut(ck, ":"); ok {
+			weight, _ := strconv.Atoi(w)
+			c.Checks = append(c.Checks, CheckConfig{Name: name, Weight: weight})
+		}
+	}
 	if v, ok := a["threshold"]; ok {
 		c.LostThreshold, _ = strconv.Atoi(v)
 	}
@@ -312,6 +338,8 @@ func (r *scriptRun) setPeer(id string, a map[string]string) error {
 			up, total, _ := strings.Cut(v, "/")
 			p.hb.MonitoredUp, _ = strconv.Atoi(up)
 			p.hb.MonitoredTotal, err = strconv.Atoi(total)
+		case "ping":
+			p.hb.PingUp, err = strconv.Atoi(v)
 		case "pending":
 			p.hb.SyncPending = v != "false"
 		case "leaving":

@@ -66,8 +66,8 @@ func (n *Node) Status(now time.Time) Status {
 		st.HolddownLeft = n.holddown.Sub(now).Seconds()
 	}
 	st.Members = append(st.Members, Member{
-		NodeID: n.cfg.NodeID, Self: true, Alive: true, Role: n.role.String(), Priority: n.cfg.Priority,
-		MonitoredUp: n.monitoredUp(), MonitoredTotal: len(n.cfg.Monitored), PingUp: n.pingUp,
+		NodeID: n.cfg.NodeID, Self: true, Alive: true, Role: n.role.String(), Priority: n.priority(),
+		MonitoredUp: n.monitoredUp(), MonitoredTotal: len(n.cfg.Monitored), PingUp: n.remoteScore(),
 		UptimeSeconds: n.uptime(now).Seconds(), FailoverSet: n.failoverSet, LinkInUse: n.linkInUse(now),
 		Version: n.cfg.Build,
 	})

@@ -59,6 +59,18 @@ type Config struct {
 	Links         []Link   // heartbeat links
 	Monitored     []string // monitored interfaces
 	PingServers   int      // number of ping servers configured
+	// PingThreshold: the remote link fails once the summed priority of the
+	// failed ping servers reaches it; 0: at the first server down.
+	PingThreshold int
+	// PingFlipTimeout: after a remote-link failover, the new primary's
+	// remote link does not fail it over again for this long.
+	PingFlipTimeout time.Duration
+	// PingForceReset: a member that lost the primary role through its
+	// remote link may take it back (by override) after PingFlipTimeout;
+	// off, it never takes it back by preemption.
+	PingForceReset bool
+	// Checks are the check commands (see CheckConfig).
+	Checks []CheckConfig
 	// FailoverHoldTime: a new primary is not preempted (by uptime, priority or
 	// node id) for this long after it took over. Failures still fail over.
 	FailoverHoldTime time.Duration
@@ -146,10 +158,12 @@ type LinkChange struct {
 	Up        bool
 }
 
-// PingChange reports how many ping servers answer.
+// PingChange reports how many ping servers answer, and the summed
+// priority of those counted down (read against PingThreshold).
 type PingChange struct {
-	Now time.Time
-	Up  int
+	Now          time.Time
+	Up           int
+	DownPriority int
 }
 
 // WitnessChange reports whether the split-brain witness answers.

@@ -124,7 +124,7 @@ func TestContractExample(t *testing.T) {
 			{Interface: "lan", Address: netip.MustParsePrefix("192.0.2.1/24")},
 			{Interface: "wan", Address: netip.MustParsePrefix("203.0.113.1/24")},
 		},
-		GratuitousARP: GratuitousARP{Count: 5, Interval: time.Second},
+		GratuitousARP: GratuitousARP{Enabled: ptr(true), Count: 5, Interval: time.Second},
 		Security: Security{
 			Authentication: ptr(true),
 			Encryption:     ptr(true),
@@ -137,7 +137,8 @@ func TestContractExample(t *testing.T) {
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
 		},
-		PingFlipTimeout: 60 * time.Minute,
+		PingFlipTimeout:     60 * time.Minute,
+		PingSlaveForceReset: ptr(true),
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("Parse(contract example) mismatch (-want +got):\n%s", diff)
@@ -175,7 +176,7 @@ monitor: [ha]
 			Links:         []HeartbeatLink{{Interface: "ha", Priority: 100, Peers: addrs("198.51.100.2")}},
 		},
 		Monitor:       []string{"ha"},
-		GratuitousARP: GratuitousARP{Count: 5, Interval: time.Second},
+		GratuitousARP: GratuitousARP{Enabled: ptr(true), Count: 5, Interval: time.Second},
 		Security:      Security{Authentication: ptr(true), Encryption: ptr(true), MaxClockSkew: time.Minute, MinSyncVersion: 3},
 		SessionPickup: SessionPickup{
 			NAT:         ptr(true),
@@ -190,8 +191,10 @@ monitor: [ha]
 			Target:    netip.MustParseAddr("192.0.2.254"),
 			Interval:  time.Second,
 			Failures:  5,
+			Priority:  1,
 		}},
-		PingFlipTimeout: time.Hour,
+		PingFlipTimeout:     time.Hour,
+		PingSlaveForceReset: ptr(true),
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

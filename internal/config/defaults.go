@@ -37,6 +37,10 @@ const (
 
 	DefaultPingInterval = time.Second
 	DefaultPingFailures = 5
+	DefaultPingPriority = 1
+
+	DefaultCheckInterval = 2 * time.Second
+	DefaultCheckTimeout  = time.Second
 )
 
 // applyDefaults fills every key the file left out. set reports whether the
@@ -101,6 +105,20 @@ func applyDefaults(c *Config, set func(path string) bool) {
 		p := &c.PingServers[i]
 		def(set, fmt.Sprintf("ping_servers[%d].interval", i), &p.Interval, DefaultPingInterval)
 		def(set, fmt.Sprintf("ping_servers[%d].failures", i), &p.Failures, DefaultPingFailures)
+		def(set, fmt.Sprintf("ping_servers[%d].priority", i), &p.Priority, DefaultPingPriority)
+	}
+	if c.PingSlaveForceReset == nil {
+		c.PingSlaveForceReset = ptr(true)
+	}
+	if c.GratuitousARP.Enabled == nil {
+		c.GratuitousARP.Enabled = ptr(true)
+	}
+	for i := range c.Checks {
+		ck := &c.Checks[i]
+		def(set, fmt.Sprintf("checks[%d].interval", i), &ck.Interval, DefaultCheckInterval)
+		def(set, fmt.Sprintf("checks[%d].timeout", i), &ck.Timeout, min(DefaultCheckTimeout, ck.Interval))
+		def(set, fmt.Sprintf("checks[%d].fall", i), &ck.Fall, 1)
+		def(set, fmt.Sprintf("checks[%d].rise", i), &ck.Rise, 1)
 	}
 }
 

@@ -27,6 +27,7 @@ func (c *Config) CheckHost() error {
 	if c.Notify != "" {
 		checkExecutable(&ck, "notify", c.Notify)
 	}
+	checkCheckCommands(&ck, c.Checks)
 	if len(ck.errs) == 0 {
 		return nil
 	}

@@ -57,6 +57,13 @@ func TestCheckHost(t *testing.T) {
 		{"numeric group", func(_ *testing.T, c *Config, _ string) { c.ControlGroup = "4242" }, "", ""},
 		{"notify missing", func(_ *testing.T, c *Config, dir string) { c.Notify = filepath.Join(dir, "none.sh") }, "notify", "does not exist"},
 		{"notify not executable", func(t *testing.T, c *Config, _ string) { chmod(t, c.Notify, 0o644) }, "notify", "is not executable (mode 0644)"},
+		{"check command missing", func(_ *testing.T, c *Config, dir string) {
+			c.Checks = []Check{{Name: "a", Command: []string{filepath.Join(dir, "none")}}}
+		}, "checks[0].command", "does not exist"},
+		{"check command not executable", func(t *testing.T, c *Config, dir string) {
+			write(t, filepath.Join(dir, "check.sh"), "#!/bin/sh\n", 0o644)
+			c.Checks = []Check{{Name: "a", Command: []string{filepath.Join(dir, "check.sh")}}}
+		}, "checks[0].command", "is not executable"},
 		{"notify is a directory", func(_ *testing.T, c *Config, dir string) { c.Notify = dir }, "notify", "not a regular file"},
 	}
 	for _, tc := range tests {

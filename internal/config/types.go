@@ -39,6 +39,32 @@ type Config struct {
 	// PingFlipTimeout is how long a member whose ping servers failed keeps its
 	// lowered rank after they recover (FGCP's pingserver-flip-timeout). Default 60m.
 	PingFlipTimeout time.Duration `yaml:"ping_flip_timeout"`
+	// PingFailoverThreshold: the remote link fails once the summed priority
+	// of the failed ping servers reaches it (FGCP's
+	// pingserver-failover-threshold). Default 0: any server down.
+	PingFailoverThreshold int `yaml:"ping_failover_threshold"`
+	// PingSlaveForceReset: a member that lost the primary role through its
+	// remote link may take it back by preemption after the flip timeout
+	// (FGCP's pingserver-slave-force-reset). Default true.
+	PingSlaveForceReset *bool `yaml:"ping_slave_force_reset"`
+	// Checks are commands whose failure is a remote-link failure or a
+	// priority change (keepalived's track_script).
+	Checks []Check `yaml:"checks"`
+}
+
+// Check is a command run every interval; a non-zero exit or a timeout is a
+// failure. Run without a shell.
+type Check struct {
+	Name     string        `yaml:"name"`
+	Command  []string      `yaml:"command"`  // argv; the first is an absolute path
+	Interval time.Duration `yaml:"interval"` // default 2s
+	Timeout  time.Duration `yaml:"timeout"`  // default 1s; at most interval
+	Fall     int           `yaml:"fall"`     // consecutive failures that make it failing, default 1
+	Rise     int           `yaml:"rise"`     // consecutive successes that make it pass again, default 1
+	// Weight 0 (default): failing is a remote-link failure. Negative: the
+	// priority drops by that much while failing; positive: it rises by that
+	// much while passing (keepalived's weight).
+	Weight int `yaml:"weight"`
 }
 
 // Heartbeat configures the HA links.
@@ -64,6 +90,9 @@ type VirtualIP struct {
 
 // GratuitousARP configures announcements after a takeover.
 type GratuitousARP struct {
+	// Enabled: false sends no announcement at all (FGCP's gratuitous-arps
+	// disable). Default true.
+	Enabled  *bool         `yaml:"enabled"`
 	Count    int           `yaml:"count"`    // announcements after the first, default 5
 	Interval time.Duration `yaml:"interval"` // default 1s (FGCP's 8s is slow for most switches)
 }
@@ -125,4 +154,7 @@ type PingServer struct {
 	Target    netip.Addr    `yaml:"target"`
 	Interval  time.Duration `yaml:"interval"` // default 1s
 	Failures  int           `yaml:"failures"` // consecutive failures that mark it down, default 5
+	// Priority counts toward ping_failover_threshold while the server is
+	// down (FGCP's link-monitor ha-priority). Default 1.
+	Priority int `yaml:"priority"`
 }

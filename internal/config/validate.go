@@ -146,6 +146,8 @@ func validate(c *Config) []*Error {
 	checkSessionPickup(&ck, c)
 	checkSplitBrain(&ck, c)
 	checkPingServers(&ck, c.PingServers, monitored)
+	checkRemoteLink(&ck, c)
+	checkChecks(&ck, c.Checks)
 	return ck.errs
 }
 

@@ -214,6 +214,17 @@ func TestRules(t *testing.T) {
 		{"ping server target broadcast", "monitor: [wan]\nping_servers: [{interface: wan, target: 255.255.255.255}]", map[string]string{"ping_servers[0].target": "broadcast"}},
 		{"ping server interval", "monitor: [wan]\nping_servers: [{interface: wan, target: 203.0.113.254, interval: 50ms}]", map[string]string{"ping_servers[0].interval": "must be between 100ms and 1m0s, got 50ms"}},
 		{"ping server failures", "monitor: [wan]\nping_servers: [{interface: wan, target: 203.0.113.254, failures: 0}]", map[string]string{"ping_servers[0].failures": "must be between 1 and 100, got 0"}},
+		{"ping server priority", "monitor: [wan]\nping_servers: [{interface: wan, target: 203.0.113.254, priority: 51}]", map[string]string{"ping_servers[0].priority": "must be between 1 and 50, got 51"}},
+		{"ping threshold above the priorities", "monitor: [wan]\nping_failover_threshold: 6\nping_servers: [{interface: wan, target: 203.0.113.254, priority: 2}, {interface: wan, target: 203.0.113.253, priority: 3}]", map[string]string{"ping_failover_threshold": "6 is above the sum of the ping servers' priorities (5)"}},
+		{"ping threshold reachable", "monitor: [wan]\nping_failover_threshold: 5\nping_servers: [{interface: wan, target: 203.0.113.254, priority: 2}, {interface: wan, target: 203.0.113.253, priority: 3}]", nil},
+		{"ping threshold without servers", "ping_failover_threshold: 1", map[string]string{"ping_failover_threshold": "above the sum"}},
+		{"check", "checks: [{name: proxy, command: [/usr/bin/true, -x], interval: 1s, timeout: 500ms, fall: 3, rise: 2, weight: -20}]", nil},
+		{"check relative command", "checks: [{name: proxy, command: [true]}]", map[string]string{"checks[0].command": "relative path"}},
+		{"check no command", "checks: [{name: proxy}]", map[string]string{"checks[0].command": "required"}},
+		{"check no name", "checks: [{command: [/bin/true]}]", map[string]string{"checks[0].name": "required"}},
+		{"check repeated name", "checks: [{name: a, command: [/bin/true]}, {name: a, command: [/bin/true]}]", map[string]string{"checks[1].name": "also the name of checks[0]"}},
+		{"check timeout above interval", "checks: [{name: a, command: [/bin/true], interval: 1s, timeout: 2s}]", map[string]string{"checks[0].timeout": "must be between"}},
+		{"check weight", "checks: [{name: a, command: [/bin/true], weight: -300}]", map[string]string{"checks[0].weight": "must be between -253 and 253"}},
 		{"ping server repeated", "monitor: [wan]\nping_servers: [{interface: wan, target: 203.0.113.254}, {interface: wan, target: 203.0.113.254}]", map[string]string{"ping_servers[1]": "same interface and target as ping_servers[0]"}},
 
 		// Several problems at once: all reported, none repeated.

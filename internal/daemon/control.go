@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hagate/hagate/internal/checks"
 	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/control"
 	"github.com/hagate/hagate/internal/heartbeat"
@@ -40,6 +41,7 @@ type Status struct {
 	// not heard.
 	FramesDropped []heartbeat.DropSummary `json:"frames_dropped,omitempty"`
 	Witness       []pinger.TargetStatus   `json:"witness,omitempty"`
+	Checks        []checks.Status         `json:"checks,omitempty"`
 }
 
 func (d *Daemon) listenControl() (net.Listener, error) {
@@ -133,6 +135,7 @@ func (d *Daemon) status(now time.Time) Status {
 	if d.witness != nil {
 		st.Witness = d.witness.Status()
 	}
+	st.Checks = d.checkStatus()
 	for _, v := range d.cfg.VirtualIPs {
 		st.VirtualIPs = append(st.VirtualIPs, v.Interface+" "+v.Address.String())
 	}

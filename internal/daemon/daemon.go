@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hagate/hagate/internal/checks"
 	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/heartbeat"
@@ -65,6 +66,8 @@ type Daemon struct {
 	stopWatch   context.CancelFunc
 	pings       *pinger.Pinger // ping_servers; nil if none
 	stopPings   context.CancelFunc
+	checks      *checks.Runner // checks; nil if none
+	stopChecks  context.CancelFunc
 	stopMetrics context.CancelFunc
 
 	holding      bool // the virtual addresses are ours
@@ -114,6 +117,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
 		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
 	}
+	remoteConfig(cfg, &cc)
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
 	}
@@ -218,6 +222,9 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	if err := d.startPings(); err != nil {
 		return err
 	}
+	if err := d.startChecks(); err != nil {
+		return err
+	}
 	if err := d.startWitness(); err != nil {
 		return err
 	}
@@ -239,7 +246,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	}
 	// Ping servers count only once they answer.
 	if d.pings != nil {
-		d.step(cluster.PingChange{Now: time.Now(), Up: d.pings.Up()})
+		d.step(d.pingEvent())
 	}
 	return nil
 }
@@ -282,8 +289,10 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if ok {
 				d.step(cluster.LinkChange{Now: time.Now(), Interface: ev.Interface, Up: ev.Up})
 			}
-		case n := <-pingUpdates:
-			d.step(cluster.PingChange{Now: time.Now(), Up: n})
+		case <-pingUpdates:
+			d.step(d.pingEvent())
+		case ch := <-d.checkChanges():
+			d.step(d.checkEvent(ch))
 		case n := <-witnessUpdates:
 			d.step(cluster.WitnessChange{Now: time.Now(), Up: n > 0})
 		case ev := <-pickupEvents:
@@ -461,7 +470,7 @@ func (d *Daemon) claimAddresses() {
 		targets = append(targets, netif.Target{Interface: v.Interface, Addr: v.Address.Addr()})
 	}
 	d.holding = true
-	d.ann.Start(d.bg, targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
+	d.announce(targets)
 	d.log.Info("virtual addresses up", "count", len(targets))
 }
 

@@ -110,6 +110,13 @@ func (d *Daemon) reload() (ReloadResult, error) {
 			d.log.Error("reload: ping servers", "err", err)
 		}
 	}
+	if changed("checks", prev.Checks, next.Checks) {
+		if err := d.startChecks(); err != nil {
+			d.log.Error("reload: checks", "err", err)
+		}
+	}
+	changed("ping_failover_threshold", prev.PingFailoverThreshold, next.PingFailoverThreshold)
+	changed("ping_slave_force_reset", prev.PingSlaveForceReset, next.PingSlaveForceReset)
 	// The state machine gets its new settings after the link watch and
 	// the pingers, whose first reports follow.
 	d.step(cluster.Reconfigure{Now: time.Now(), Config: clusterConfig(next)})
@@ -181,7 +188,7 @@ func (d *Daemon) startPings() error {
 	}
 	var ts []pinger.Target
 	for _, p := range d.cfg.PingServers {
-		ts = append(ts, pinger.Target{Interface: p.Interface, Addr: p.Target, Interval: p.Interval, Failures: p.Failures})
+		ts = append(ts, pinger.Target{Interface: p.Interface, Addr: p.Target, Interval: p.Interval, Failures: p.Failures, Priority: p.Priority})
 	}
 	p, err := pinger.New(ts, d.cfg.PingFlipTimeout, d.log)
 	if err != nil {
@@ -192,7 +199,7 @@ func (d *Daemon) startPings() error {
 	d.spawn("ping servers", func() error { return p.Run(ctx) })
 	if d.node != nil {
 		// Ping servers count only once they answer.
-		d.step(cluster.PingChange{Now: time.Now(), Up: p.Up()})
+		d.step(d.pingEvent())
 	}
 	return nil
 }
@@ -240,6 +247,6 @@ func (d *Daemon) reclaimAddresses(had []config.VirtualIP) {
 		targets = append(targets, netif.Target{Interface: v.Interface, Addr: v.Address.Addr()})
 	}
 	if len(targets) > 0 {
-		d.ann.Start(d.bg, targets, d.cfg.GratuitousARP.Count, d.cfg.GratuitousARP.Interval)
+		d.announce(targets)
 	}
 }

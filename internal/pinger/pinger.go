@@ -36,6 +36,10 @@ type Target struct {
 	Interval time.Duration
 	// Failures is how many consecutive failed probes take the target down.
 	Failures int
+	// Priority is what the target weighs while it counts as down (FGCP's
+	// link-monitor ha-priority, summed against the failover threshold).
+	// Below 1 counts as 1.
+	Priority int
 }
 
 // TargetStatus is what `hagate status` shows of one target.
@@ -71,6 +75,7 @@ type Pinger struct {
 	mu      sync.Mutex
 	targets []*target
 	up      int // targets counted as up
+	down    int // summed priority of the targets not counted as up
 }
 
 // target is one target's configuration and what was seen of it. Fields
@@ -113,6 +118,8 @@ func New(targets []Target, flipTimeout time.Duration, log *slog.Logger) (*Pinger
 		}
 		payload := make([]byte, 16)
 		rand.Read(payload)
+		t.Priority = max(t.Priority, 1)
+		p.down += t.Priority // counted down until it answers
 		p.targets = append(p.targets, &target{
 			cfg:     t,
 			payload: payload,
@@ -166,6 +173,14 @@ func (p *Pinger) Up() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.up
+}
+
+// Counts returns the number of targets counted as up and the summed
+// priority of the others, read together.
+func (p *Pinger) Counts() (up, downPriority int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.up, p.down
 }
 
 // Status returns each target's status, in the order given to New.
@@ -337,8 +352,10 @@ func (p *Pinger) record(t *target, now time.Time, res result) {
 	}
 	if up {
 		p.up++
+		p.down -= t.cfg.Priority
 	} else {
 		p.up--
+		p.down += t.cfg.Priority
 	}
 	select { // keep only the latest count; senders hold p.mu
 	case <-p.updates:

@@ -384,12 +384,14 @@ func TestVirtualMAC(t *testing.T) {
 
 // Remote link failover (FGCP's ping servers): the primary's ping server
 // stops answering it, the other member takes over; a flapping target does
-// not bounce the cluster back, and only after the flip timeout does the
-// recovered member rank as before.
+// not bounce the cluster back, and once the target answers steadily again
+// the former primary stays subordinate: the remote-link failure reset its
+// HA uptime (FGCP's rule for a member's own link failures), and override is
+// off. The uptime margin is short so that the reset decides.
 func TestPingServerFailover(t *testing.T) {
 	extra := "ping_servers:\n  - interface: wan\n    target: " + netlab.ServerAddr.Addr().String() +
 		"\n    interval: 100ms\n    failures: 3\nping_flip_timeout: 3s\n"
-	c := setup(t, 2, Options{Extra: extra}, netlab.Options{})
+	c := setup(t, 2, Options{Extra: extra, UptimeMargin: 2 * time.Second}, netlab.Options{})
 	c.StartAll()
 	mustHolder(t, c, 15*time.Second, "gw1")
 	gw1wan, _ := netlab.GatewayAddr(1, netlab.WAN)
@@ -426,13 +428,19 @@ func TestPingServerFailover(t *testing.T) {
 		}
 	}
 	block(false)
-	// Answering steadily again, gw1 ranks as before only after the flip
-	// timeout (3 s); within the uptime margin its priority then wins.
-	time.Sleep(2 * time.Second)
-	if h := c.Holders(); len(h) != 1 || h[0] != "gw2" {
-		t.Fatalf("gw1 back before the flip timeout: holders %v", h)
+	// Answering steadily again (past the 3 s flip timeout), gw1 counts its
+	// ping server again but stays subordinate: gw2's uptime now leads by
+	// more than the margin.
+	if err := netlab.WaitFor(8*time.Second, 100*time.Millisecond, func() (bool, error) {
+		st, err := c.Status("gw1")
+		return err == nil && len(st.Members) == 2 && st.Members[0].PingUp == 1, nil
+	}); err != nil {
+		t.Fatalf("gw1's ping server never counted again: %v", err)
 	}
-	mustHolder(t, c, 6*time.Second, "gw1")
+	time.Sleep(3 * time.Second)
+	if h := c.Holders(); len(h) != 1 || h[0] != "gw2" {
+		t.Fatalf("gw1 took the role back after its remote link recovered: holders %v", h)
+	}
 	out, _ := exec.Command(c.Bin, "status", "--config", c.ConfigPath("gw1")).CombinedOutput()
 	if !strings.Contains(string(out), "PING SERVER") {
 		t.Fatalf("status does not show the ping server:\n%s", out)

@@ -150,6 +150,14 @@ func (c *Cluster) SetMonitored(id, link string, up bool) {
 	}
 }
 
+// SetPing tells a member how many of its ping servers answer and the
+// summed priority of those down.
+func (c *Cluster) SetPing(id string, up, downPriority int) {
+	if m := c.Member(id); m.Running {
+		c.step(m, cluster.PingChange{Now: c.Now, Up: up, DownPriority: downPriority})
+	}
+}
+
 // Cut silently drops everything between a and b on link (both directions).
 func (c *Cluster) Cut(a, b, link string, cut bool) {
 	c.cut[pathKey{a, b, link}] = cut

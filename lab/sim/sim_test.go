@@ -124,6 +124,40 @@ func TestLinkFailoverNeedsNoTimeout(t *testing.T) {
 	}
 }
 
+// A remote-link failover (ping server) resets the former primary's HA
+// uptime as a monitored link failure does: once its server answers again
+// it stays subordinate (override off). With override on, priority comes
+// first and it takes the role back: the counterpart that shows the reset is
+// what keeps it subordinate.
+func TestRemoteLinkFailoverStaysSubordinate(t *testing.T) {
+	for _, override := range []bool{false, true} {
+		c := three(5, func(cf *cluster.Config) {
+			cf.UptimeMargin, cf.PingServers, cf.Override, cf.PingForceReset = 5*time.Second, 1, override, true
+		})
+		mustSettle(t, c, "gw1")
+		c.Run(30 * time.Second)
+		c.SetPing("gw1", 0, 1)
+		if _, ok := c.RunUntil(time.Second, func() bool { return onePrimary(c) && c.Primaries()[0] == "gw2" }); !ok {
+			t.Fatalf("override %v: no remote-link failover: %v", override, c)
+		}
+		if last := c.Member("gw2").Changes[len(c.Member("gw2").Changes)-1]; last.Kind != cluster.KindLink {
+			t.Fatalf("override %v: kind %s (%s)", override, last.Kind, last.Reason)
+		}
+		c.SetPing("gw1", 1, 0)
+		c.Run(30 * time.Second)
+		want := "gw2"
+		if override {
+			want = "gw1"
+		}
+		if p := c.Primaries(); len(p) != 1 || p[0] != want {
+			t.Fatalf("override %v: after the ping server returned: %v, want %s", override, p, want)
+		}
+		if v := c.Violations; len(v) > 0 {
+			t.Fatalf("override %v: %v", override, v)
+		}
+	}
+}
+
 func TestRejoinAsSubordinate(t *testing.T) {
 	// An absence longer than the uptime margin: the former primary rejoins
 	// as subordinate.
