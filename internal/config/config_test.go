@@ -138,6 +138,7 @@ func TestContractExample(t *testing.T) {
 			Backend:     "kernel",
 		},
 		PingFlipTimeout: 60 * time.Minute,
+		ConfigSync:      defaultConfigSync,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("Parse(contract example) mismatch (-want +got):\n%s", diff)
@@ -192,6 +193,7 @@ monitor: [ha]
 			Failures:  5,
 		}},
 		PingFlipTimeout: time.Hour,
+		ConfigSync:      defaultConfigSync,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

@@ -39,6 +39,8 @@ type Config struct {
 	// PingFlipTimeout is how long a member whose ping servers failed keeps its
 	// lowered rank after they recover (FGCP's pingserver-flip-timeout). Default 60m.
 	PingFlipTimeout time.Duration `yaml:"ping_flip_timeout"`
+	// ConfigSync: configuration checksums' exclusions and ruleset sync.
+	ConfigSync ConfigSync `yaml:"config_sync"`
 }
 
 // Heartbeat configures the HA links.

@@ -143,6 +143,7 @@ func validate(c *Config) []*Error {
 	checkSessionPickup(&ck, c)
 	checkSplitBrain(&ck, c)
 	checkPingServers(&ck, c.PingServers, monitored)
+	checkConfigSync(&ck, &c.ConfigSync)
 	return ck.errs
 }
 
