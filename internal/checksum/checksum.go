@@ -63,27 +63,21 @@ func PartNames() []string {
 	return out
 }
 
-// Sum is one part's checksum.
-type Sum struct {
-	Part  Part
-	Value uint64
-}
+// MaxPart bounds the part ids a member keeps: parts of later releases
+// beyond it are ignored.
+const MaxPart = 15
 
-// Of is the checksum of a normalised text: the first 8 bytes of its SHA-256.
-// 8 bytes keep heartbeats small; a collision between two members' texts by
-// chance is far beyond a cluster's lifetime.
+// Sums holds a member's checksums, indexed by part (0: not known). A plain
+// array keeps heartbeats comparable values.
+type Sums [MaxPart + 1]uint64
+
+// Of is the checksum of a normalised text: the first 8 bytes of its SHA-256
+// (never 0, which means "not known"). 8 bytes keep heartbeats small; a
+// collision between two members' texts by chance is far beyond a cluster's
+// lifetime.
 func Of(text []byte) uint64 {
 	h := sha256.Sum256(text)
-	return binary.BigEndian.Uint64(h[:8])
-}
-
-// Lookup returns the value of part in sums.
-func Lookup(sums []Sum, part Part) (uint64, bool) {
-	i := slices.IndexFunc(sums, func(s Sum) bool { return s.Part == part })
-	if i < 0 {
-		return 0, false
-	}
-	return sums[i].Value, true
+	return max(binary.BigEndian.Uint64(h[:8]), 1)
 }
 
 // Exclude names what is member-specific, left out of the checksums (and of
