@@ -92,7 +92,8 @@ type Exclude struct {
 	Interfaces []string
 }
 
-func (e Exclude) table(family, name string) bool {
+// ExcludesTable reports whether the table family name is excluded.
+func (e Exclude) ExcludesTable(family, name string) bool {
 	return slices.Contains(e.Tables, name) || slices.Contains(e.Tables, family+" "+name)
 }
 

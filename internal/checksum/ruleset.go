@@ -74,7 +74,7 @@ func NormaliseRuleset(data []byte, ex Exclude) ([]byte, error) {
 			if k.family == "" || k.name == "" {
 				return nil, fmt.Errorf("ruleset listing: %s %d names no family or table", kind, i)
 			}
-			if ex.table(k.family, k.name) || excludedObject(o, ex) {
+			if ex.ExcludesTable(k.family, k.name) || excludedObject(o, ex) {
 				continue
 			}
 			tables[k] = append(tables[k], normaliseObject(o))

@@ -40,6 +40,7 @@ type Status struct {
 	// not heard.
 	FramesDropped []heartbeat.DropSummary `json:"frames_dropped,omitempty"`
 	Witness       []pinger.TargetStatus   `json:"witness,omitempty"`
+	ConfigSync    SyncResult              `json:"config_sync"`
 }
 
 func (d *Daemon) listenControl() (net.Listener, error) {
@@ -144,6 +145,7 @@ func (d *Daemon) status(now time.Time) Status {
 			st.Warnings = append(st.Warnings, ds.String())
 		}
 	}
+	d.addConfigStatus(&st)
 	if d.mode.String() == "plaintext" {
 		st.Warnings = append(st.Warnings, "heartbeats are not authenticated (security.authentication: false)")
 	}
