@@ -128,6 +128,8 @@ Exit codes:
 		resetUptimeCommand(o),
 		reloadCommand(o),
 		sessionsCommand(o),
+		checksumCommand(o),
+		synchronizeCommand(o),
 		releaseCommand(o),
 		genkeyCommand(),
 		versionCommand(),

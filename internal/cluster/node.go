@@ -62,6 +62,8 @@ type Node struct {
 	accepting  bool   // AcceptSessions sent since the member last became primary
 	acceptFrom string // ... naming this primary
 	routes     []netip.Addr
+
+	conf configState // configuration checksums (checksums.go)
 }
 
 // peer is what this member knows of another.
@@ -169,6 +171,11 @@ func (n *Node) Step(ev Event) []Action {
 		n.sessionsReady(e)
 	case SyncLost:
 		n.notice(true, false, "session sync with %s lost: %s", e.Peer, e.Reason)
+	case ChecksumsChange:
+		if e.Sums != n.conf.sums {
+			n.conf.sums = e.Sums
+			n.sendNow = true
+		}
 	case Reconfigure:
 		n.reconfigure(e)
 	case Command:
@@ -180,6 +187,7 @@ func (n *Node) Step(ev Event) []Action {
 	n.evaluate(now)
 	n.followPrimary()
 	n.routeSync(now)
+	n.checkConfig(now)
 	n.maybeSend(now)
 	return n.out
 }
@@ -328,6 +336,8 @@ func (n *Node) heartbeat(now time.Time) Heartbeat {
 		HelloLeft:      n.helloLeft(now),
 		SyncPending:    n.syncPending,
 		Build:          n.cfg.Build,
+		Checksums:      n.conf.sums,
+		ConfigPending:  n.conf.pending,
 	}
 }
 
@@ -360,6 +370,7 @@ func (n *Node) selfCandidate(now time.Time) election.Candidate {
 	return election.Candidate{
 		ID: n.cfg.NodeID, Priority: n.priority(), MonitoredUp: n.monitoredUp(),
 		PingUp: n.remoteScore(), Uptime: n.uptime(now), FailoverSet: n.failoverSet, SyncPending: n.syncPending,
+		ConfigPending: n.conf.pending,
 	}
 }
 
@@ -368,6 +379,7 @@ func (p *peer) candidate(id string, now time.Time) election.Candidate {
 		ID: id, Priority: p.hb.Priority, MonitoredUp: p.hb.MonitoredUp, PingUp: p.hb.PingUp,
 		// The reported uptime has aged since it was sent.
 		Uptime: p.hb.Uptime + now.Sub(p.rxAt), FailoverSet: p.hb.FailoverSet, SyncPending: p.hb.SyncPending,
+		ConfigPending: p.hb.ConfigPending,
 	}
 }
 

@@ -52,7 +52,7 @@ func (n *Node) pingChange(e PingChange) {
 
 // checkChange takes a check command's new state.
 func (n *Node) checkChange(e CheckChange) {
-	ck, ok := n.checkConfig(e.Name)
+	ck, ok := n.checkConfigNamed(e.Name)
 	if !ok || n.checkFailing[e.Name] == e.Failing {
 		return
 	}
@@ -79,7 +79,7 @@ func (n *Node) remoteChanged(now time.Time, before int, changed bool) {
 	}
 }
 
-func (n *Node) checkConfig(name string) (CheckConfig, bool) {
+func (n *Node) checkConfigNamed(name string) (CheckConfig, bool) {
 	for _, c := range n.cfg.Checks {
 		if c.Name == name {
 			return c, true

@@ -125,6 +125,7 @@ func (n *Node) Status(now time.Time) Status {
 		}
 		st.Links = append(st.Links, ls)
 	}
+	st.Warnings = append(st.Warnings, n.configWarnings()...)
 	if n.split {
 		st.Warnings = append(st.Warnings, "no member heard on any heartbeat link: possible split brain ("+n.splitPolicy()+")")
 	}

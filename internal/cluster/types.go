@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/hagate/hagate/internal/checksum"
 )
 
 // Role is a member's role.
@@ -89,6 +91,9 @@ type Config struct {
 	// SyncLinks are the heartbeat links the session sync may run on,
 	// highest priority first (session pickup only).
 	SyncLinks []SyncLink
+	// SyncedParts are the configuration parts the primary syncs to the
+	// subordinates (config_sync; none: checksums are only compared).
+	SyncedParts []checksum.Part
 }
 
 // SyncLink is a heartbeat link that carries the session sync.
@@ -126,6 +131,12 @@ type Heartbeat struct {
 	// Build is the sender's build version ("" from release 0.1.0, whose
 	// heartbeats do not say).
 	Build string
+	// Checksums are the sender's configuration checksums, per part (none
+	// from release 0.1.0 or before the member has computed them).
+	Checksums checksum.Sums
+	// ConfigPending: a part the cluster syncs differs on the sender from
+	// the primary's, so it ranks below members in sync (see checksums.go).
+	ConfigPending bool
 }
 
 // Event is an input to Step.

@@ -139,6 +139,7 @@ func TestContractExample(t *testing.T) {
 		},
 		PingFlipTimeout:     60 * time.Minute,
 		PingSlaveForceReset: ptr(true),
+		ConfigSync:          defaultConfigSync,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("Parse(contract example) mismatch (-want +got):\n%s", diff)
@@ -195,6 +196,7 @@ monitor: [ha]
 		}},
 		PingFlipTimeout:     time.Hour,
 		PingSlaveForceReset: ptr(true),
+		ConfigSync:          defaultConfigSync,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

@@ -101,6 +101,8 @@ func applyDefaults(c *Config, set func(path string) bool) {
 		def(set, fmt.Sprintf("session_pickup.filter.marks[%d].mask", i), &sp.Filter.Marks[i].Mask, DefaultMarkMask)
 	}
 
+	applyConfigSyncDefaults(&c.ConfigSync, set)
+
 	for i := range c.PingServers {
 		p := &c.PingServers[i]
 		def(set, fmt.Sprintf("ping_servers[%d].interval", i), &p.Interval, DefaultPingInterval)

@@ -50,6 +50,8 @@ type Config struct {
 	// Checks are commands whose failure is a remote-link failure or a
 	// priority change (keepalived's track_script).
 	Checks []Check `yaml:"checks"`
+	// ConfigSync: configuration checksums' exclusions and ruleset sync.
+	ConfigSync ConfigSync `yaml:"config_sync"`
 }
 
 // Check is a command run every interval; a non-zero exit or a timeout is a

@@ -148,6 +148,7 @@ func validate(c *Config) []*Error {
 	checkPingServers(&ck, c.PingServers, monitored)
 	checkRemoteLink(&ck, c)
 	checkChecks(&ck, c.Checks)
+	checkConfigSync(&ck, &c.ConfigSync)
 	return ck.errs
 }
 

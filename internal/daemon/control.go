@@ -42,6 +42,7 @@ type Status struct {
 	FramesDropped []heartbeat.DropSummary `json:"frames_dropped,omitempty"`
 	Witness       []pinger.TargetStatus   `json:"witness,omitempty"`
 	Checks        []checks.Status         `json:"checks,omitempty"`
+	ConfigSync    SyncResult              `json:"config_sync"`
 }
 
 func (d *Daemon) listenControl() (net.Listener, error) {
@@ -147,6 +148,7 @@ func (d *Daemon) status(now time.Time) Status {
 			st.Warnings = append(st.Warnings, ds.String())
 		}
 	}
+	d.addConfigStatus(&st)
 	if d.mode.String() == "plaintext" {
 		st.Warnings = append(st.Warnings, "heartbeats are not authenticated (security.authentication: false)")
 	}

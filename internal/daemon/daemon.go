@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hagate/hagate/internal/checks"
+	"github.com/hagate/hagate/internal/checksum"
 	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/heartbeat"
@@ -45,6 +46,7 @@ type Daemon struct {
 	met     *metrics.Metrics
 	hist    *history.Log
 	pickup  *pickup // nil when session pickup is off
+	conf    *confSync
 	mode    seal.Mode
 	keys    *seal.Keyring
 	sealer  *seal.Sealer
@@ -118,6 +120,13 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
 	}
 	remoteConfig(cfg, &cc)
+	if cfg.ConfigSync.Enabled {
+		for _, name := range cfg.ConfigSync.Parts {
+			if p, err := checksum.ParsePart(name); err == nil { // validated
+				cc.SyncedParts = append(cc.SyncedParts, p)
+			}
+		}
+	}
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
 	}
@@ -236,6 +245,9 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 		d.refreshLocalAddrs()
 	}
 
+	if err := d.startConfigSync(epoch); err != nil {
+		return err
+	}
 	d.node = cluster.New(clusterConfig(cfg), time.Now())
 	d.log.Info("hagate starting", "node", cfg.NodeID, "group", cfg.GroupID, "priority", cfg.Priority,
 		"override", cfg.Override, "security", d.mode.String(), "hello_holddown", cfg.HelloHolddown,
@@ -299,8 +311,12 @@ func (d *Daemon) loop(ctx context.Context) error {
 			if cev := d.pickup.event(ev); cev != nil {
 				d.step(cev)
 			}
+		case sums := <-d.conf.sums:
+			d.step(cluster.ChecksumsChange{Now: time.Now(), Sums: sums})
 		case req := <-d.requests:
-			req.reply <- d.handle(req)
+			if !d.handleConfigSync(req, time.Now()) {
+				req.reply <- d.handle(req)
+			}
 		}
 	}
 }
@@ -414,6 +430,10 @@ func (d *Daemon) perform(a cluster.Action) {
 		d.pickup.e.Do(sessions.Promote{Gen: a.Gen})
 	case cluster.SyncRoutes:
 		d.pickup.dial(a.Peers)
+	case cluster.ConfigMismatch:
+		d.configMismatch(a)
+	case cluster.SyncConfig:
+		d.conf.requestSync(a)
 	case cluster.Notify:
 		d.notify.send(notification{Command: d.cfg.Notify, Role: a.Role.String(), Previous: a.Previous.String(), Kind: string(a.Kind), Reason: a.Reason})
 	}

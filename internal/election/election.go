@@ -22,6 +22,9 @@ type Candidate struct {
 	// SyncPending: with session pickup, the member has not received the
 	// primary's sessions yet; it ranks below members that have them.
 	SyncPending bool
+	// ConfigPending: with config_sync, a part the primary syncs differs on
+	// the member from the primary's; it ranks below members in sync.
+	ConfigPending bool
 }
 
 // Rules are the cluster-wide election settings.
@@ -39,6 +42,7 @@ const (
 	Monitored   Criterion = "it has the most monitored interfaces up"
 	PingServers Criterion = "it has the most ping servers answering"
 	Sessions    Criterion = "it has the sessions (the others wait for their session sync)"
+	ConfigSync  Criterion = "its configuration is in sync with the primary's (the others' is not)"
 	Uptime      Criterion = "it has the largest HA uptime"
 	Priority    Criterion = "it has the highest priority"
 	NodeID      Criterion = "it has the highest node id"
@@ -59,11 +63,13 @@ func (r Result) Reason() string {
 // criterion in FGCP's order, so the result does not depend on the order of
 // cands even though the uptime margin makes "better" non-transitive:
 //
-//	override off: failover flag, monitored links, ping servers, sessions, uptime, priority, node id
-//	override on:  failover flag, monitored links, ping servers, sessions, priority, uptime, node id
+//	override off: failover flag, monitored links, ping servers, sessions, configuration, uptime, priority, node id
+//	override on:  failover flag, monitored links, ping servers, sessions, configuration, priority, uptime, node id
 //
 // "sessions" only matters with session pickup: a member still waiting for
 // the primary's bulk sync ranks below those that have the sessions.
+// "configuration" only matters with config_sync: a member whose synced
+// parts differ from the primary's ranks below those in sync.
 //
 // Uptimes within UptimeMargin of the longest count as equal. Elect of no
 // candidates returns the zero Result.
@@ -85,10 +91,11 @@ func Elect(cands []Candidate, r Rules) Result {
 		{Monitored, keepMax(func(c Candidate) int64 { return int64(c.MonitoredUp) }, 0)},
 		{PingServers, keepMax(func(c Candidate) int64 { return int64(c.PingUp) }, 0)},
 		{Sessions, keepMax(func(c Candidate) int64 { return boolInt(!c.SyncPending) }, 0)},
+		{ConfigSync, keepMax(func(c Candidate) int64 { return boolInt(!c.ConfigPending) }, 0)},
 		uptime, prio,
 	}
 	if r.Override {
-		steps[4], steps[5] = prio, uptime
+		steps[5], steps[6] = prio, uptime
 	}
 	set := cands
 	for _, s := range steps {

@@ -122,3 +122,27 @@ func BenchmarkElect4(b *testing.B) {
 		Elect(cs, Rules{UptimeMargin: m})
 	}
 }
+
+// A member out of sync with the primary's configuration ranks below one in
+// sync, after the sessions and before uptime or priority, with override on
+// or off.
+func TestConfigPendingRanksLower(t *testing.T) {
+	for _, override := range []bool{false, true} {
+		cands := []Candidate{
+			{ID: "a", Priority: 250, Uptime: time.Hour, ConfigPending: true},
+			{ID: "b", Priority: 100, Uptime: time.Minute},
+		}
+		if got := Elect(cands, Rules{Override: override}); got.Primary != "b" || got.By != ConfigSync {
+			t.Errorf("override %v: got %+v, want b by configuration", override, got)
+		}
+		cands[0].ConfigPending = false
+		if got := Elect(cands, Rules{Override: override}); got.Primary != "a" {
+			t.Errorf("override %v, in sync: got %+v, want a", override, got)
+		}
+		// Sessions come first.
+		cands[0].ConfigPending, cands[1].SyncPending = true, true
+		if got := Elect(cands, Rules{Override: override}); got.Primary != "a" || got.By != Sessions {
+			t.Errorf("override %v: got %+v, want a by sessions", override, got)
+		}
+	}
+}

@@ -58,8 +58,12 @@ const (
 
 // Field types of the type-length-value part.
 const (
-	fieldBuild = 1 // the sender's build version, printable ASCII
+	fieldBuild     = 1 // the sender's build version, printable ASCII
+	fieldChecksums = 2 // configuration checksums: part id (1) and checksum (8), each part once
+	fieldConfig    = 3 // configuration state: bit 0 set while a synced part differs from the primary's
 )
+
+const configPending = 1 << 0
 
 // PeerVersion is the version to send a peer never heard: what the oldest
 // release in the compatibility window reads.
@@ -148,7 +152,7 @@ func Encode(dst []byte, m Message) []byte {
 		dst = append(dst, fieldBuild, byte(len(build)))
 		dst = append(dst, build...)
 	}
-	return dst
+	return appendConfigFields(dst, hb)
 }
 
 func printableASCII(s string) bool {
@@ -202,9 +206,6 @@ func Decode(p []byte) (Message, error) {
 	default:
 		fields = rest[1+8*int(rest[0]):]
 	}
-	if err := m.decodeFields(fields); err != nil {
-		return m, err
-	}
 	up := binary.BigEndian.Uint64(p[8:16])
 	if up > uint64(100*365*24*time.Hour/time.Millisecond) {
 		return m, fmt.Errorf("%w: uptime %d ms", ErrMalformed, up)
@@ -230,6 +231,9 @@ func Decode(p []byte) (Message, error) {
 		Count:          binary.BigEndian.Uint64(p[20:28]),
 		Elected:        string(p[fixedLen : fixedLen+n]),
 	}
+	if err := m.decodeFields(fields); err != nil {
+		return Message{}, err
+	}
 	return m, nil
 }
 
@@ -247,6 +251,9 @@ func (m *Message) decodeFields(b []byte) error {
 				return fmt.Errorf("%w: build version %q", ErrMalformed, val)
 			}
 			m.Build = string(val)
+		}
+		if err := decodeConfigField(&m.HB, typ, val); err != nil {
+			return err
 		}
 	}
 	return nil

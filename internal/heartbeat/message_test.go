@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hagate/hagate/internal/checksum"
 	"github.com/hagate/hagate/internal/cluster"
 )
 
@@ -20,6 +21,8 @@ func TestRoundTrip(t *testing.T) {
 		{HB: cluster.Heartbeat{Role: cluster.Hello, Priority: 255, Elected: "a-32-character-long-node-id-abcd"}, Echo: []uint64{4, 3, 2, 1}, Version: version},
 		{HB: full, Echo: []uint64{9}, Version: versionEcho},
 		{HB: full, Version: versionNoEcho},
+		{HB: cluster.Heartbeat{Role: cluster.Subordinate, ConfigPending: true, Checksums: checksum.Sums{checksum.Ruleset: 1<<64 - 1, checksum.Config: 7, 15: 1}},
+			Version: version, Build: "0.2.0"},
 	}
 	for _, m := range cases {
 		b := Encode(nil, m)
@@ -133,6 +136,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Primary, Priority: 200, MonitoredUp: 2, MonitoredTotal: 2, Elected: "gw1", Count: 9},
 		Echo: []uint64{1795466378453636955}}))
 	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Subordinate, Elected: "gw1"}, Version: versionNoEcho}))
+	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Subordinate, ConfigPending: true, Checksums: checksum.Sums{checksum.Ruleset: 5, checksum.Routes: 6}}}))
 	f.Add([]byte{1})
 	f.Add([]byte{2})
 	f.Add(Encode(nil, Message{HB: cluster.Heartbeat{Role: cluster.Primary, Elected: "gw1\x00; rm"}}))
@@ -165,5 +169,30 @@ func BenchmarkEncodeDecode(b *testing.B) {
 		if _, err := Decode(Encode(buf[:0], m)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A version 2 reader (release 0.1.0) is sent no fields; a heartbeat with a
+// bad checksums field is malformed, one with a later part is read.
+func TestConfigFields(t *testing.T) {
+	hb := cluster.Heartbeat{ConfigPending: true, Checksums: checksum.Sums{checksum.Ruleset: 1}}
+	old := Encode(nil, Message{HB: hb, Version: versionEcho})
+	if m, err := Decode(old); err != nil || m.HB.ConfigPending || m.HB.Checksums != (checksum.Sums{}) {
+		t.Fatalf("version 2 carries the fields: %+v, %v", m.HB, err)
+	}
+	b := Encode(nil, Message{Version: version})
+	for _, bad := range [][]byte{
+		{fieldChecksums, 8, 1, 0, 0, 0, 0, 0, 0, 0},
+		{fieldChecksums, 18, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 2},
+		{fieldChecksums, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+		{fieldConfig, 0},
+	} {
+		if _, err := Decode(append(slices.Clone(b), bad...)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%x: got %v, want malformed", bad, err)
+		}
+	}
+	m, err := Decode(append(slices.Clone(b), fieldConfig, 2, 0xff, 0xff, fieldChecksums, 9, 200, 0, 0, 0, 0, 0, 0, 0, 1))
+	if err != nil || !m.HB.ConfigPending || m.HB.Checksums != (checksum.Sums{}) {
+		t.Fatalf("later configuration state bits: %+v, %v", m.HB, err)
 	}
 }

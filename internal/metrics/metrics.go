@@ -38,6 +38,8 @@ type Metrics struct {
 	LastFailover  prometheus.Gauge       // unix seconds
 	SplitBrain    prometheus.Gauge       // 0 or 1
 	ControlDenied prometheus.Counter
+	// ConfigMismatch: 1 while a member's part differs from the primary's.
+	ConfigMismatch *prometheus.GaugeVec
 
 	// Session pickup.
 	SessionsSynced       prometheus.Gauge
@@ -133,6 +135,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "control_denied_total",
 			Help: "Control socket connections refused for lack of permission.",
 		}),
+		ConfigMismatch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_checksum_mismatch",
+			Help: "1 while the member's configuration part (ruleset, routes, sysctls, config) differs from the primary's.",
+		}, []string{"part", "member"}),
 
 		SessionsSynced: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "sessions_synced",
@@ -172,7 +178,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Role, m.RoleState, m.Members,
 		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.FramesDropped,
-		m.Elections, m.Failovers, m.LastFailover, m.SplitBrain, m.ControlDenied,
+		m.Elections, m.Failovers, m.LastFailover, m.SplitBrain, m.ControlDenied, m.ConfigMismatch,
 		m.SessionsSynced, m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,
 		m.SyncResyncs, m.BulkSyncDuration, m.SyncErrors, m.SessionsDroppedLimit,
 	)

@@ -18,6 +18,8 @@ type Purpose uint8
 const (
 	Heartbeat Purpose = 1
 	Sync      Purpose = 2
+	// ConfigSync: the configuration sync (internal/configsync).
+	ConfigSync Purpose = 3
 )
 
 // Mode is how a frame is protected.
