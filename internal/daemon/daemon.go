@@ -404,7 +404,7 @@ func (d *Daemon) perform(a cluster.Action) {
 	case cluster.PromoteSessions:
 		d.pickup.e.Do(sessions.Promote{Gen: a.Gen})
 	case cluster.SyncRoutes:
-		d.pickup.dial(a.Peers)
+		d.pickup.dial(a)
 	case cluster.Notify:
 		d.notify.send(notification{Command: d.cfg.Notify, Role: a.Role.String(), Previous: a.Previous.String(), Kind: string(a.Kind), Reason: a.Reason})
 	}

@@ -34,14 +34,20 @@ func (p *pickup) run(ctx context.Context) error {
 	return p.be.Close()
 }
 
-// dial gives the engine the addresses at which a primary dials the members.
-func (p *pickup) dial(addrs []netip.Addr) {
-	peers := make([]netip.AddrPort, 0, len(addrs))
+// dial gives the engine the addresses at which a primary dials the members,
+// and which of them are absent (not dialled until heard).
+func (p *pickup) dial(a cluster.SyncRoutes) {
+	peers, absent := p.withPort(a.Peers), p.withPort(a.Absent)
+	p.log.Info("session pickup: subordinates dialled at", "peers", peers, "absent", absent)
+	p.e.Do(sessions.DialPeers{Peers: peers, Absent: absent})
+}
+
+func (p *pickup) withPort(addrs []netip.Addr) []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(addrs))
 	for _, a := range addrs {
-		peers = append(peers, netip.AddrPortFrom(a, p.port))
+		out = append(out, netip.AddrPortFrom(a, p.port))
 	}
-	p.log.Info("session pickup: subordinates dialled at", "peers", peers)
-	p.e.Do(sessions.DialPeers{Peers: peers})
+	return out
 }
 
 // event translates an engine event for the state machine (nil: nothing for it).
