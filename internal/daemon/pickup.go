@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -125,7 +126,9 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
-		Logger: log.With("part", "session pickup"), Observer: observer{met},
+		// A lab test's knob (lab/harness join_test.go), not a setting.
+		BulkOldestFirst: os.Getenv("HAGATE_LAB_BULK_OLDEST_FIRST") == "1",
+		Logger:          log.With("part", "session pickup"), Observer: observer{met},
 	}, be)
 	if err != nil {
 		be.Close()

@@ -92,6 +92,10 @@ type EngineConfig struct {
 	// with a stale ARP entry) records a window that is stale by the time
 	// it takes over, and its strict checks would then drop the session.
 	TCPWindowTracking bool
+	// BulkOldestFirst sends a bulk's sessions longest idle first, the
+	// reverse of the default (order.go): a lab test's proof that the order
+	// is what saves a live session from a failover during a bulk.
+	BulkOldestFirst bool
 	// maxVersion, in tests, makes the engine speak as an older build.
 	maxVersion uint8
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection

@@ -330,8 +330,8 @@ func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int
 func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	start := e.now()
 	e.mu.Lock()
-	chunks, n := sessionKind.bulkLocked(p, e.syncedLocked)
-	xchunks, _ := expectKind.bulkLocked(p, e.sentExpectsLocked)
+	chunks, n := sessionKind.bulkLocked(p, e.syncedLocked, e.bulkRankLocked())
+	xchunks, _ := expectKind.bulkLocked(p, e.sentExpectsLocked, nil)
 	chunks = append(chunks, xchunks...) // after every session: masters first
 	p.active, p.overflow, p.resyncReq = true, false, false
 	p.bulks++

@@ -51,6 +51,8 @@ type Options struct {
 	Extra string
 	// Keys overrides the cluster key of some gateways ("gw3": "wrong ...").
 	Keys map[string]string
+	// Env is added to the daemons' environment ("NAME=value").
+	Env []string
 }
 
 // Cluster is the set of daemons in one lab.
@@ -217,7 +219,11 @@ func (c *Cluster) Start(gw string) error {
 	if err != nil {
 		return err
 	}
-	cmd, err := c.Lab.Start(gw, logf, c.Bin, "run", "--config", c.ConfigPath(gw))
+	args := []string{c.Bin, "run", "--config", c.ConfigPath(gw)}
+	if len(c.opts.Env) > 0 {
+		args = append(append([]string{"env"}, c.opts.Env...), args...)
+	}
+	cmd, err := c.Lab.Start(gw, logf, args...)
 	if err != nil {
 		logf.Close()
 		return err

@@ -77,3 +77,44 @@ func TestLateMemberGetsSessions(t *testing.T) {
 	took := waitKernelSessions(t, c, "gw2", n, start)
 	t.Logf("gw2 held %d sessions %s after its daemon started", n, took.Round(time.Millisecond))
 }
+
+// The live sessions first: with many idle sessions in the table and one
+// live echo session, a member joins late and the primary loses power a
+// second after, before the bulk can have ended. The bulk sends the sessions
+// whose timeouts the kernel refreshed last first, so the live session is
+// in the new primary's table and carries on; sent in the reverse order
+// (longest idle first, a knob of the daemon for this test) it is not yet
+// there, and dies.
+func TestLiveSessionFirstInBulk(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
+	const n = 200000
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want bool
+	}{{"live-first", nil, true}, {"oldest-first", []string{"HAGATE_LAB_BULK_OLDEST_FIRST=1"}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := setup(t, 2, Options{Extra: pickupOn, Env: tc.env}, netlab.Options{})
+			primaryWithSessions(t, c, n)
+			s := startSession(t, c)
+			if err := c.Start("gw2"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Second)
+			held, err := kernelSessions(c, "gw2")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.PowerOff("gw1"); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("gw2 held %d of %d sessions when gw1 lost power", held, n+1)
+			mustHolder(t, c, 15*time.Second, "gw2")
+			survived, rep := finish(t, s)
+			t.Logf("live session: %s", rep)
+			if survived != tc.want {
+				t.Fatalf("live session survived=%v, want %v (gw2 held %d of %d sessions at the power loss): %s", survived, tc.want, held, n+1, rep)
+			}
+		})
+	}
+}
