@@ -264,9 +264,12 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 				continue
 			}
 		case <-p.wake:
+			if !gather(ctx) {
+				return ctx.Err()
+			}
 		}
 		e.mu.Lock()
-		q := p.queue
+		q := coalesce(p.queue)
 		p.queue = spare[:0]
 		xq := p.xq
 		p.xq = nil
