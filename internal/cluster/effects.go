@@ -60,13 +60,15 @@ func (n *Node) followPrimary() {
 // sync link on which its heartbeats still arrive, so that a cut of the
 // first HA link moves the sync to the second instead of stopping it. A
 // member silent on every sync link is dialled where it was last heard; one
-// never heard, at its configured address on the first sync link.
+// never heard, at its configured address on the first sync link. Those of
+// members not alive are listed as absent too, so that a member is dialled
+// as soon as its first heartbeat arrives.
 func (n *Node) routeSync(now time.Time) {
 	if !n.cfg.SessionPickup || len(n.cfg.SyncLinks) == 0 {
 		return
 	}
 	known := map[netip.Addr]bool{}
-	var out []netip.Addr
+	var out, absent []netip.Addr
 	for _, id := range n.sortedPeerIDs() {
 		p := n.peers[id]
 		var best, fallback netip.Addr
@@ -88,20 +90,27 @@ func (n *Node) routeSync(now time.Time) {
 		}
 		if best.IsValid() {
 			out = append(out, best)
+			if !p.alive || p.left {
+				absent = append(absent, best)
+			}
 		}
 	}
 	for _, a := range n.cfg.SyncLinks[0].Peers {
 		if !known[a] {
 			out = append(out, a)
+			absent = append(absent, a)
 		}
 	}
-	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	byAddr := func(a, b netip.Addr) int { return a.Compare(b) }
+	slices.SortFunc(out, byAddr)
 	out = slices.Compact(out)
-	if slices.Equal(out, n.routes) {
+	slices.SortFunc(absent, byAddr)
+	absent = slices.Compact(absent)
+	if slices.Equal(out, n.routes) && slices.Equal(absent, n.absent) {
 		return
 	}
-	n.routes = out
-	n.emit(SyncRoutes{Peers: slices.Clone(out)})
+	n.routes, n.absent = out, absent
+	n.emit(SyncRoutes{Peers: slices.Clone(out), Absent: slices.Clone(absent)})
 }
 
 // Holding reports whether this member has asked for the virtual addresses

@@ -62,6 +62,7 @@ type Node struct {
 	accepting  bool   // AcceptSessions sent since the member last became primary
 	acceptFrom string // ... naming this primary
 	routes     []netip.Addr
+	absent     []netip.Addr // of routes: members not heard now
 
 	conf configState // configuration checksums (checksums.go)
 }

@@ -437,6 +437,9 @@ func describe(a Action) string {
 	case ReleaseAddresses:
 		return fmt.Sprintf("release-addresses (%s)", a.Reason)
 	case SyncRoutes:
+		if len(a.Absent) > 0 {
+			return fmt.Sprintf("sync-routes %v absent %v", a.Peers, a.Absent)
+		}
 		return fmt.Sprintf("sync-routes %v", a.Peers)
 	case Notify:
 		return fmt.Sprintf("notify %s -> %s (%s)", a.Previous, a.Role, a.Kind)

@@ -293,8 +293,10 @@ type ReleaseAddresses struct{ Reason string }
 
 // SyncRoutes: the addresses at which a primary dials the members' session
 // sync, one per member: its address on the highest-priority sync link on
-// which its heartbeats still arrive.
-type SyncRoutes struct{ Peers []netip.Addr }
+// which its heartbeats still arrive. Absent lists those of Peers whose
+// member is not heard now (never yet, or lost): a primary dials a member
+// the moment it leaves Absent instead of waiting out a redial backoff.
+type SyncRoutes struct{ Peers, Absent []netip.Addr }
 
 // Notify: run the notify hook for a role change.
 type Notify struct {

@@ -429,7 +429,7 @@ func (d *Daemon) perform(a cluster.Action) {
 	case cluster.PromoteSessions:
 		d.pickup.e.Do(sessions.Promote{Gen: a.Gen})
 	case cluster.SyncRoutes:
-		d.pickup.dial(a.Peers)
+		d.pickup.dial(a)
 	case cluster.ConfigMismatch:
 		d.configMismatch(a)
 	case cluster.SyncConfig:

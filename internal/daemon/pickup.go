@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -34,14 +35,20 @@ func (p *pickup) run(ctx context.Context) error {
 	return p.be.Close()
 }
 
-// dial gives the engine the addresses at which a primary dials the members.
-func (p *pickup) dial(addrs []netip.Addr) {
-	peers := make([]netip.AddrPort, 0, len(addrs))
+// dial gives the engine the addresses at which a primary dials the members,
+// and which of them are absent (not dialled until heard).
+func (p *pickup) dial(a cluster.SyncRoutes) {
+	peers, absent := p.withPort(a.Peers), p.withPort(a.Absent)
+	p.log.Info("session pickup: subordinates dialled at", "peers", peers, "absent", absent)
+	p.e.Do(sessions.DialPeers{Peers: peers, Absent: absent})
+}
+
+func (p *pickup) withPort(addrs []netip.Addr) []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(addrs))
 	for _, a := range addrs {
-		peers = append(peers, netip.AddrPortFrom(a, p.port))
+		out = append(out, netip.AddrPortFrom(a, p.port))
 	}
-	p.log.Info("session pickup: subordinates dialled at", "peers", peers)
-	p.e.Do(sessions.DialPeers{Peers: peers})
+	return out
 }
 
 // event translates an engine event for the state machine (nil: nothing for it).
@@ -129,7 +136,9 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		MinVersion:  uint8(cfg.Security.MinSyncVersion),
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
-		Logger: log.With("part", "session pickup"), Observer: observer{met},
+		// A lab test's knob (lab/harness join_test.go), not a setting.
+		BulkOldestFirst: os.Getenv("HAGATE_LAB_BULK_OLDEST_FIRST") == "1",
+		Logger:          log.With("part", "session pickup"), Observer: observer{met},
 	}, be)
 	if err != nil {
 		be.Close()

@@ -26,7 +26,10 @@ type AcceptFrom struct{ From string }
 type Promote struct{ Gen uint64 }
 
 // DialPeers: the subordinates' sync addresses, dialled while primary.
-type DialPeers struct{ Peers []netip.AddrPort }
+// Absent: those of Peers whose member is not heard now; they are not
+// dialled until a later DialPeers leaves them out of Absent, and then at
+// once.
+type DialPeers struct{ Peers, Absent []netip.AddrPort }
 
 // LocalAddrs: the node's own addresses (see SetLocalAddrs).
 type LocalAddrs struct{ Addrs []netip.Addr }
@@ -150,7 +153,7 @@ func (e *Engine) carryOut(ctx context.Context, c Command) {
 		e.log.Info("session pickup: sessions usable", "after", took.Round(time.Microsecond))
 		e.emit(Ready{Gen: c.Gen, Took: took, Err: err})
 	case DialPeers:
-		e.SetPeers(c.Peers)
+		e.setPeers(c.Peers, c.Absent)
 	case LocalAddrs:
 		e.SetLocalAddrs(c.Addrs)
 	case SetFilter:

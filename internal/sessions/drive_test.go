@@ -165,3 +165,26 @@ func TestDriveSyncLost(t *testing.T) {
 		t.Fatalf("got %+v, want SyncLost from %s with its error", l, s.addr(t))
 	}
 }
+
+// A member the heartbeats do not hear is not dialled; once heard, it is
+// dialled at once and gets its bulk. Were absent members dialled, the
+// primary would connect within its first 100 ms redial, long before the
+// member is reported heard here.
+func TestDriveDialsAbsentMemberOnceHeard(t *testing.T) {
+	_, p, s := pair(t, nil)
+	sevs := s.e.Events()
+	pevs := p.e.Events()
+	p.mem.Inject(upsert(synthSession(1)))
+	sub := s.addr(t)
+	p.e.Do(DialPeers{Peers: []netip.AddrPort{sub}, Absent: []netip.AddrPort{sub}})
+	p.e.Do(Promote{Gen: 1})
+	nextEvent[Ready](t, pevs)
+	time.Sleep(500 * time.Millisecond) // five first redials' worth
+	if st := p.e.Stats(); len(st.Peers) != 1 || st.Peers[0].Connected || st.Peers[0].Bulks != 0 {
+		t.Fatalf("absent member dialled: peers %+v", st.Peers)
+	}
+	p.e.Do(DialPeers{Peers: []netip.AddrPort{sub}})
+	if b := nextEvent[BulkDone](t, sevs); b.Sessions != 1 {
+		t.Fatalf("BulkDone carries %d sessions once heard, want 1", b.Sessions)
+	}
+}

@@ -110,6 +110,10 @@ type EngineConfig struct {
 	// challenges the primary (release 0.1.0's): below it a recorded
 	// connection can be replayed.
 	MinVersion uint8
+	// BulkOldestFirst sends a bulk's sessions longest idle first, the
+	// reverse of the default (order.go): a lab test's proof that the order
+	// is what saves a live session from a failover during a bulk.
+	BulkOldestFirst bool
 	// maxVersion, in tests, makes the engine speak as an older build.
 	maxVersion uint8
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection
@@ -340,12 +344,21 @@ func (e *Engine) Addrs() []net.Addr {
 func (e *Engine) SetLocalAddrs(addrs []netip.Addr) { e.sel.setLocal(addrs) }
 
 // SetPeers sets the subordinates' sync addresses, which a primary dials.
-func (e *Engine) SetPeers(addrs []netip.AddrPort) {
+func (e *Engine) SetPeers(addrs []netip.AddrPort) { e.setPeers(addrs, nil) }
+
+// setPeers sets the subordinates' sync addresses and which of them are
+// absent (their member not heard): an absent member is not dialled, and a
+// member that stops being absent is dialled at once, whatever its backoff.
+func (e *Engine) setPeers(addrs, absent []netip.AddrPort) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	want := map[netip.AddrPort]bool{}
 	for _, a := range addrs {
 		want[a] = true
+	}
+	gone := map[netip.AddrPort]bool{}
+	for _, a := range absent {
+		gone[a] = true
 	}
 	for a, p := range e.pri.peers {
 		if !want[a] {
@@ -354,12 +367,14 @@ func (e *Engine) SetPeers(addrs []netip.AddrPort) {
 		}
 	}
 	for a := range want {
-		if e.pri.peers[a] == nil {
-			p := newPeer(a)
+		p, known := e.pri.peers[a]
+		if !known {
+			p = newPeer(a)
 			e.pri.peers[a] = p
-			if e.role == rolePrimary {
-				e.startPeerLocked(p)
-			}
+		}
+		p.setAbsentLocked(gone[a])
+		if !known && e.role == rolePrimary {
+			e.startPeerLocked(p)
 		}
 	}
 }

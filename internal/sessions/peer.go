@@ -17,6 +17,9 @@ type peer struct {
 	addr   netip.AddrPort
 	cancel context.CancelFunc
 	wake   chan struct{}
+	heard  chan struct{} // the member stopped being absent: dial now
+
+	absent bool // its member is not heard: not dialled
 
 	id        string
 	connected bool
@@ -39,14 +42,26 @@ type peer struct {
 }
 
 func newPeer(a netip.AddrPort) *peer {
-	return &peer{addr: a, cancel: func() {}, wake: make(chan struct{}, 1)}
+	return &peer{addr: a, cancel: func() {}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1)}
 }
 
-func (p *peer) wakeUp() {
+func (p *peer) wakeUp() { signal(p.wake) }
+
+// signal wakes the reader of c, or leaves it a token if none is waiting.
+func signal(c chan struct{}) {
 	select {
-	case p.wake <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
+}
+
+// setAbsentLocked records whether the member at p is heard; one heard again
+// is dialled at once.
+func (p *peer) setAbsentLocked(absent bool) {
+	if p.absent && !absent {
+		signal(p.heard)
+	}
+	p.absent = absent
 }
 
 // startPeerLocked runs the connection to p for as long as the engine is
@@ -60,33 +75,71 @@ func (e *Engine) startPeerLocked(p *peer) {
 	e.goRole(e.pri.wg, func() { e.runPeer(ctx, p) })
 }
 
-// runPeer dials p, syncs it, and redials after failures, with backoff.
+// runPeer dials p, syncs it, and redials after failures. A member that is
+// heard but refuses (in its hello holddown, say) is redialled with a
+// backoff capped low; one not heard is not dialled, and is dialled as soon
+// as its first heartbeat arrives, so that a joining member's bulk starts
+// within a round trip of its join.
 func (e *Engine) runPeer(ctx context.Context, p *peer) {
-	backoff := 100 * time.Millisecond
+	const minBackoff, maxBackoff = 100 * time.Millisecond, time.Second
+	backoff := minBackoff
 	for ctx.Err() == nil && e.isPrimary() {
+		if !e.awaitHeard(ctx, p) {
+			return
+		}
 		start := e.now()
 		err := e.servePeer(ctx, p)
 		e.mu.Lock()
 		p.connected, p.active, p.queue, p.overflow = false, false, p.queue[:0], false
+		absent := p.absent
 		e.mu.Unlock()
 		if ctx.Err() != nil || !e.isPrimary() {
 			return
 		}
-		e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
+		if absent {
+			e.log.Info("session pickup: subordinate connection ended; its member is not heard", "peer", p.addr, "err", err)
+		} else {
+			e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
+		}
 		e.emit(SyncLost{Peer: p.addr.String(), Err: err})
 		if e.now().Sub(start) > 10*time.Second {
-			backoff = 100 * time.Millisecond
+			backoff = minBackoff
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-p.heard: // heard again after an absence: dial now
+			t.Stop()
+			backoff = minBackoff
+			continue
 		case <-t.C:
 		}
-		// Capped low: a subordinate that refused (still in its hello
-		// holddown) must not wait long for its sessions once ready.
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// awaitHeard waits while p's member is absent, saying so once; false: ctx
+// ended.
+func (e *Engine) awaitHeard(ctx context.Context, p *peer) bool {
+	logged := false
+	for {
+		e.mu.Lock()
+		absent := p.absent
+		e.mu.Unlock()
+		if !absent {
+			return true
+		}
+		if !logged {
+			e.log.Info("session pickup: member not heard; dialled once its heartbeats arrive", "peer", p.addr)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-p.heard:
+		}
 	}
 }
 
@@ -215,9 +268,12 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 				continue
 			}
 		case <-p.wake:
+			if !gather(ctx) {
+				return ctx.Err()
+			}
 		}
 		e.mu.Lock()
-		q := p.queue
+		q := coalesce(p.queue)
 		p.queue = spare[:0]
 		xq := p.xq
 		p.xq = nil
@@ -281,8 +337,8 @@ func (e *Engine) sendBatch(fc *frameConn, p *peer, msg []byte, seq uint64, n int
 func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 	start := e.now()
 	e.mu.Lock()
-	chunks, n := sessionKind.bulkLocked(p, e.syncedLocked)
-	xchunks, _ := expectKind.bulkLocked(p, e.sentExpectsLocked)
+	chunks, n := sessionKind.bulkLocked(p, e.syncedLocked, e.bulkRankLocked())
+	xchunks, _ := expectKind.bulkLocked(p, e.sentExpectsLocked, nil)
 	chunks = append(chunks, xchunks...) // after every session: masters first
 	p.active, p.overflow, p.resyncReq = true, false, false
 	p.bulks++

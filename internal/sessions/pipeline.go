@@ -90,28 +90,44 @@ func (k *kind[C]) send(e *Engine, fc *frameConn, p *peer, cs []C, seq *uint64, b
 
 // bulkLocked encodes the changes of a bulk to p, all of them, into
 // batches whose sequence numbers are set when sent, and empties p's queue
-// of the kind: the bulk carries what it held. It returns the batches and
-// the count of changes.
-func (k *kind[C]) bulkLocked(p *peer, all iter.Seq[C]) ([][]byte, int) {
+// of the kind: the bulk carries what it held. rank (nil: all alike) orders
+// the batches: each batch holds changes of one rank, lowest rank first. It
+// returns the batches and the count of changes.
+func (k *kind[C]) bulkLocked(p *peer, all iter.Seq[C], rank func(*C) int) ([][]byte, int) {
 	q := k.queue(p)
 	*q = (*q)[:0]
 	if p.version < k.minVersion {
 		return nil, 0
 	}
-	var chunks [][]byte
-	w := k.writer(p)
-	w.Reset(nil)
-	n := 0
+	var (
+		ws     []syncproto.Writer[C] // the batch being filled, by rank
+		chunks [][][]byte            // the batches cut, by rank
+		n      int
+	)
 	for c := range all {
+		r := 0
+		if rank != nil {
+			r = rank(&c)
+		}
+		for len(ws) <= r {
+			w := k.writer(p)
+			w.Reset(nil)
+			ws, chunks = append(ws, w), append(chunks, nil)
+		}
+		w := ws[r]
 		w.Add(&c)
 		n++
 		if k.full(w) {
-			chunks = append(chunks, w.Finish(0))
+			chunks[r] = append(chunks[r], w.Finish(0))
 			w.Reset(make([]byte, 0, maxPayload+256))
 		}
 	}
-	if w.Count() > 0 {
-		chunks = append(chunks, w.Finish(0))
+	var out [][]byte
+	for r, w := range ws {
+		if w.Count() > 0 {
+			chunks[r] = append(chunks[r], w.Finish(0))
+		}
+		out = append(out, chunks[r]...)
 	}
-	return chunks, n
+	return out, n
 }

@@ -176,6 +176,15 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 		if err != nil {
 			return err
 		}
+		restore, err := raiseHashsize(n)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := restore(); err != nil {
+				fmt.Fprintf(w, "==> %v\n", err)
+			}
+		}()
 	}
 	res := newResults(cfg, args)
 	start := time.Now()

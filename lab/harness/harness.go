@@ -51,6 +51,8 @@ type Options struct {
 	Extra string
 	// Keys overrides the cluster key of some gateways ("gw3": "wrong ...").
 	Keys map[string]string
+	// Env is added to the daemons' environment ("NAME=value").
+	Env []string
 }
 
 // Cluster is the set of daemons in one lab.
@@ -73,18 +75,21 @@ type proc struct {
 }
 
 // Build compiles the hagate command, and the lab's echo tool beside it
-// (EchoBin), into dir and returns the hagate command's path. It builds in
-// the lab module, whose go.mod points the product's import path at the
-// product's tree (../), so the daemon under test is the working copy's.
+// (EchoBin), into dir and returns the hagate command's path. The daemon is
+// built in the product's own module (the lab's go.mod points the product's
+// import path at ../, so it is the working copy's either way), where the
+// modules only its command uses (the CLI's) are required.
 func Build(dir string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/hagate/hagate/cmd/hagate", "./cmd/hagate-echo")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v: %s", err, out)
+	for _, b := range []struct{ dir, pkg string }{{filepath.Dir(root), "./cmd/hagate"}, {root, "./cmd/hagate-echo"}} {
+		cmd := exec.Command("go", "build", "-o", dir+"/", b.pkg)
+		cmd.Dir = b.dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build %s: %v: %s", b.pkg, err, out)
+		}
 	}
 	return filepath.Join(dir, "hagate"), nil
 }
@@ -214,7 +219,11 @@ func (c *Cluster) Start(gw string) error {
 	if err != nil {
 		return err
 	}
-	cmd, err := c.Lab.Start(gw, logf, c.Bin, "run", "--config", c.ConfigPath(gw))
+	args := []string{c.Bin, "run", "--config", c.ConfigPath(gw)}
+	if len(c.opts.Env) > 0 {
+		args = append(append([]string{"env"}, c.opts.Env...), args...)
+	}
+	cmd, err := c.Lab.Start(gw, logf, args...)
 	if err != nil {
 		logf.Close()
 		return err
