@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -189,6 +190,13 @@ func realKeyID(t *testing.T) [4]byte {
 // withID, if set, replaces the key id in the frame with the cluster's.
 func forge(t *testing.T, sender string, mode seal.Mode, key string, withID *[4]byte, hb cluster.Heartbeat, n int) [][]byte {
 	t.Helper()
+	return forgeBoot(t, sender, uint64(time.Now().UnixNano()), mode, key, withID, hb, n)
+}
+
+// forgeBoot is forge in the name of a given boot of sender (the frames'
+// epoch).
+func forgeBoot(t *testing.T, sender string, boot uint64, mode seal.Mode, key string, withID *[4]byte, hb cluster.Heartbeat, n int) [][]byte {
+	t.Helper()
 	var kr *seal.Keyring
 	if key != "" {
 		var err error
@@ -196,7 +204,7 @@ func forge(t *testing.T, sender string, mode seal.Mode, key string, withID *[4]b
 			t.Fatal(err)
 		}
 	}
-	s, err := seal.NewSealer(kr, mode, seal.Heartbeat, groupID, sender, uint64(time.Now().UnixNano()))
+	s, err := seal.NewSealer(kr, mode, seal.Heartbeat, groupID, sender, boot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,8 +221,8 @@ func forge(t *testing.T, sender string, mode seal.Mode, key string, withID *[4]b
 }
 
 // TestWrongKeyNeverJoinsCounted is TestWrongKeyNeverJoins with the drops
-// checked: a member with another cluster's key is refused by key id, and
-// every refusal is counted.
+// checked: a member with another cluster's key is refused by key id, every
+// refusal is counted, and `hagate status` says so beside its address.
 func TestWrongKeyNeverJoinsCounted(t *testing.T) {
 	c := setup(t, 3, Options{Extra: MetricsExtra(), Keys: map[string]string{"gw3": KeyFor("a key from another cluster")}}, netlab.Options{})
 	c.Start("gw1")
@@ -233,12 +241,34 @@ func TestWrongKeyNeverJoinsCounted(t *testing.T) {
 		t.Logf("%s drops since gw3 started: %v", gw, got)
 	}
 	mustRole(t, c, "gw2", "subordinate", "gw1")
+	// `hagate status` names the reason, beside gw3's address.
+	for _, gw := range []string{"gw1", "gw2"} {
+		out, err := exec.Command(c.Bin, "status", "--config", c.ConfigPath(gw)).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "frames dropped") {
+			t.Fatalf("hagate status on %s: %v\n%s", gw, err, out)
+		}
+		line := lineWith(string(out), haAddr(3).String()+": ")
+		if !strings.Contains(line, "frames dropped: unknown key id (wrong key?)") {
+			t.Errorf("hagate status on %s does not say why gw3 (%s) is not heard:\n%s", gw, haAddr(3), out)
+		}
+		t.Logf("hagate status on %s: %s", gw, strings.TrimSpace(line))
+	}
 	if st, err := c.Status("gw3"); err != nil || len(st.Members) != 1 {
 		t.Fatalf("gw3 status: %v, members %v", err, st.Members)
 	}
 	if got := mustScrape(t, c, "gw3").ByLabel(dropMetric, "reason"); got["key"] < 10 {
 		t.Fatalf("gw3 drops %v: want the others' heartbeats refused by key", got)
 	}
+}
+
+// lineWith returns the first line of text that contains s, "" if none.
+func lineWith(text, s string) string {
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }
 
 // TestForgedHeartbeat sends, from gw3's address, heartbeats claiming the
