@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -165,7 +166,7 @@ SIGINT stops it; a primary hands its role over at once. The systemd unit runs
 func run(cfg *config.Config, path string, stderr io.Writer) error {
 	level := new(slog.LevelVar) // a reload may change it
 	level.Set(daemon.LogLevel(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(stderr, cfg.LogFormat, os.Getenv("JOURNAL_STREAM") != "", level))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d, err := daemon.New(cfg, log)

@@ -22,7 +22,7 @@ func pair() Snapshot {
 			{Check: "witness", Target: "198.51.100.9", Up: false, Failures: 4}},
 		VIPs: 2, VIPsHeld: 2,
 		Sessions: &Sessions{Synced: 1200, MaxSessions: 100000, LastBulk: 1500 * time.Millisecond,
-			Subordinates: []SyncPeer{{Peer: "fw-b", Connected: true, Queued: 3, Lag: 20 * time.Millisecond, Bulks: 1}},
+			Subordinates:  []SyncPeer{{Peer: "fw-b", Connected: true, Queued: 3, Lag: 20 * time.Millisecond, Bulks: 1}},
 			InstallErrors: 1, FrameErrors: 2, Overflows: 3},
 	}
 }
