@@ -336,7 +336,20 @@ it is being edited or is unreadable to the caller's group.`,
 		Args: cobra.NoArgs,
 	}
 	dc := newDaemonClient(o, cmd, true)
+	var watch bool
+	var interval time.Duration
+	cmd.Flags().BoolVar(&watch, "watch", false, "redraw the status every --interval, with the last events below, until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "redraw interval of --watch")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if watch {
+			if interval < 100*time.Millisecond {
+				return configError(fmt.Errorf("--interval must be at least 100ms, got %s", interval))
+			}
+			ctx, stop := untilInterrupted()
+			defer stop()
+			watchStatus(ctx, cmd.OutOrStdout(), dc, interval)
+			return nil
+		}
 		data, err := dc.call(control.Request{Command: "status"})
 		if err != nil {
 			return err
