@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 	"runtime"
 	"slices"
 	"sync"
@@ -56,6 +57,7 @@ type Metrics struct {
 	SessionsDroppedLimit prometheus.Counter
 
 	snapshots *snapshotCollector
+	own       []prometheus.Collector // hagate's own, without Go's and the process's
 
 	sourcesMu sync.Mutex
 	sources   map[string]bool // source labels of FramesDropped
@@ -184,9 +186,7 @@ func New() *Metrics {
 		}),
 	}
 	m.snapshots = newSnapshotCollector()
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	m.own = []prometheus.Collector{
 		m.Role, m.RoleState, m.Members,
 		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.FramesDropped,
 		m.Elections, m.Failovers, m.LastFailover, m.RoleChanges, m.SplitBrain, m.ControlDenied,
@@ -194,7 +194,9 @@ func New() *Metrics {
 		m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,
 		m.SyncResyncs, m.SyncFramesDropped, m.SessionsDroppedLimit,
 		m.snapshots,
-	)
+	}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Present from the first scrape rather than from the first event, so
 	// that increase() and rate() see the first event too.
 	m.SetRole("hello")
@@ -281,4 +283,27 @@ func (m *Metrics) Handler() http.Handler {
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 	})
+}
+
+// fqName finds a metric's name in its description, which has no accessor.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists every metric name hagate itself exports, whether or not it
+// has a series yet: what dashboards and alert rules may use.
+func (m *Metrics) Names() []string {
+	ch := make(chan *prometheus.Desc, 256)
+	go func() {
+		for _, c := range m.own {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		if sm := fqName.FindStringSubmatch(d.String()); sm != nil {
+			names = append(names, sm[1])
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,17 @@ func TestHealthz(t *testing.T) {
 		if rec.Code != tc.code || rec.Body.String() != tc.body {
 			t.Errorf("%s: %d %q, want %d %q", tc.name, rec.Code, rec.Body.String(), tc.code, tc.body)
 		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	names := New().Names()
+	for _, want := range []string{"hagate_failovers_total", "hagate_sessions_synced", "hagate_peer_up", "hagate_conntrack_entries"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("Names lacks %s: %v", want, names)
+		}
+	}
+	if slices.Contains(names, "go_goroutines") {
+		t.Error("Names lists Go's metrics")
 	}
 }
