@@ -18,10 +18,10 @@ all: build
 build:
 	$(GO) build -ldflags "-X github.com/hagate/hagate/internal/version.Version=$$(git describe --tags --always --dirty)" -o $(BIN) ./cmd/hagate
 
-# Debian packages the lab, the demo and the tests use.
+# Debian packages the lab, the demo and the tests use (prometheus: promtool, for the alert rules).
 deps:
-	@command -v ip >/dev/null && command -v nft >/dev/null && command -v socat >/dev/null && command -v conntrack >/dev/null || \
-	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 nftables conntrack socat iputils-ping; }
+	@command -v ip >/dev/null && command -v nft >/dev/null && command -v socat >/dev/null && command -v conntrack >/dev/null && command -v promtool >/dev/null || \
+	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iproute2 nftables conntrack socat iputils-ping prometheus; }
 
 vet:
 	$(GO) vet $(PKGS)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -167,7 +168,7 @@ SIGINT stops it; a primary hands its role over at once. The systemd unit runs
 func run(cfg *config.Config, path string, stderr io.Writer) error {
 	level := new(slog.LevelVar) // a reload may change it
 	level.Set(daemon.LogLevel(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(stderr, cfg.LogFormat, os.Getenv("JOURNAL_STREAM") != "", level))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	d, err := daemon.New(cfg, log)
@@ -337,7 +338,20 @@ it is being edited or is unreadable to the caller's group.`,
 		Args: cobra.NoArgs,
 	}
 	dc := newDaemonClient(o, cmd, true)
+	var watch bool
+	var interval time.Duration
+	cmd.Flags().BoolVar(&watch, "watch", false, "redraw the status every --interval, with the last events below, until interrupted")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "redraw interval of --watch")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if watch {
+			if interval < 100*time.Millisecond {
+				return configError(fmt.Errorf("--interval must be at least 100ms, got %s", interval))
+			}
+			ctx, stop := untilInterrupted()
+			defer stop()
+			watchStatus(ctx, cmd.OutOrStdout(), dc, interval)
+			return nil
+		}
 		data, err := dc.call(control.Request{Command: "status"})
 		if err != nil {
 			return err

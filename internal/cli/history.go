@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,9 +32,19 @@ configuration.`,
 	dc := newDaemonClient(o, cmd, true)
 	cmd.Flags().IntVar(&count, "count", 50, "how many events")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "read the history file in this directory (default: state_dir from the configuration when the daemon is not running)")
+	var follow bool
+	cmd.Flags().BoolVar(&follow, "follow", false, "print the events oldest first, then each new one as it happens, until interrupted (asks the daemon)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if count <= 0 {
 			return configError(fmt.Errorf("--count must be positive, got %d", count))
+		}
+		if follow {
+			if stateDir != "" {
+				return configError(errors.New("--follow asks the running daemon: not with --state-dir"))
+			}
+			ctx, stop := untilInterrupted()
+			defer stop()
+			return followHistory(ctx, cmd.OutOrStdout(), dc, count, time.Second)
 		}
 		if stateDir == "" {
 			data, err := dc.call(control.Request{Command: "history", Args: map[string]string{"count": strconv.Itoa(count)}})

@@ -109,6 +109,7 @@ func TestContractExample(t *testing.T) {
 		MetricsListen: "127.0.0.1:9703",
 		Notify:        "/etc/hagate/notify.sh",
 		LogLevel:      "info",
+		LogFormat:     "text",
 		Heartbeat: Heartbeat{
 			Interval:      200 * time.Millisecond,
 			LostThreshold: 6,
@@ -170,6 +171,7 @@ monitor: [ha]
 		ControlSocket: "/run/hagate/hagate.sock",
 		StateDir:      "/var/lib/hagate",
 		LogLevel:      "info",
+		LogFormat:     "text",
 		Heartbeat: Heartbeat{
 			Interval:      200 * time.Millisecond,
 			LostThreshold: 6,

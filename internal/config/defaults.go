@@ -51,6 +51,7 @@ func applyDefaults(c *Config, set func(path string) bool) {
 	def(set, "control_socket", &c.ControlSocket, DefaultControlSocket)
 	def(set, "state_dir", &c.StateDir, DefaultStateDir)
 	def(set, "log_level", &c.LogLevel, DefaultLogLevel)
+	def(set, "log_format", &c.LogFormat, "text")
 	def(set, "ping_flip_timeout", &c.PingFlipTimeout, DefaultPingFlipTimeout)
 
 	hb := &c.Heartbeat

@@ -23,6 +23,7 @@ type Config struct {
 	MetricsListen string        `yaml:"metrics_listen"` // empty: no metrics endpoint
 	Notify        string        `yaml:"notify"`         // optional command run on every role change
 	LogLevel      string        `yaml:"log_level"`      // debug|info|warn|error, default info
+	LogFormat     string        `yaml:"log_format"`     // text|json, default text
 
 	Heartbeat     Heartbeat     `yaml:"heartbeat"`
 	Monitor       []string      `yaml:"monitor"`     // monitored interfaces

@@ -124,6 +124,9 @@ func validate(c *Config) []*Error {
 	default:
 		ck.add("log_level", "must be one of debug, info, warn, error; got %q", c.LogLevel)
 	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		ck.add("log_format", "must be text or json; got %q", c.LogFormat)
+	}
 	if c.MetricsListen != "" {
 		if msg := listenProblem(c.MetricsListen); msg != "" {
 			ck.add("metrics_listen", "%s", msg)

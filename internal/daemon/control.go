@@ -20,6 +20,7 @@ import (
 type request struct {
 	control.Request
 	reply chan control.Response
+	do    func() // run in the loop instead of a command (see inLoop)
 }
 
 // Status is what `hagate status` shows: the state machine's view plus what
@@ -77,6 +78,10 @@ func (d *Daemon) serveControl(ctx context.Context, ln net.Listener) error {
 
 // handle answers one control command, in the loop goroutine.
 func (d *Daemon) handle(req request) control.Response {
+	if req.do != nil {
+		req.do()
+		return control.Response{OK: true}
+	}
 	now := time.Now()
 	switch req.Command {
 	case "status":

@@ -76,6 +76,7 @@ type Daemon struct {
 	lastFailover time.Time
 	vmacs        map[string][]byte // interface -> MAC before the virtual MAC
 	lost         map[[2]string]uint64
+	mx           metricsState
 }
 
 // New builds a member from cfg. Nothing is started yet.
@@ -98,6 +99,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		d.keys = kr
 	}
 	d.met = metrics.New()
+	d.observe()
 	return d, nil
 }
 
@@ -224,7 +226,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	}
 	d.spawn("heartbeat transport", func() error { d.tr.Run(bg); return nil })
 	d.spawn("control socket", func() error { return d.serveControl(bg, ctl) })
-	d.notify = newNotifier(cfg.NodeID, d.log)
+	d.notify = newNotifier(cfg.NodeID, d.log, d.met)
 	d.spawn("notify", func() error { return d.notify.run(bg) })
 	d.ann = netif.NewAnnouncer(d.nif, d.log)
 	cleanup.push(d.ann.Stop)
@@ -374,17 +376,7 @@ func (d *Daemon) step(ev cluster.Event) {
 	for _, a := range d.node.Step(ev) {
 		d.perform(a)
 	}
-	d.met.Members.Set(float64(d.node.AliveMembers()))
-	d.met.SplitBrain.Set(boolFloat(d.node.SplitBrain()))
-	if rx, ok := ev.(cluster.Received); ok {
-		// Count heartbeats lost (gaps in sequence numbers) as the state
-		// machine sees them.
-		k := [2]string{rx.Link, rx.From}
-		if n := d.node.Lost(rx.From, rx.Link); n > d.lost[k] {
-			d.met.HeartbeatsLost.WithLabelValues(rx.Link, rx.From).Add(float64(n - d.lost[k]))
-			d.lost[k] = n
-		}
-	}
+	d.stepMetrics(ev)
 }
 
 func boolFloat(b bool) float64 {
@@ -405,6 +397,7 @@ func (d *Daemon) perform(a cluster.Action) {
 		d.roleChange(a)
 	case cluster.PrimaryChange:
 		d.met.Elections.Inc()
+		d.countFailover(a)
 		if a.Primary == "" {
 			d.log.Warn("cluster has no primary")
 		} else {
@@ -441,13 +434,8 @@ func (d *Daemon) perform(a cluster.Action) {
 
 // roleChange logs, counts and records a change of this member's role.
 func (d *Daemon) roleChange(a cluster.RoleChange) {
-	d.log.Warn("role change", "from", a.From.String(), "to", a.To.String(), "kind", string(a.Kind), "reason", a.Reason)
-	d.met.SetRole(a.To.String())
-	if a.To == cluster.Primary {
-		d.met.Failovers.WithLabelValues(string(a.Kind)).Inc()
-		d.met.LastFailover.SetToCurrentTime()
-		d.lastFailover = time.Now()
-	}
+	d.log.Warn("role change", "member", d.cfg.NodeID, "from", a.From.String(), "to", a.To.String(), "reason", string(a.Kind), "detail", a.Reason)
+	d.countRoleChange(a)
 	if d.pickup != nil {
 		d.refreshLocalAddrs()
 	}

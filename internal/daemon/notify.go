@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hagate/hagate/internal/metrics"
 )
 
 // notification is one role change for the notify command. It names the
@@ -23,6 +25,7 @@ type notification struct {
 type notifier struct {
 	node string
 	log  *slog.Logger
+	met  *metrics.Metrics
 	q    chan notification
 }
 
@@ -34,8 +37,8 @@ var (
 	notifyWaitDelay = 2 * time.Second
 )
 
-func newNotifier(node string, log *slog.Logger) *notifier {
-	return &notifier{node: node, log: log, q: make(chan notification, 64)}
+func newNotifier(node string, log *slog.Logger, met *metrics.Metrics) *notifier {
+	return &notifier{node: node, log: log, met: met, q: make(chan notification, 64)}
 }
 
 func (n *notifier) send(m notification) {
@@ -87,6 +90,10 @@ func (n *notifier) exec(ctx context.Context, m notification) {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = notifyWaitDelay
 	out, err := cmd.CombinedOutput()
+	n.met.NotifyRuns.Inc()
+	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+		n.met.NotifyFailed.Inc()
+	}
 	if errors.Is(err, exec.ErrWaitDelay) {
 		n.log.Warn("notify command ran but left a background process holding its output; not waiting for it",
 			"command", m.Command, "role", m.Role, "output", string(out))

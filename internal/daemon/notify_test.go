@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hagate/hagate/internal/metrics"
 )
 
 func script(t *testing.T, body string) string {
@@ -25,7 +27,7 @@ func script(t *testing.T, body string) string {
 // output does not stall the notifier (it waited 30 s, or for ever).
 func TestNotifyBackgroundChildDoesNotStall(t *testing.T) {
 	p := script(t, "sleep 60 &\necho started\n")
-	n := newNotifier("gw1", slog.New(slog.DiscardHandler))
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler), metrics.New())
 	start := time.Now()
 	n.exec(context.Background(), notification{Command: p, Role: "primary", Reason: "elected"})
 	if d := time.Since(start); d > 20*time.Second {
@@ -41,7 +43,7 @@ func TestNotifyTimeoutKillsChildren(t *testing.T) {
 	defer func() { notifyTimeout = saved }()
 	pidFile := filepath.Join(t.TempDir(), "child")
 	p := script(t, "sleep 60 &\necho $! > "+pidFile+"\nwait\n")
-	n := newNotifier("gw1", slog.New(slog.DiscardHandler))
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler), metrics.New())
 	n.exec(context.Background(), notification{Command: p, Role: "primary", Reason: "elected"})
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -62,10 +64,21 @@ func TestNotifyTimeoutKillsChildren(t *testing.T) {
 func TestNotifyReasonPrintable(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	p := script(t, "echo \"$HAGATE_REASON\" > "+out+"\n")
-	n := newNotifier("gw1", slog.New(slog.DiscardHandler))
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler), metrics.New())
 	n.exec(context.Background(), notification{Command: p, Role: "primary", Reason: "member gw\x001 lost"})
 	b, err := os.ReadFile(out)
 	if err != nil || strings.TrimSpace(string(b)) != "member gw?1 lost" {
 		t.Fatalf("reason %q, %v", b, err)
+	}
+}
+
+// Every run is counted, and a failing one also as a failure.
+func TestNotifyCounted(t *testing.T) {
+	met := metrics.New()
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler), met)
+	n.exec(context.Background(), notification{Command: script(t, "exit 0\n"), Role: "primary"})
+	n.exec(context.Background(), notification{Command: script(t, "exit 3\n"), Role: "subordinate"})
+	if runs, failed := value(met.NotifyRuns), value(met.NotifyFailed); runs != 2 || failed != 1 {
+		t.Errorf("runs %v failed %v, want 2 and 1", runs, failed)
 	}
 }

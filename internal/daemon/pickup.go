@@ -169,15 +169,17 @@ type observer struct{ m *metrics.Metrics }
 
 func (o observer) SessionsSent(n int)    { o.m.SyncUpdatesSent.Add(float64(n)) }
 func (o observer) SessionsApplied(n int) { o.m.SyncUpdatesApplied.Add(float64(n)) }
-func (o observer) ApplyErrors(n int)     { o.m.SyncErrors.WithLabelValues("install").Add(float64(n)) }
 func (o observer) Resync(reason string)  { o.m.SyncResyncs.WithLabelValues(reason).Inc() }
-func (o observer) FrameDropped(string)   { o.m.SyncErrors.WithLabelValues("decode").Inc() }
-func (o observer) BulkDone(n int, d time.Duration) {
-	o.m.BulkSyncDuration.Set(d.Seconds())
-	o.m.SessionsSynced.Set(float64(n))
+func (o observer) FrameDropped(r string) { o.m.SyncDropped(r) }
+func (o observer) SyncLag(d time.Duration) {
+	o.m.SyncLag.Set(d.Seconds())
 }
-func (o observer) SyncLag(d time.Duration) { o.m.SyncLag.Set(d.Seconds()) }
-func (o observer) TableFull()              { o.m.SessionsDroppedLimit.Inc() }
+func (o observer) TableFull() { o.m.SessionsDroppedLimit.Inc() }
+
+// The table's size, the last bulk and the errors are read from the
+// engine's Stats at scrape time (metricsSnapshot), on every member.
+func (observer) ApplyErrors(int)             {}
+func (observer) BulkDone(int, time.Duration) {}
 
 // pickupFilter is session_pickup's filter as the engine applies it.
 func pickupFilter(cfg *config.Config) sessions.Filter {

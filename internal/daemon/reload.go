@@ -35,6 +35,7 @@ var restartOnly = []struct {
 	{"control_socket", func(c *config.Config) any { return c.ControlSocket }},
 	{"control_group", func(c *config.Config) any { return c.ControlGroup }},
 	{"state_dir", func(c *config.Config) any { return c.StateDir }},
+	{"log_format", func(c *config.Config) any { return c.LogFormat }},
 	{"virtual_mac", func(c *config.Config) any { return c.VirtualMAC }},
 	{"security.authentication", func(c *config.Config) any { return c.AuthEnabled() }},
 	{"security.encryption", func(c *config.Config) any { return c.EncryptionEnabled() }},

@@ -6,6 +6,9 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
+	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,22 +37,29 @@ type Metrics struct {
 	// address; update it through DroppedFrom, which bounds the sources.
 	FramesDropped *prometheus.CounterVec // reason, source
 	Elections     prometheus.Counter
-	Failovers     *prometheus.CounterVec // reason
+	Failovers     *prometheus.CounterVec // reason: changes of the acting primary seen
 	LastFailover  prometheus.Gauge       // unix seconds
-	SplitBrain    prometheus.Gauge       // 0 or 1
+	RoleChanges   *prometheus.CounterVec // to, reason: this member's own role changes
+	SplitBrain    prometheus.Gauge       // 0 or 1: has had peers, hears none
 	ControlDenied prometheus.Counter
 	// ConfigMismatch: 1 while a member's part differs from the primary's.
 	ConfigMismatch *prometheus.GaugeVec
+	NotifyRuns     prometheus.Counter
+	NotifyFailed   prometheus.Counter
+	BuildInfo      *prometheus.GaugeVec // version, goversion
 
-	// Session pickup.
-	SessionsSynced       prometheus.Gauge
+	// Session pickup. The table's size, the last bulk and the errors are
+	// read from the engine at scrape time (see Snapshot), so that they
+	// follow the table on every member.
 	SyncUpdatesSent      prometheus.Counter
 	SyncUpdatesApplied   prometheus.Counter
 	SyncLag              prometheus.Gauge       // seconds
 	SyncResyncs          *prometheus.CounterVec // reason
-	BulkSyncDuration     prometheus.Gauge       // seconds
-	SyncErrors           *prometheus.CounterVec // kind
+	SyncFramesDropped    *prometheus.CounterVec // reason: see SyncDropped
 	SessionsDroppedLimit prometheus.Counter
+
+	snapshots *snapshotCollector
+	own       []prometheus.Collector // hagate's own, without Go's and the process's
 
 	sourcesMu sync.Mutex
 	sources   map[string]bool // source labels of FramesDropped
@@ -121,15 +131,19 @@ func New() *Metrics {
 		}),
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "failovers_total",
-			Help: "Changes of primary seen by this member, by reason (device, link, manual, shutdown, preempt, quorum...).",
+			Help: "Changes of the acting primary to another member seen by this member, whichever member took over, by reason (startup for the cluster's first primary, device, link, manual, shutdown, preempt, quorum).",
 		}, []string{"reason"}),
 		LastFailover: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "last_failover_timestamp_seconds",
-			Help: "Unix time of the last change of primary, 0 if none since start.",
+			Help: "Unix time of the last change of primary counted in hagate_failovers_total, 0 if none since start.",
 		}),
+		RoleChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "role_changes_total",
+			Help: "Changes of this member's own role, by the role taken (subordinate, primary) and reason.",
+		}, []string{"to", "reason"}),
 		SplitBrain: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "split_brain",
-			Help: "1 while more than one member claims to be primary, 0 otherwise.",
+			Help: "1 while this member has had peers and hears none on any heartbeat link (it may be one side of a split cluster), 0 otherwise. Two primaries seen at once: hagate_dual_primary.",
 		}),
 		ControlDenied: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "control_denied_total",
@@ -140,10 +154,19 @@ func New() *Metrics {
 			Help: "1 while the member's configuration part (ruleset, routes, sysctls, config) differs from the primary's.",
 		}, []string{"part", "member"}),
 
-		SessionsSynced: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "sessions_synced",
-			Help: "Sessions in the session pickup table (sent by the primary, held by a subordinate).",
+		NotifyRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "notify_runs_total",
+			Help: "Runs of the notify command.",
 		}),
+		NotifyFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "notify_failures_total",
+			Help: "Runs of the notify command that failed (exit status, timeout, not started).",
+		}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "build_info",
+			Help: "1, labelled with the hagate version and the Go version it was built with.",
+		}, []string{"version", "goversion"}),
+
 		SyncUpdatesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "sync_updates_sent_total",
 			Help: "Session pickup updates sent to subordinates.",
@@ -160,35 +183,80 @@ func New() *Metrics {
 			Namespace: namespace, Name: "sync_resyncs_total",
 			Help: "Full session resynchronisations, by reason.",
 		}, []string{"reason"}),
-		BulkSyncDuration: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "bulk_sync_duration_seconds",
-			Help: "Duration of the last full session synchronisation.",
-		}),
-		SyncErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "sync_errors_total",
-			Help: "Session pickup errors, by kind (commit, install, decode, overflow).",
-		}, []string{"kind"}),
+		SyncFramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sync_frames_dropped_total",
+			Help: "Session sync frames refused, by reason (key, auth, replay, stale, gap, handshake...; unknown reasons as other).",
+		}, []string{"reason"}),
 		SessionsDroppedLimit: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "sessions_dropped_limit_total",
 			Help: "Sessions not synchronised because the session pickup table was full.",
 		}),
 	}
-	m.reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	m.snapshots = newSnapshotCollector()
+	m.own = []prometheus.Collector{
 		m.Role, m.RoleState, m.Members,
 		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.FramesDropped,
-		m.Elections, m.Failovers, m.LastFailover, m.SplitBrain, m.ControlDenied, m.ConfigMismatch,
-		m.SessionsSynced, m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,
-		m.SyncResyncs, m.BulkSyncDuration, m.SyncErrors, m.SessionsDroppedLimit,
-	)
+		m.Elections, m.Failovers, m.LastFailover, m.RoleChanges, m.SplitBrain, m.ControlDenied, m.ConfigMismatch,
+		m.NotifyRuns, m.NotifyFailed, m.BuildInfo,
+		m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,
+		m.SyncResyncs, m.SyncFramesDropped, m.SessionsDroppedLimit,
+		m.snapshots,
+	}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Present from the first scrape rather than from the first event, so
-	// alerts on them work before anything happened.
+	// that increase() and rate() see the first event too.
 	m.SetRole("hello")
-	for _, k := range []string{"commit", "install", "decode", "overflow"} {
-		m.SyncErrors.WithLabelValues(k)
+	for _, k := range Kinds {
+		m.Failovers.WithLabelValues(k)
+		for _, to := range []string{"subordinate", "primary"} {
+			m.RoleChanges.WithLabelValues(to, k)
+		}
+	}
+	for _, r := range SyncDropReasons {
+		m.SyncFramesDropped.WithLabelValues(r)
 	}
 	return m
+}
+
+// Kinds are the reasons of a change of role or of primary, as
+// cluster.Kind names them: the label values of hagate_failovers_total and
+// hagate_role_changes_total.
+var Kinds = []string{"startup", "device", "link", "manual", "shutdown", "preempt", "quorum"}
+
+// HeartbeatDropReasons are the reasons the heartbeat transport drops a
+// packet for (seal's and its own): hagate_heartbeats_dropped_total starts
+// at 0 for each on every link.
+var HeartbeatDropReasons = append(slices.Clone(sealDropReasons),
+	"wrong-address", "wrong-link", "queue-full", "unknown-source", "oversize", "node-id", "send-error", "read-error")
+
+// SyncDropReasons are the reasons the session sync refuses a frame for;
+// any other counts as "other", so that the label set stays bounded.
+var SyncDropReasons = append(slices.Clone(sealDropReasons),
+	"too-big", "handshake", "not-primary", "challenge", "unexpected", "gap", "decode", "other")
+
+// sealDropReasons are internal/seal's reasons for refusing a frame.
+var sealDropReasons = []string{"short", "magic", "version", "malformed", "purpose", "group", "mode", "self",
+	"stale", "epoch", "key", "auth", "replay"}
+
+// SyncDropped counts a refused session sync frame by its reason.
+func (m *Metrics) SyncDropped(reason string) {
+	if !slices.Contains(SyncDropReasons, reason) {
+		reason = "other"
+	}
+	m.SyncFramesDropped.WithLabelValues(reason).Inc()
+}
+
+// Start records what is known once the configuration is: the build, and
+// 0 for every heartbeat link's counters.
+func (m *Metrics) Start(version string, links []string) {
+	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	for _, l := range links {
+		m.HeartbeatsSent.WithLabelValues(l)
+		for _, r := range HeartbeatDropReasons {
+			m.HeartbeatsDropped.WithLabelValues(l, r)
+		}
+	}
 }
 
 // SetRole records the member's role: hagate_primary, and hagate_role with 1
@@ -222,4 +290,27 @@ func (m *Metrics) Handler() http.Handler {
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 4,
 	})
+}
+
+// fqName finds a metric's name in its description, which has no accessor.
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists every metric name hagate itself exports, whether or not it
+// has a series yet: what dashboards and alert rules may use.
+func (m *Metrics) Names() []string {
+	ch := make(chan *prometheus.Desc, 256)
+	go func() {
+		for _, c := range m.own {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		if sm := fqName.FindStringSubmatch(d.String()); sm != nil {
+			names = append(names, sm[1])
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }

@@ -50,13 +50,14 @@ func TestScrape(t *testing.T) {
 	m.LastFailover.Set(1.7e9)
 	m.SplitBrain.Set(1)
 	m.ControlDenied.Inc()
-	m.SessionsSynced.Set(1200)
 	m.SyncUpdatesSent.Add(7)
 	m.SyncUpdatesApplied.Add(6)
 	m.SyncLag.Set(0.25)
 	m.SyncResyncs.WithLabelValues("reconnect").Inc()
-	m.BulkSyncDuration.Set(1.5)
-	m.SyncErrors.WithLabelValues("install").Inc()
+	m.SyncDropped("key")
+	m.SyncDropped("no-such-reason")
+	m.NotifyRuns.Inc()
+	m.Start("1.2.3", []string{"port3"})
 	m.SessionsDroppedLimit.Inc()
 
 	body := scrape(t, m.Handler())
@@ -76,14 +77,20 @@ func TestScrape(t *testing.T) {
 		"hagate_last_failover_timestamp_seconds 1.7e+09\n",
 		"hagate_split_brain 1\n",
 		"hagate_control_denied_total 1\n",
-		"hagate_sessions_synced 1200\n",
 		"hagate_sync_updates_sent_total 7\n",
 		"hagate_sync_updates_applied_total 6\n",
 		"hagate_sync_lag_seconds 0.25\n",
 		`hagate_sync_resyncs_total{reason="reconnect"} 1` + "\n",
-		"hagate_bulk_sync_duration_seconds 1.5\n",
-		`hagate_sync_errors_total{kind="install"} 1` + "\n",
-		`hagate_sync_errors_total{kind="commit"} 0` + "\n",
+		`hagate_sync_frames_dropped_total{reason="key"} 1` + "\n",
+		`hagate_sync_frames_dropped_total{reason="other"} 1` + "\n",
+		`hagate_sync_frames_dropped_total{reason="replay"} 0` + "\n",
+		`hagate_failovers_total{reason="manual"} 0` + "\n",
+		`hagate_role_changes_total{reason="device",to="primary"} 0` + "\n",
+		`hagate_heartbeats_dropped_total{link="port3",reason="key"} 0` + "\n",
+		"hagate_notify_runs_total 1\n",
+		"hagate_notify_failures_total 0\n",
+		`hagate_build_info{goversion="go`,
+		`version="1.2.3"} 1`,
 		"hagate_sessions_dropped_limit_total 1\n",
 		"go_goroutines ",
 		"process_start_time_seconds ",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,10 +60,7 @@ func serve(ctx context.Context, ln net.Listener, m *Metrics, log *slog.Logger) e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	mux.HandleFunc("GET /healthz", m.healthz)
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: limits.readHeader,
