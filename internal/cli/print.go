@@ -41,6 +41,9 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 		primary = "none"
 	}
 	fmt.Fprintf(w, "Primary:          %s\n", primary)
+	if st.ElectedBecause != "" {
+		fmt.Fprintf(w, "Elected because:  %s\n", st.ElectedBecause)
+	}
 	fmt.Fprintf(w, "Override:         %v\n", st.Override)
 	fmt.Fprintf(w, "Heartbeat:        every %s, lost after %d (%s), %s\n",
 		secs(st.HeartbeatInterval), st.LostThreshold, secs(st.HeartbeatInterval*float64(st.LostThreshold)), st.Security)
