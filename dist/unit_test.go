@@ -8,11 +8,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -176,6 +179,10 @@ exec "$@"`
 		var log strings.Builder
 		cmd := inNetns(append(setpriv(), bin, "run", "--config", cfg)...)
 		cmd.Stdout, cmd.Stderr = &log, &log
+		// systemd's side of Type=notify and WatchdogSec: a socket the
+		// daemon is told of, and a watchdog of 1s (petted every 0.5s).
+		notes := listenNotify(t, filepath.Join(dir, "notify.sock"))
+		cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notes.path, "WATCHDOG_USEC=1000000")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -223,6 +230,12 @@ exec "$@"`
 		if got := fmt.Sprint(st.Sys().(*syscall.Stat_t).Gid); got != gid {
 			t.Errorf("control socket group %s, want %s (%s)", got, gid, group)
 		}
+		// Ready once out of hello (the first READY=1 comes with or after a
+		// role that is not hello), and the watchdog petted more than once.
+		notes.waitFor(t, "WATCHDOG=1", 2)
+		if ready := notes.first("READY=1"); ready < 0 || strings.Contains(notes.lastBefore(ready, "STATUS="), "STATUS=hello") {
+			t.Errorf("READY=1 missing or sent in hello: %q", notes.all())
+		}
 		// systemctl stop: SIGTERM, and a clean exit.
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -233,6 +246,8 @@ exec "$@"`
 			if err != nil {
 				t.Fatalf("exit after SIGTERM: %v\n%s", err, log.String())
 			}
+			notes.waitFor(t, "STOPPING=1", 1)
+			t.Logf("sd_notify: %q", notes.all())
 		case <-time.After(15 * time.Second): // TimeoutStopSec
 			t.Fatalf("still running 15s after SIGTERM\n%s", log.String())
 		}
@@ -263,4 +278,90 @@ exec "$@"`
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// notifySocket is systemd's end of sd_notify: it collects what the daemon
+// sends, one line a field.
+type notifySocket struct {
+	path string
+	mu   sync.Mutex
+	got  []string
+}
+
+func listenNotify(t *testing.T, path string) *notifySocket {
+	t.Helper()
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	n := &notifySocket{path: path}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.got = append(n.got, strings.Split(strings.TrimSpace(string(buf[:k])), "\n")...)
+			n.mu.Unlock()
+		}
+	}()
+	return n
+}
+
+func (n *notifySocket) all() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]string(nil), n.got...)
+}
+
+// first is the index of the first line equal to line, -1 if none.
+func (n *notifySocket) first(line string) int {
+	return slices.Index(n.all(), line)
+}
+
+// lastBefore is the last line before index i that starts with prefix.
+func (n *notifySocket) lastBefore(i int, prefix string) string {
+	got := n.all()
+	for j := min(i, len(got)) - 1; j >= 0; j-- {
+		if strings.HasPrefix(got[j], prefix) {
+			return got[j]
+		}
+	}
+	return ""
+}
+
+// waitFor waits up to 10s until line has been received count times.
+func (n *notifySocket) waitFor(t *testing.T, line string, count int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		seen := 0
+		for _, l := range n.all() {
+			if l == line {
+				seen++
+			}
+		}
+		if seen >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q received %d times, want %d: %q", line, seen, count, n.all())
+		}
+	}
+}
+
+// The unit is a notify service with a watchdog and a live reload, which
+// the daemon serves (TestUnitCapabilities' run checks the notifications).
+func TestUnitNotify(t *testing.T) {
+	unit := unitSettings(t, "hagate.service")
+	for k, want := range map[string]string{"Type": "notify", "NotifyAccess": "main", "ExecReload": "/bin/kill -HUP $MAINPID"} {
+		if unit[k] != want {
+			t.Errorf("%s=%q, want %q", k, unit[k], want)
+		}
+	}
+	if d, err := time.ParseDuration(unit["WatchdogSec"]); err != nil || d <= 0 {
+		t.Errorf("WatchdogSec=%q: want a duration", unit["WatchdogSec"])
+	}
 }

@@ -42,6 +42,9 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 		primary = "none"
 	}
 	fmt.Fprintf(w, "Primary:          %s\n", primary)
+	if st.ElectedBecause != "" {
+		fmt.Fprintf(w, "Elected because:  %s\n", st.ElectedBecause)
+	}
 	fmt.Fprintf(w, "Override:         %v\n", st.Override)
 	fmt.Fprintf(w, "Heartbeat:        every %s, lost after %d (%s), %s\n",
 		secs(st.HeartbeatInterval), st.LostThreshold, secs(st.HeartbeatInterval*float64(st.LostThreshold)), st.Security)
@@ -61,7 +64,7 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 	fmt.Fprintln(w)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tROLE\tPRIORITY\tMONITORED\tHA UPTIME\tLAST HEARD\tHB LINK\tHEARTBEATS LOST")
+	fmt.Fprintln(tw, "MEMBER\tROLE\tVERSION\tPRIORITY\tMONITORED\tHA UPTIME\tLAST HEARD\tHB LINK\tHEARTBEATS LOST")
 	for _, m := range st.Members {
 		id, heard := m.NodeID, ago(time.Duration(m.LastHeardSecond*float64(time.Second)))
 		if m.Self {
@@ -71,7 +74,10 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 		if m.FailoverSet {
 			role += " (failover set)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d/%d\t%s\t%s\t%s\t%s\n", id, role, m.Priority, m.MonitoredUp, m.MonitoredTotal,
+		// An upgrade runs two builds side by side for a while: the
+		// version says which members are done (0.1.0's heartbeats do
+		// not carry one; the daemon names that release for them).
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d/%d\t%s\t%s\t%s\t%s\n", id, role, dash(m.Version), m.Priority, m.MonitoredUp, m.MonitoredTotal,
 			ago(time.Duration(m.UptimeSeconds*float64(time.Second))), heard, dash(m.LinkInUse), lostList(m.Lost))
 	}
 	tw.Flush()

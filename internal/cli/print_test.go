@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hagate/hagate/internal/cluster"
+	"github.com/hagate/hagate/internal/daemon"
 	"github.com/hagate/hagate/internal/sessions"
 )
 
@@ -47,5 +49,27 @@ func TestPrintSessions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// status names each member's version (0.1.0 for the release whose
+// heartbeats carry none) and why the primary won.
+func TestPrintStatusVersionsAndElection(t *testing.T) {
+	var st daemon.Status
+	st.NodeID, st.Role = "gw2", "subordinate"
+	st.ElectedBecause = "gw1 over gw2: priority 200 > 150"
+	st.Members = []cluster.Member{{NodeID: "gw2", Self: true, Role: "subordinate", Version: "0.2.0"}, {NodeID: "gw1", Role: "primary", Version: "0.1.0"}}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := printStatus(&b, data); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"VERSION", "0.2.0", "0.1.0", "Elected because:  gw1 over gw2: priority 200 > 150"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
 	}
 }

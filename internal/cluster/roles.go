@@ -64,23 +64,32 @@ func (n *Node) expirePeers(now time.Time) {
 // look gathers the candidates (members in hello do not stand) and runs the
 // election over them. A member in hello is not a candidate itself either.
 func (n *Node) look(now time.Time) view {
-	v := view{now: now, alive: n.alivePeers(), cands: []election.Candidate{}}
+	v := view{now: now, alive: n.alivePeers()}
+	v.cands, v.claimant = n.standing(now, v.alive)
+	v.res = election.Elect(v.cands, n.rules())
+	n.setElected(v.res)
+	return v
+}
+
+// standing lists the candidates among this member and the alive peers
+// (members in hello do not stand), and the first peer claiming the primary
+// role.
+func (n *Node) standing(now time.Time, alive []string) (cands []election.Candidate, claimant string) {
+	cands = []election.Candidate{}
 	if n.role != Hello {
-		v.cands = append(v.cands, n.selfCandidate(now))
+		cands = append(cands, n.selfCandidate(now))
 	}
-	for _, id := range v.alive {
+	for _, id := range alive {
 		p := n.peers[id]
 		if p.hb.Role == Hello {
 			continue
 		}
-		v.cands = append(v.cands, p.candidate(id, now))
-		if p.hb.Role == Primary && v.claimant == "" {
-			v.claimant = id
+		cands = append(cands, p.candidate(id, now))
+		if p.hb.Role == Primary && claimant == "" {
+			claimant = id
 		}
 	}
-	v.res = election.Elect(v.cands, n.rules())
-	n.setElected(v.res)
-	return v
+	return cands, claimant
 }
 
 // stepHello ends the hello holddown when it has passed, or earlier when a

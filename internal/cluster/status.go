@@ -3,23 +3,28 @@ package cluster
 import (
 	"slices"
 	"time"
+
+	"github.com/hagate/hagate/internal/election"
 )
 
 // Status is a snapshot of this member's view, for `hagate status`.
 type Status struct {
-	NodeID        string      `json:"node_id"`
-	Role          string      `json:"role"`
-	RoleSince     time.Time   `json:"role_since"`
-	PrimaryID     string      `json:"primary_id"`
-	Elected       string      `json:"elected"`
-	ElectedReason string      `json:"elected_reason,omitempty"`
-	Override      bool        `json:"override"`
-	SplitBrain    bool        `json:"split_brain"`
-	HolddownLeft  float64     `json:"holddown_left_seconds,omitempty"`
-	Members       []Member    `json:"members"`
-	Links         []LinkState `json:"heartbeat_links"`
-	Selections    []Selection `json:"primary_selected"`
-	Warnings      []string    `json:"warnings"`
+	NodeID        string    `json:"node_id"`
+	Role          string    `json:"role"`
+	RoleSince     time.Time `json:"role_since"`
+	PrimaryID     string    `json:"primary_id"`
+	Elected       string    `json:"elected"`
+	ElectedReason string    `json:"elected_reason,omitempty"`
+	// ElectedBecause names each member that lost and the criterion that
+	// decided it, with the values compared (election.Explain).
+	ElectedBecause string      `json:"elected_because,omitempty"`
+	Override       bool        `json:"override"`
+	SplitBrain     bool        `json:"split_brain"`
+	HolddownLeft   float64     `json:"holddown_left_seconds,omitempty"`
+	Members        []Member    `json:"members"`
+	Links          []LinkState `json:"heartbeat_links"`
+	Selections     []Selection `json:"primary_selected"`
+	Warnings       []string    `json:"warnings"`
 }
 
 // Member is one member as this node sees it; Self is this node.
@@ -61,6 +66,8 @@ func (n *Node) Status(now time.Time) Status {
 	}
 	if n.elected.Primary != "" {
 		st.ElectedReason = n.elected.Reason()
+		cands, _ := n.standing(now, n.alivePeers())
+		st.ElectedBecause = election.Explain(n.elected, cands, n.rules())
 	}
 	if n.role == Hello {
 		st.HolddownLeft = n.holddown.Sub(now).Seconds()

@@ -55,6 +55,7 @@ type Daemon struct {
 
 	requests chan request
 	notify   *notifier
+	sd       *sdNotifier    // systemd's readiness, status and watchdog
 	witness  *pinger.Pinger // split_brain.witness; nil if none
 
 	cfgPath string         // reloaded on SIGHUP and `hagate reload` ("": keys only)
@@ -160,6 +161,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	err := d.loop(ctx)
+	d.sdNotify("STOPPING=1")
 	d.handOver()
 	return err
 }
@@ -185,6 +187,11 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	// A member starts without the virtual addresses, even after a crash
 	// that left them behind: it is not primary until elected.
 	d.releaseAddresses("startup")
+
+	if d.sd, err = newSDNotifier(); err != nil {
+		d.log.Warn("systemd notifications off", "err", err)
+	}
+	cleanup.push(d.sd.close)
 
 	d.started = time.Now()
 	epoch := uint64(d.started.UnixNano())
@@ -293,6 +300,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			d.sighup()
 		case <-tick.C:
 			d.step(cluster.Tick{Now: time.Now()})
+			d.sdTick(time.Now()) // here, so that a wedged loop stops petting the watchdog
 		case rx := <-d.tr.Packets():
 			rx.Now = time.Now()
 			d.step(rx)

@@ -67,6 +67,7 @@ func (d *Daemon) reload() (ReloadResult, error) {
 	if d.cfgPath == "" {
 		return ReloadResult{}, errNoConfigFile
 	}
+	defer d.reloading()()
 	next, err := config.Load(d.cfgPath)
 	if err != nil {
 		return ReloadResult{}, fmt.Errorf("configuration not reloaded, the running one stays: %w", err)

@@ -4,6 +4,7 @@ package election
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -80,26 +81,9 @@ func Elect(cands []Candidate, r Rules) Result {
 	if len(cands) == 1 {
 		return Result{Primary: cands[0].ID, By: OnlyMember}
 	}
-	type step struct {
-		by   Criterion
-		keep func([]Candidate) []Candidate
-	}
-	uptime := step{Uptime, keepMax(func(c Candidate) int64 { return int64(c.Uptime) }, int64(r.UptimeMargin))}
-	prio := step{Priority, keepMax(func(c Candidate) int64 { return int64(c.Priority) }, 0)}
-	steps := []step{
-		{NotFailover, keepMax(func(c Candidate) int64 { return boolInt(!c.FailoverSet) }, 0)},
-		{Monitored, keepMax(func(c Candidate) int64 { return int64(c.MonitoredUp) }, 0)},
-		{PingServers, keepMax(func(c Candidate) int64 { return int64(c.PingUp) }, 0)},
-		{Sessions, keepMax(func(c Candidate) int64 { return boolInt(!c.SyncPending) }, 0)},
-		{ConfigSync, keepMax(func(c Candidate) int64 { return boolInt(!c.ConfigPending) }, 0)},
-		uptime, prio,
-	}
-	if r.Override {
-		steps[5], steps[6] = prio, uptime
-	}
 	set := cands
-	for _, s := range steps {
-		if set = s.keep(set); len(set) == 1 {
+	for _, s := range steps(r) {
+		if set = s.keepIn(set); len(set) == 1 {
 			return Result{Primary: set[0].ID, By: s.by}
 		}
 	}
@@ -110,6 +94,97 @@ func Elect(cands []Candidate, r Rules) Result {
 		}
 	}
 	return Result{Primary: best.ID, By: NodeID}
+}
+
+// step is one criterion of the election: the value it compares, how far
+// below the best a member may be and still be kept, and how an operator
+// reads the comparison.
+type step struct {
+	by     Criterion
+	value  func(Candidate) int64
+	margin int64
+	// says how the winner w beat the loser l on this criterion.
+	says func(w, l Candidate) string
+}
+
+func (s step) keepIn(cs []Candidate) []Candidate { return keepMax(s.value, s.margin)(cs) }
+
+// steps lists the criteria in FGCP's order for r.
+func steps(r Rules) []step {
+	uptime := step{Uptime, func(c Candidate) int64 { return int64(c.Uptime) }, int64(r.UptimeMargin),
+		func(w, l Candidate) string {
+			return fmt.Sprintf("HA uptime %s > %s (margin %s)", w.Uptime.Round(time.Second), l.Uptime.Round(time.Second), r.UptimeMargin)
+		}}
+	prio := step{Priority, func(c Candidate) int64 { return int64(c.Priority) }, 0,
+		func(w, l Candidate) string { return fmt.Sprintf("priority %d > %d", w.Priority, l.Priority) }}
+	ss := []step{
+		{NotFailover, func(c Candidate) int64 { return boolInt(!c.FailoverSet) }, 0,
+			func(w, l Candidate) string { return "failover set on " + l.ID }},
+		{Monitored, func(c Candidate) int64 { return int64(c.MonitoredUp) }, 0,
+			func(w, l Candidate) string {
+				return fmt.Sprintf("monitored links up %d > %d", w.MonitoredUp, l.MonitoredUp)
+			}},
+		{PingServers, func(c Candidate) int64 { return int64(c.PingUp) }, 0,
+			func(w, l Candidate) string { return fmt.Sprintf("ping servers answering %d > %d", w.PingUp, l.PingUp) }},
+		{Sessions, func(c Candidate) int64 { return boolInt(!c.SyncPending) }, 0,
+			func(w, l Candidate) string { return l.ID + " waits for its session sync" }},
+		{ConfigSync, func(c Candidate) int64 { return boolInt(!c.ConfigPending) }, 0,
+			func(w, l Candidate) string { return l.ID + "'s configuration differs from the primary's" }},
+		uptime, prio,
+	}
+	if r.Override {
+		ss[5], ss[6] = prio, uptime
+	}
+	return ss
+}
+
+// Explain names, for every member that lost the election res of cands, the
+// criterion that put it out and the values compared, in FGCP's order:
+// "gw2 over gw1: monitored links up 2 > 1; gw2 over gw3: priority 150 > 100".
+// A member that was never a candidate is not named.
+func Explain(res Result, cands []Candidate, r Rules) string {
+	var win Candidate
+	found := false
+	for _, c := range cands {
+		if c.ID == res.Primary {
+			win, found = c, true
+		}
+	}
+	switch {
+	case !found:
+		return ""
+	case len(cands) == 1:
+		return win.ID + ": the only member"
+	}
+	var parts []string
+	set := cands
+	for _, s := range steps(r) {
+		kept := s.keepIn(set)
+		if !containsID(kept, win.ID) {
+			return "" // res is not this election's (the members changed since)
+		}
+		for _, c := range set {
+			if !containsID(kept, c.ID) {
+				parts = append(parts, fmt.Sprintf("%s over %s: %s", win.ID, c.ID, s.says(win, c)))
+			}
+		}
+		set = kept
+	}
+	for _, c := range set {
+		if c.ID != win.ID {
+			parts = append(parts, fmt.Sprintf("%s over %s: all else equal, node id %s > %s", win.ID, c.ID, win.ID, c.ID))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func containsID(cs []Candidate, id string) bool {
+	for _, c := range cs {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // keepMax keeps the candidates whose value is within margin of the largest.

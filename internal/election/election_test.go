@@ -146,3 +146,40 @@ func TestConfigPendingRanksLower(t *testing.T) {
 		}
 	}
 }
+
+// Explain names every member that lost and the criterion that put it out,
+// with the values compared, in the order of the criteria.
+func TestExplain(t *testing.T) {
+	gw1 := Candidate{ID: "gw1", Priority: 200, MonitoredUp: 1, Uptime: time.Hour}
+	gw2 := Candidate{ID: "gw2", Priority: 150, MonitoredUp: 2, Uptime: time.Hour}
+	gw3 := Candidate{ID: "gw3", Priority: 100, MonitoredUp: 2, Uptime: time.Hour}
+	margin := Rules{UptimeMargin: 5 * time.Minute}
+	for _, tc := range []struct {
+		name  string
+		cands []Candidate
+		r     Rules
+		want  string
+	}{
+		{"monitored then priority", []Candidate{gw1, gw2, gw3}, margin,
+			"gw2 over gw1: monitored links up 2 > 1; gw2 over gw3: priority 150 > 100"},
+		{"uptime before priority", []Candidate{gw2, {ID: "gw3", Priority: 100, MonitoredUp: 2, Uptime: 2 * time.Hour}}, margin,
+			"gw3 over gw2: HA uptime 2h0m0s > 1h0m0s (margin 5m0s)"},
+		{"override: priority before uptime", []Candidate{gw2, {ID: "gw3", Priority: 100, MonitoredUp: 2, Uptime: 2 * time.Hour}}, Rules{Override: true, UptimeMargin: 5 * time.Minute},
+			"gw2 over gw3: priority 150 > 100"},
+		{"failover and sessions", []Candidate{{ID: "a", FailoverSet: true}, {ID: "b", SyncPending: true}, {ID: "c"}}, margin,
+			"c over a: failover set on a; c over b: b waits for its session sync"},
+		{"node id", []Candidate{{ID: "a"}, {ID: "b"}}, margin, "b over a: all else equal, node id b > a"},
+		{"alone", []Candidate{gw1}, margin, "gw1: the only member"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := Elect(tc.cands, tc.r)
+			if got := Explain(res, tc.cands, tc.r); got != tc.want {
+				t.Errorf("Explain = %q\nwant      %q", got, tc.want)
+			}
+		})
+	}
+	// A result that is not the election of these members explains nothing.
+	if got := Explain(Result{Primary: "gw3"}, []Candidate{gw1, gw2, gw3}, margin); got != "" {
+		t.Errorf("stale result explained as %q", got)
+	}
+}

@@ -230,6 +230,7 @@ func Decode(p []byte) (Message, error) {
 		HelloLeft:      time.Duration(binary.BigEndian.Uint32(p[16:20])) * time.Millisecond,
 		Count:          binary.BigEndian.Uint64(p[20:28]),
 		Elected:        string(p[fixedLen : fixedLen+n]),
+		Build:          m.Build, // what the node shows in status
 	}
 	if err := m.decodeFields(fields); err != nil {
 		return Message{}, err

@@ -67,6 +67,7 @@ type Transport struct {
 
 	mu       sync.Mutex
 	versions map[netip.Addr]spoken // by peer address: the version to send it
+	sends    uint64                // Send calls, to pace the probes (see probeEvery)
 	heard    map[string]heardBoot  // by sender: the boot to echo
 	hearings uint64                // counts hear calls, to order heard
 	bindings map[bindKey]*binding  // see bind
@@ -88,10 +89,23 @@ type SourceCounters interface {
 // Members of this release that start together thus speak the newest
 // version at once, and a 0.1.0 member misses at most the heartbeats sent
 // before its first one arrives, while one of the two is starting.
+//
+// Two members of this release can still mirror each other in the older
+// version: one restarts (upgraded) and hears the other, which still sends
+// version 2 to its address, before it sends anything itself. So a peer
+// sent an older version gets the newest one every probeEvery heartbeats;
+// a member of this release reads it and answers in the newest from then
+// on (a boot never goes back to an older version), while release 0.1.0
+// drops that one heartbeat as malformed, which it only counts.
 type spoken struct {
 	epoch   uint64
 	version uint8
 }
+
+// probeEvery paces the newest-version probes to peers sent an older
+// version: far fewer than the heartbeats a member may miss (lost_threshold
+// is at least 2), so a 0.1.0 peer never loses a member over them.
+const probeEvery = 16
 
 type heardBoot struct {
 	boot uint64
@@ -186,25 +200,39 @@ func (t *Transport) Close() {
 func (t *Transport) Send(hb cluster.Heartbeat) error {
 	echo := t.echo()
 	var payloads [version + 1][]byte // by version, encoded when first needed
+	payload := func(v uint8) []byte {
+		if payloads[v] == nil {
+			payloads[v] = Encode(make([]byte, 0, MaxLen), Message{HB: hb, Echo: echo, Version: v, Build: hb.Build})
+		}
+		return payloads[v]
+	}
 	now := t.now()
+	probe := t.probeDue()
 	var first error
 	for _, l := range t.links {
 		var frames [version + 1][]byte
+		var probeFrame []byte // sealed after the older frames: a later sequence number
 		for _, p := range l.Peers {
 			v := t.versionFor(p)
-			if payloads[v] == nil {
-				payloads[v] = Encode(make([]byte, 0, MaxLen), Message{HB: hb, Echo: echo, Version: v, Build: hb.Build})
-			}
 			if frames[v] == nil {
-				frames[v] = t.sealer.Seal(make([]byte, 0, MaxLen+seal.Overhead), uint32(l.index), now, payloads[v])
+				frames[v] = t.sealer.Seal(make([]byte, 0, MaxLen+seal.Overhead), uint32(l.index), now, payload(v))
 			}
-			_, err := l.conn.WriteToUDPAddrPort(frames[v], netip.AddrPortFrom(p, uint16(t.port)))
-			if err != nil {
-				t.counters.Dropped(l.Interface, "send-error") // local: no source to blame
-				if first == nil {
-					first = fmt.Errorf("heartbeat link %s to %s: %w", l.Interface, p, err)
+			send := [][]byte{frames[v]}
+			if probe && v < version {
+				// The probe goes beside the heartbeat the peer reads, never
+				// instead of it: a 0.1.0 peer misses nothing.
+				if probeFrame == nil {
+					probeFrame = t.sealer.Seal(make([]byte, 0, MaxLen+seal.Overhead), uint32(l.index), now, payload(version))
 				}
-				continue
+				send = append(send, probeFrame)
+			}
+			for _, f := range send {
+				if _, err := l.conn.WriteToUDPAddrPort(f, netip.AddrPortFrom(p, uint16(t.port))); err != nil {
+					t.counters.Dropped(l.Interface, "send-error") // local: no source to blame
+					if first == nil {
+						first = fmt.Errorf("heartbeat link %s to %s: %w", l.Interface, p, err)
+					}
+				}
 			}
 		}
 		t.counters.Sent(l.Interface)
@@ -313,7 +341,18 @@ func (t *Transport) spoke(from netip.Addr, epoch uint64, v uint8) {
 	if len(t.versions) >= maxVersions {
 		clear(t.versions) // only configured peers get here: never in practice
 	}
+	if sp, ok := t.versions[from]; ok && sp.epoch == epoch && sp.version > v {
+		return // a late frame of the older version, sent before our probe
+	}
 	t.versions[from] = spoken{epoch: epoch, version: v}
+}
+
+// probeDue counts a Send and says whether it is a probe (see spoken).
+func (t *Transport) probeDue() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sends++
+	return t.sends%probeEvery == 0
 }
 
 // maxVersions bounds the peer addresses whose version is remembered.

@@ -261,3 +261,33 @@ func TestUnreadableVersionDelivered(t *testing.T) {
 		t.Fatalf("unauthenticated frame reported: %+v", rx)
 	}
 }
+
+// Two members of this release that mirror each other in version 2 (one
+// restarted, upgraded, and first heard the other, which still sent version
+// 2 to its address) find the newest version through the probe: one Send
+// in probeEvery carries it beside the older frame, and once a boot is heard
+// in the newest version a late older frame of the same boot does not take
+// it back.
+func TestProbeLiftsMirroredOlderVersion(t *testing.T) {
+	tr := &Transport{}
+	peer := netip.MustParseAddr("198.51.100.2")
+	tr.spoke(peer, 100, versionEcho)
+	probes := 0
+	for range 3 * probeEvery {
+		if tr.probeDue() {
+			probes++
+		}
+	}
+	if probes != 3 {
+		t.Fatalf("%d probes in %d sends, want 3", probes, 3*probeEvery)
+	}
+	tr.spoke(peer, 100, version) // the peer read our probe
+	tr.spoke(peer, 100, versionEcho)
+	if v := tr.versionFor(peer); v != version {
+		t.Fatalf("a late version %d frame of the same boot: sending %d, want %d", versionEcho, v, version)
+	}
+	tr.spoke(peer, 200, versionEcho) // rolled back: a new boot of 0.1.0
+	if v := tr.versionFor(peer); v != versionEcho {
+		t.Fatalf("peer rolled back to 0.1.0: sending %d, want %d", v, versionEcho)
+	}
+}

@@ -64,6 +64,7 @@ type Cluster struct {
 	gws  []string
 
 	mu    sync.Mutex
+	bins  map[string]string // gateways that run another build than Bin (UseBin)
 	procs map[string]*proc
 	off   map[string]bool // powered off: whatever it holds is unreachable
 }
@@ -75,10 +76,11 @@ type proc struct {
 }
 
 // Build compiles the hagate command, and the lab's echo tool beside it
-// (EchoBin), into dir and returns the hagate command's path. The daemon is
-// built in the product's own module (the lab's go.mod points the product's
-// import path at ../, so it is the working copy's either way), where the
-// modules only its command uses (the CLI's) are required.
+// (EchoBin), into dir and returns the hagate command's path. The command is
+// built in the product's module (the lab's parent directory), with the
+// product's own go.mod and go.sum, so the daemon under test is the working
+// copy's and its dependencies are the ones it ships with; the echo tool in
+// the lab's module.
 func Build(dir string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
@@ -127,7 +129,7 @@ func New(l *netlab.Lab, bin, dir string, gateways int, o Options) (*Cluster, err
 	if o.Priorities == nil {
 		o.Priorities = []int{200, 150, 100, 50}
 	}
-	c := &Cluster{Lab: l, Dir: dir, Bin: bin, opts: o, procs: map[string]*proc{}, off: map[string]bool{}}
+	c := &Cluster{Lab: l, Dir: dir, Bin: bin, opts: o, bins: map[string]string{}, procs: map[string]*proc{}, off: map[string]bool{}}
 	for k := 1; k <= gateways; k++ {
 		gw := netlab.Gateway(k)
 		c.gws = append(c.gws, gw)
@@ -204,10 +206,23 @@ func (c *Cluster) notifyScript(dir string) string {
 	return path
 }
 
+// UseBin makes gw's daemon, from its next Start on, the build at bin (an
+// older release, say): what an upgrade or a rollback of one member does.
+// The configuration stays as written.
+func (c *Cluster) UseBin(gw, bin string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bins[gw] = bin
+}
+
 // Start starts gw's daemon.
 func (c *Cluster) Start(gw string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	bin := c.Bin
+	if b, ok := c.bins[gw]; ok {
+		bin = b
+	}
 	if p := c.procs[gw]; p != nil {
 		select {
 		case <-p.done:
@@ -219,7 +234,7 @@ func (c *Cluster) Start(gw string) error {
 	if err != nil {
 		return err
 	}
-	args := []string{c.Bin, "run", "--config", c.ConfigPath(gw)}
+	args := []string{bin, "run", "--config", c.ConfigPath(gw)}
 	if len(c.opts.Env) > 0 {
 		args = append(append([]string{"env"}, c.opts.Env...), args...)
 	}
