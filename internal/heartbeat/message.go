@@ -230,7 +230,6 @@ func Decode(p []byte) (Message, error) {
 		HelloLeft:      time.Duration(binary.BigEndian.Uint32(p[16:20])) * time.Millisecond,
 		Count:          binary.BigEndian.Uint64(p[20:28]),
 		Elected:        string(p[fixedLen : fixedLen+n]),
-		Build:          m.Build, // what the node shows in status
 	}
 	if err := m.decodeFields(fields); err != nil {
 		return Message{}, err
@@ -252,6 +251,7 @@ func (m *Message) decodeFields(b []byte) error {
 				return fmt.Errorf("%w: build version %q", ErrMalformed, val)
 			}
 			m.Build = string(val)
+			m.HB.Build = m.Build // what the node shows in status
 		}
 		if err := decodeConfigField(&m.HB, typ, val); err != nil {
 			return err
