@@ -54,6 +54,7 @@ type Node struct {
 	accepting  bool   // AcceptSessions sent since the member last became primary
 	acceptFrom string // ... naming this primary
 	routes     []netip.Addr
+	fenced     bool // Fence sent, Unfence not since
 }
 
 // peer is what this member knows of another.
@@ -116,6 +117,8 @@ func New(cfg Config, now time.Time) *Node {
 		n.linkUp[l.Interface] = false
 	}
 	n.pingUp = cfg.PingServers
+	// Not primary: fenced from the start. The first Step returns it.
+	n.fence()
 	// Take the primary's sessions from the start of the hello holddown: a
 	// member that must take over right after it (the primary leaves, the
 	// others' links are down) then has them. The first Step returns it.

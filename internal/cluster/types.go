@@ -77,6 +77,12 @@ type Config struct {
 	// SyncLinks are the heartbeat links the session sync may run on,
 	// highest priority first (session pickup only).
 	SyncLinks []SyncLink
+	// Fence: a member that is not primary drops forwarded traffic of the
+	// data interfaces (see fence.go).
+	Fence bool
+	// LinkFailedSignal: a primary that steps down through a link failure
+	// asks for its other data interfaces to go down for a moment.
+	LinkFailedSignal bool
 }
 
 // SyncLink is a heartbeat link that carries the session sync.

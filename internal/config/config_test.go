@@ -137,7 +137,10 @@ func TestContractExample(t *testing.T) {
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
 		},
-		PingFlipTimeout: 60 * time.Minute,
+		PingFlipTimeout:          60 * time.Minute,
+		VirtualMAC:               true,
+		Fence:                    Fence{Enabled: true},
+		LinkFailedSignalDuration: time.Second,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("Parse(contract example) mismatch (-want +got):\n%s", diff)
@@ -191,7 +194,10 @@ monitor: [ha]
 			Interval:  time.Second,
 			Failures:  5,
 		}},
-		PingFlipTimeout: time.Hour,
+		PingFlipTimeout:          time.Hour,
+		VirtualMAC:               true,
+		Fence:                    Fence{Enabled: true},
+		LinkFailedSignalDuration: time.Second,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

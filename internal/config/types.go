@@ -27,7 +27,7 @@ type Config struct {
 	Heartbeat     Heartbeat     `yaml:"heartbeat"`
 	Monitor       []string      `yaml:"monitor"`     // monitored interfaces
 	VirtualIPs    []VirtualIP   `yaml:"virtual_ips"` // owned by the primary
-	VirtualMAC    bool          `yaml:"virtual_mac"` // FGCP-style 00:09:0f:09:<group>:<index> on VIP interfaces, default false
+	VirtualMAC    bool          `yaml:"virtual_mac"` // FGCP-style 00:09:0f:09:<group>:<index> on VIP interfaces, default true
 	GratuitousARP GratuitousARP `yaml:"gratuitous_arp"`
 	Security      Security      `yaml:"security"`
 	SessionPickup SessionPickup `yaml:"session_pickup"`
@@ -39,6 +39,13 @@ type Config struct {
 	// PingFlipTimeout is how long a member whose ping servers failed keeps its
 	// lowered rank after they recover (FGCP's pingserver-flip-timeout). Default 60m.
 	PingFlipTimeout time.Duration `yaml:"ping_flip_timeout"`
+	// Fence: a member that is not primary does not forward (see fence.go).
+	Fence Fence `yaml:"fence"`
+	// LinkFailedSignal: a primary that loses the role through a link
+	// failure takes its other data interfaces down for
+	// LinkFailedSignalDuration (FGCP's link-failed-signal). Default false, 1s.
+	LinkFailedSignal         bool          `yaml:"link_failed_signal"`
+	LinkFailedSignalDuration time.Duration `yaml:"link_failed_signal_duration"`
 }
 
 // Heartbeat configures the HA links.

@@ -141,6 +141,7 @@ func validate(c *Config) []*Error {
 	ck.intRange("gratuitous_arp.count", c.GratuitousARP.Count, 0, maxARPCount)
 	ck.durRange("gratuitous_arp.interval", c.GratuitousARP.Interval, minARPInterval, maxARPInterval)
 	checkSessionPickup(&ck, c)
+	checkFence(&ck, c)
 	checkSplitBrain(&ck, c)
 	checkPingServers(&ck, c.PingServers, monitored)
 	return ck.errs

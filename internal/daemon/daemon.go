@@ -44,6 +44,7 @@ type Daemon struct {
 	met     *metrics.Metrics
 	hist    *history.Log
 	pickup  *pickup // nil when session pickup is off
+	fence   fencer  // nil when fencing is off
 	mode    seal.Mode
 	keys    *seal.Keyring
 	sealer  *seal.Sealer
@@ -113,6 +114,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		FailoverHoldTime: cfg.FailoverHoldTime, Quorum: cfg.SplitBrain.Quorum,
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
 		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
+		Fence: len(cfg.FenceInterfaces()) > 0, LinkFailedSignal: cfg.LinkFailedSignal,
 	}
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})
@@ -170,6 +172,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	// A member starts without the virtual addresses, even after a crash
 	// that left them behind: it is not primary until elected.
 	d.releaseAddresses("startup")
+	d.startFence(cleanup)
 
 	d.started = time.Now()
 	epoch := uint64(d.started.UnixNano())
@@ -399,6 +402,12 @@ func (d *Daemon) perform(a cluster.Action) {
 		d.claimAddresses()
 	case cluster.ReleaseAddresses:
 		d.releaseAddresses(a.Reason)
+	case cluster.Fence:
+		d.raiseFence()
+	case cluster.Unfence:
+		d.lowerFence()
+	case cluster.SignalLinkFailure:
+		d.signalLinkFailure()
 	case cluster.AcceptSessions:
 		d.pickup.e.Do(sessions.AcceptFrom{From: a.From})
 	case cluster.PromoteSessions:

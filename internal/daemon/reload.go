@@ -36,6 +36,8 @@ var restartOnly = []struct {
 	{"control_group", func(c *config.Config) any { return c.ControlGroup }},
 	{"state_dir", func(c *config.Config) any { return c.StateDir }},
 	{"virtual_mac", func(c *config.Config) any { return c.VirtualMAC }},
+	{"fence.enabled", func(c *config.Config) any { return c.Fence.Enabled }},
+	{"link_failed_signal", func(c *config.Config) any { return c.LinkFailedSignal }},
 	{"security.authentication", func(c *config.Config) any { return c.AuthEnabled() }},
 	{"security.encryption", func(c *config.Config) any { return c.EncryptionEnabled() }},
 	{"security.max_clock_skew", func(c *config.Config) any { return c.Security.MaxClockSkew }},
@@ -114,6 +116,10 @@ func (d *Daemon) reload() (ReloadResult, error) {
 	if changed("virtual_ips", prev.VirtualIPs, next.VirtualIPs) && d.holding {
 		d.reclaimAddresses(prev.VirtualIPs)
 	}
+	if changed("fence.interfaces", prev.FenceInterfaces(), next.FenceInterfaces()) {
+		d.refitFence()
+	}
+	changed("link_failed_signal_duration", prev.LinkFailedSignalDuration, next.LinkFailedSignalDuration)
 	changed("gratuitous_arp", prev.GratuitousARP, next.GratuitousARP)
 	changed("notify", prev.Notify, next.Notify)
 	if changed("metrics_listen", prev.MetricsListen, next.MetricsListen) {
