@@ -27,6 +27,7 @@ func (c *Config) CheckHost() error {
 	if c.Notify != "" {
 		checkExecutable(&ck, "notify", c.Notify)
 	}
+	checkBridgePorts(&ck, c.Transparent)
 	if len(ck.errs) == 0 {
 		return nil
 	}

@@ -46,6 +46,8 @@ type Config struct {
 	// LinkFailedSignalDuration (FGCP's link-failed-signal). Default false, 1s.
 	LinkFailedSignal         bool          `yaml:"link_failed_signal"`
 	LinkFailedSignalDuration time.Duration `yaml:"link_failed_signal_duration"`
+	// Transparent: bridge mode (see transparent.go).
+	Transparent Transparent `yaml:"transparent"`
 }
 
 // Heartbeat configures the HA links.

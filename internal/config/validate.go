@@ -142,6 +142,7 @@ func validate(c *Config) []*Error {
 	ck.durRange("gratuitous_arp.interval", c.GratuitousARP.Interval, minARPInterval, maxARPInterval)
 	checkSessionPickup(&ck, c)
 	checkFence(&ck, c)
+	checkTransparent(&ck, c)
 	checkSplitBrain(&ck, c)
 	checkPingServers(&ck, c.PingServers, monitored)
 	return ck.errs

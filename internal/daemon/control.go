@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -132,7 +133,7 @@ func (d *Daemon) status(now time.Time) Status {
 		SessionPickup: d.pickup != nil,
 	}
 	if d.fence != nil {
-		st.Fenced, st.FenceInterfaces = d.node.Fenced(), d.fence.Interfaces()
+		st.Fenced, st.FenceInterfaces = d.node.Fenced(), append(slices.Clone(d.fence.Interfaces()), d.fence.Ports()...)
 	}
 	if d.pings != nil {
 		st.PingServers = d.pings.Status()

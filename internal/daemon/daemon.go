@@ -114,7 +114,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		FailoverHoldTime: cfg.FailoverHoldTime, Quorum: cfg.SplitBrain.Quorum,
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
 		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
-		Fence: len(cfg.FenceInterfaces()) > 0, LinkFailedSignal: cfg.LinkFailedSignal,
+		Fence: cfg.Fenced(), LinkFailedSignal: cfg.LinkFailedSignal,
 	}
 	for _, l := range cfg.Heartbeat.Links {
 		cc.Links = append(cc.Links, cluster.Link{Interface: l.Interface, Priority: l.Priority})

@@ -15,6 +15,7 @@ type fencer interface {
 	Raise() error
 	Lower() error
 	Interfaces() []string
+	Ports() []string
 }
 
 // startFence prepares the fence over the configured interfaces. The node
@@ -24,14 +25,15 @@ type fencer interface {
 // fence a crashed run left behind is lowered now.
 func (d *Daemon) startFence(cleanup *undo) {
 	ifaces := d.cfg.FenceInterfaces()
-	if len(ifaces) == 0 {
+	if !d.cfg.Fenced() {
 		if err := fence.New(nil).Lower(); err != nil {
 			d.log.Error("fence: removing a table an earlier run left", "err", err)
 		}
 		return
 	}
-	d.fence = fence.New(ifaces)
+	d.fence = fence.New(ifaces).Bridged(d.cfg.Transparent.Ports)
 	cleanup.push(func() {
+		d.setLearning(true)
 		if err := d.fence.Lower(); err != nil {
 			d.log.Error("fence: lowering at stop", "err", err)
 		}
@@ -45,7 +47,7 @@ func (d *Daemon) refitFence() {
 	if d.fence == nil {
 		return
 	}
-	d.fence = fence.New(d.cfg.FenceInterfaces())
+	d.fence = fence.New(d.cfg.FenceInterfaces()).Bridged(d.cfg.Transparent.Ports)
 	if d.node.Fenced() {
 		d.raiseFence()
 	}
@@ -60,7 +62,18 @@ func (d *Daemon) raiseFence() {
 		d.log.Error("fence: this member may forward stray traffic while not primary", "err", err)
 		return
 	}
-	d.log.Info("fence raised: not forwarding on the data interfaces", "interfaces", d.fence.Interfaces())
+	d.setLearning(false)
+	d.log.Info("fence raised: not forwarding on the data interfaces", "interfaces", d.fence.Interfaces(), "bridge_ports", d.cfg.Transparent.Ports)
+}
+
+// setLearning turns MAC learning on a transparent bridge's ports on (the
+// primary) or off (the others).
+func (d *Daemon) setLearning(on bool) {
+	for _, p := range d.cfg.Transparent.Ports {
+		if err := d.nif.SetLearning(p, on); err != nil {
+			d.log.Error("transparent mode", "err", err)
+		}
+	}
 }
 
 // lowerFence forwards again.
@@ -68,6 +81,7 @@ func (d *Daemon) lowerFence() {
 	if d.fence == nil {
 		return
 	}
+	d.setLearning(true)
 	if err := d.fence.Lower(); err != nil {
 		// The addresses still come up: a primary that cannot forward is
 		// no worse than no primary, and the error says why.

@@ -37,6 +37,7 @@ var restartOnly = []struct {
 	{"state_dir", func(c *config.Config) any { return c.StateDir }},
 	{"virtual_mac", func(c *config.Config) any { return c.VirtualMAC }},
 	{"fence.enabled", func(c *config.Config) any { return c.Fence.Enabled }},
+	{"transparent", func(c *config.Config) any { return c.Transparent }},
 	{"link_failed_signal", func(c *config.Config) any { return c.LinkFailedSignal }},
 	{"security.authentication", func(c *config.Config) any { return c.AuthEnabled() }},
 	{"security.encryption", func(c *config.Config) any { return c.EncryptionEnabled() }},

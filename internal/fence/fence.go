@@ -41,11 +41,27 @@ const Priority = -10
 // notrack rules (-300): nothing has tracked a fenced packet yet.
 const PreroutingPriority = -310
 
-// Fence raises and lowers the fence over a set of interfaces.
+// Fence raises and lowers the fence over a set of interfaces, and in
+// transparent mode over a bridge's ports.
 type Fence struct {
 	ifaces []string
+	ports  []string // bridge ports (transparent mode)
 	opts   []nftables.ConnOption
 }
+
+// Bridged adds a transparent-mode fence over bridge ports: `table bridge
+// hagate_fence`, whose forward chain drops every frame the bridge would
+// forward into or out of one of them, so a subordinate's bridge forwards
+// nothing between the data networks (no loop, no duplicate frame) while
+// frames for the member itself still reach it. It is raised and lowered in
+// the same transaction as the routed fence.
+func (f *Fence) Bridged(ports []string) *Fence {
+	f.ports = ports
+	return f
+}
+
+// Ports are the fenced bridge ports.
+func (f *Fence) Ports() []string { return f.ports }
 
 // New returns a fence over ifaces in the caller's network namespace.
 // Nothing changes until Raise or Lower.
@@ -68,11 +84,22 @@ func (f *Fence) Raise() error {
 	if err != nil {
 		return fmt.Errorf("fence: nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: Table}
-	c.AddTable(t)
-	c.DelTable(t)
-	c.AddTable(t)
 	policy := nftables.ChainPolicyAccept
+	if len(f.ports) > 0 {
+		b := replaceTable(c, nftables.TableFamilyBridge)
+		fwd := c.AddChain(&nftables.Chain{
+			Name: "forward", Table: b, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(Priority), Policy: &policy,
+		})
+		for _, name := range f.ports {
+			for _, key := range []expr.MetaKey{expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME} {
+				c.AddRule(&nftables.Rule{Table: b, Chain: fwd, Exprs: dropOn(key, name)})
+			}
+		}
+	} else {
+		c.DelTable(replaceTable(c, nftables.TableFamilyBridge)) // one a transparent run left
+	}
+	t := replaceTable(c, nftables.TableFamilyINet)
 	pre := c.AddChain(&nftables.Chain{
 		Name: "prerouting", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(PreroutingPriority), Policy: &policy,
@@ -93,19 +120,32 @@ func (f *Fence) Raise() error {
 	return nil
 }
 
-// Lower deletes the fence's table, if there is one, in one transaction.
+// Lower deletes the fence's tables, if there are any, in one transaction.
 func (f *Fence) Lower() error {
 	c, err := nftables.New(f.opts...)
 	if err != nil {
 		return fmt.Errorf("fence: nftables: %w", err)
 	}
-	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: Table}
-	c.AddTable(t) // so the delete finds a table, whether one was there or not
-	c.DelTable(t)
+	// Both families, whatever this run fences: a table an earlier run
+	// with another configuration left goes too.
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		t := &nftables.Table{Family: fam, Name: Table}
+		c.AddTable(t) // so the delete finds a table, whether one was there or not
+		c.DelTable(t)
+	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("fence: lower: %w", err)
 	}
 	return nil
+}
+
+// replaceTable adds hagate's table of a family to the transaction, empty:
+// added (if absent), deleted with whatever it held, added again.
+func replaceTable(c *nftables.Conn, fam nftables.TableFamily) *nftables.Table {
+	t := &nftables.Table{Family: fam, Name: Table}
+	c.AddTable(t)
+	c.DelTable(t)
+	return c.AddTable(t)
 }
 
 // dropOn is `meta iifname|oifname "name" counter drop`.
