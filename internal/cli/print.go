@@ -53,6 +53,14 @@ func printStatus(w io.Writer, data json.RawMessage) error {
 		vips = "held by this member"
 	}
 	fmt.Fprintf(w, "Virtual IPs:      %s (%s)\n", strings.Join(st.VirtualIPs, ", "), vips)
+	switch {
+	case len(st.FenceInterfaces) == 0:
+		fmt.Fprintf(w, "Fence:            off (fence.enabled: false)\n")
+	case st.Fenced:
+		fmt.Fprintf(w, "Fence:            raised: not forwarding on %s\n", strings.Join(st.FenceInterfaces, ", "))
+	default:
+		fmt.Fprintf(w, "Fence:            lowered: forwarding on %s\n", strings.Join(st.FenceInterfaces, ", "))
+	}
 	if !st.LastFailover.IsZero() {
 		fmt.Fprintf(w, "Last takeover:    %s\n", stamp(st.LastFailover))
 	}

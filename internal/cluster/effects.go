@@ -13,6 +13,7 @@ import (
 // claimAddresses asks for the virtual addresses.
 func (n *Node) claimAddresses() {
 	n.holding = true
+	n.unfence()
 	n.emit(ClaimAddresses{})
 }
 
@@ -22,6 +23,7 @@ func (n *Node) releaseAddresses(reason string) {
 		n.holding = false
 		n.emit(ReleaseAddresses{Reason: reason})
 	}
+	n.fence()
 }
 
 // sessionsReady claims the addresses once the sessions a PromoteSessions

@@ -64,7 +64,8 @@ type Node struct {
 	routes     []netip.Addr
 	absent     []netip.Addr // of routes: members not heard now
 
-	conf configState // configuration checksums (checksums.go)
+	conf   configState // configuration checksums (checksums.go)
+	fenced bool        // Fence sent, Unfence not since
 }
 
 // peer is what this member knows of another.
@@ -128,6 +129,8 @@ func New(cfg Config, now time.Time) *Node {
 		n.linkUp[l.Interface] = false
 	}
 	n.pingUp = cfg.PingServers
+	// Not primary: fenced from the start. The first Step returns it.
+	n.fence()
 	// Take the primary's sessions from the start of the hello holddown: a
 	// member that must take over right after it (the primary leaves, the
 	// others' links are down) then has them. The first Step returns it.

@@ -213,6 +213,7 @@ func (n *Node) becomeSubordinate(now time.Time, kind Kind, reason string) {
 	n.setRole(now, Subordinate, kind, reason)
 	n.awaiting = 0
 	n.releaseAddresses(reason)
+	n.signalLinkFailure(from, kind)
 	n.emit(Notify{Role: Subordinate, Previous: from, Kind: kind, Reason: reason})
 }
 

@@ -28,7 +28,7 @@ import (
 //	node id=gw1 priority=200 links=ha,ha2 [monitored=lan,wan] [pickup] [override]
 //	     [interval=1s] [threshold=3] [holddown=5s] [hold=0s] [sync=ha:ADDR,ADDR]
 //	     [pings=N] [pingthreshold=N] [flip=DURATION] [forcereset]
-//	     [checks=NAME:WEIGHT,..] [sends]
+//	     [checks=NAME:WEIGHT,..] [sends] [fence] [link-failed-signal]
 //	                             the node under test, created at time 0
 //	link NAME up|down            a heartbeat or monitored link changes
 //	peer ID [role=..] [priority=..] [uptime=..] [elected=..] [links=ha:ADDR,..]
@@ -247,7 +247,11 @@ func (r *scriptRun) do(line string) (string, error) {
 		return r.step(Command{Now: r.now, Kind: k}), nil
 	case "state":
 		n := r.n
-		return fmt.Sprintf("role=%s primary=%q holding=%v sync_pending=%v uptime=%s", n.role, n.primary, n.holding, n.syncPending, n.uptime(r.now)), nil
+		s := fmt.Sprintf("role=%s primary=%q holding=%v sync_pending=%v uptime=%s", n.role, n.primary, n.holding, n.syncPending, n.uptime(r.now))
+		if n.cfg.Fence {
+			s += fmt.Sprintf(" fenced=%v", n.fenced)
+		}
+		return s, nil
 	}
 	return "", fmt.Errorf("unknown command %q", f[0])
 }
@@ -267,6 +271,7 @@ func (r *scriptRun) newNode(a map[string]string) error {
 		NodeID: a["id"], Priority: prio, Override: has(a, "override"), UptimeMargin: dur("margin", 300*time.Second),
 		Interval: dur("interval", time.Second), HelloHolddown: dur("holddown", 5*time.Second),
 		FailoverHoldTime: dur("hold", 0), SessionPickup: has(a, "pickup"), ClusterSize: 2,
+		Fence: has(a, "fence"), LinkFailedSignal: has(a, "link-failed-signal"),
 	}
 	c.LostThreshold = 3
 	c.PingServers, _ = strconv.Atoi(a["pings"])
@@ -443,6 +448,12 @@ func describe(a Action) string {
 		return fmt.Sprintf("sync-routes %v", a.Peers)
 	case Notify:
 		return fmt.Sprintf("notify %s -> %s (%s)", a.Previous, a.Role, a.Kind)
+	case Fence:
+		return "fence"
+	case Unfence:
+		return "unfence"
+	case SignalLinkFailure:
+		return "signal-link-failure"
 	}
 	return fmt.Sprintf("%T", a)
 }

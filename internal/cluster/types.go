@@ -94,6 +94,12 @@ type Config struct {
 	// SyncedParts are the configuration parts the primary syncs to the
 	// subordinates (config_sync; none: checksums are only compared).
 	SyncedParts []checksum.Part
+	// Fence: a member that is not primary drops forwarded traffic of the
+	// data interfaces (see fence.go).
+	Fence bool
+	// LinkFailedSignal: a primary that steps down through a link failure
+	// asks for its other data interfaces to go down for a moment.
+	LinkFailedSignal bool
 }
 
 // SyncLink is a heartbeat link that carries the session sync.

@@ -138,9 +138,12 @@ func TestContractExample(t *testing.T) {
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
 		},
-		PingFlipTimeout:     60 * time.Minute,
-		PingSlaveForceReset: ptr(true),
-		ConfigSync:          defaultConfigSync,
+		PingFlipTimeout:          60 * time.Minute,
+		PingSlaveForceReset:      ptr(true),
+		ConfigSync:               defaultConfigSync,
+		VirtualMAC:               true,
+		Fence:                    Fence{Enabled: true},
+		LinkFailedSignalDuration: time.Second,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("Parse(contract example) mismatch (-want +got):\n%s", diff)
@@ -196,9 +199,12 @@ monitor: [ha]
 			Failures:  5,
 			Priority:  1,
 		}},
-		PingFlipTimeout:     time.Hour,
-		PingSlaveForceReset: ptr(true),
-		ConfigSync:          defaultConfigSync,
+		PingFlipTimeout:          time.Hour,
+		PingSlaveForceReset:      ptr(true),
+		ConfigSync:               defaultConfigSync,
+		VirtualMAC:               true,
+		Fence:                    Fence{Enabled: true},
+		LinkFailedSignalDuration: time.Second,
 	}
 	if diff := cmp.Diff(want, got, cmpOpts...); diff != "" {
 		t.Errorf("defaults mismatch (-want +got):\n%s", diff)

@@ -35,6 +35,8 @@ const (
 	DefaultBackend     = "kernel"
 	DefaultMarkMask    = math.MaxUint32
 
+	DefaultLinkFailedSignalDuration = time.Second
+
 	DefaultPingInterval = time.Second
 	DefaultPingFailures = 5
 	DefaultPingPriority = 1
@@ -66,6 +68,12 @@ func applyDefaults(c *Config, set func(path string) bool) {
 	if !set("hello_holddown") && validInterval(hb.Interval) && validLostThreshold(hb.LostThreshold) {
 		c.HelloHolddown = max(MinHelloHolddown, 2*c.DeadInterval())
 	}
+
+	// FGCP's virtual MAC keeps clients' ARP entries right across a
+	// failover and stray traffic off the subordinates.
+	def(set, "virtual_mac", &c.VirtualMAC, true)
+	def(set, "fence.enabled", &c.Fence.Enabled, true)
+	def(set, "link_failed_signal_duration", &c.LinkFailedSignalDuration, DefaultLinkFailedSignalDuration)
 
 	def(set, "gratuitous_arp.count", &c.GratuitousARP.Count, DefaultARPCount)
 	def(set, "gratuitous_arp.interval", &c.GratuitousARP.Interval, DefaultARPInterval)

@@ -28,6 +28,7 @@ func (c *Config) CheckHost() error {
 		checkExecutable(&ck, "notify", c.Notify)
 	}
 	checkCheckCommands(&ck, c.Checks)
+	checkBridgePorts(&ck, c.Transparent)
 	if len(ck.errs) == 0 {
 		return nil
 	}

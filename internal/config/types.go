@@ -28,7 +28,7 @@ type Config struct {
 	Heartbeat     Heartbeat     `yaml:"heartbeat"`
 	Monitor       []string      `yaml:"monitor"`     // monitored interfaces
 	VirtualIPs    []VirtualIP   `yaml:"virtual_ips"` // owned by the primary
-	VirtualMAC    bool          `yaml:"virtual_mac"` // FGCP-style 00:09:0f:09:<group>:<index> on VIP interfaces, default false
+	VirtualMAC    bool          `yaml:"virtual_mac"` // FGCP-style 00:09:0f:09:<group>:<index> on VIP interfaces, default true
 	GratuitousARP GratuitousARP `yaml:"gratuitous_arp"`
 	Security      Security      `yaml:"security"`
 	SessionPickup SessionPickup `yaml:"session_pickup"`
@@ -53,6 +53,15 @@ type Config struct {
 	Checks []Check `yaml:"checks"`
 	// ConfigSync: configuration checksums' exclusions and ruleset sync.
 	ConfigSync ConfigSync `yaml:"config_sync"`
+	// Fence: a member that is not primary does not forward (see fence.go).
+	Fence Fence `yaml:"fence"`
+	// LinkFailedSignal: a primary that loses the role through a link
+	// failure takes its other data interfaces down for
+	// LinkFailedSignalDuration (FGCP's link-failed-signal). Default false, 1s.
+	LinkFailedSignal         bool          `yaml:"link_failed_signal"`
+	LinkFailedSignalDuration time.Duration `yaml:"link_failed_signal_duration"`
+	// Transparent: bridge mode (see transparent.go).
+	Transparent Transparent `yaml:"transparent"`
 }
 
 // Check is a command run every interval; a non-zero exit or a timeout is a

@@ -147,6 +147,8 @@ func validate(c *Config) []*Error {
 	ck.intRange("gratuitous_arp.count", c.GratuitousARP.Count, 0, maxARPCount)
 	ck.durRange("gratuitous_arp.interval", c.GratuitousARP.Interval, minARPInterval, maxARPInterval)
 	checkSessionPickup(&ck, c)
+	checkFence(&ck, c)
+	checkTransparent(&ck, c)
 	checkSplitBrain(&ck, c)
 	checkPingServers(&ck, c.PingServers, monitored)
 	checkRemoteLink(&ck, c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -27,10 +28,14 @@ type request struct {
 // the daemon knows.
 type Status struct {
 	cluster.Status
-	GroupID           int                   `json:"group_id"`
-	Security          string                `json:"security"`
-	HoldingVIPs       bool                  `json:"holding_virtual_ips"`
-	VirtualIPs        []string              `json:"virtual_ips"`
+	GroupID     int      `json:"group_id"`
+	Security    string   `json:"security"`
+	HoldingVIPs bool     `json:"holding_virtual_ips"`
+	VirtualIPs  []string `json:"virtual_ips"`
+	// Fenced: this member does not forward on FenceInterfaces (it is not
+	// primary); FenceInterfaces is empty when fencing is off.
+	Fenced            bool                  `json:"fenced"`
+	FenceInterfaces   []string              `json:"fence_interfaces,omitempty"`
 	StartedAt         time.Time             `json:"started_at"`
 	LastFailover      time.Time             `json:"last_failover,omitzero"`
 	HeartbeatInterval float64               `json:"heartbeat_interval_seconds"`
@@ -134,6 +139,9 @@ func (d *Daemon) status(now time.Time) Status {
 		HoldingVIPs: d.holding, StartedAt: d.started, LastFailover: d.lastFailover,
 		HeartbeatInterval: d.cfg.Heartbeat.Interval.Seconds(), LostThreshold: d.cfg.Heartbeat.LostThreshold,
 		SessionPickup: d.pickup != nil,
+	}
+	if d.fence != nil {
+		st.Fenced, st.FenceInterfaces = d.node.Fenced(), append(slices.Clone(d.fence.Interfaces()), d.fence.Ports()...)
 	}
 	if d.pings != nil {
 		st.PingServers = d.pings.Status()

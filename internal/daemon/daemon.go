@@ -47,6 +47,7 @@ type Daemon struct {
 	hist    *history.Log
 	pickup  *pickup // nil when session pickup is off
 	conf    *confSync
+	fence   fencer // nil when fencing is off
 	mode    seal.Mode
 	keys    *seal.Keyring
 	sealer  *seal.Sealer
@@ -121,6 +122,7 @@ func clusterConfig(cfg *config.Config) cluster.Config {
 		FailoverHoldTime: cfg.FailoverHoldTime, Quorum: cfg.SplitBrain.Quorum,
 		ClusterSize: cfg.ClusterSize(), Witness: cfg.SplitBrain.Witness.IsValid(),
 		SessionPickup: cfg.SessionPickup.Enabled, Build: version.String(),
+		Fence: cfg.Fenced(), LinkFailedSignal: cfg.LinkFailedSignal,
 	}
 	remoteConfig(cfg, &cc)
 	if cfg.ConfigSync.Enabled {
@@ -187,6 +189,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	// A member starts without the virtual addresses, even after a crash
 	// that left them behind: it is not primary until elected.
 	d.releaseAddresses("startup")
+	d.startFence(cleanup)
 
 	if d.sd, err = newSDNotifier(); err != nil {
 		d.log.Warn("systemd notifications off", "err", err)
@@ -425,6 +428,12 @@ func (d *Daemon) perform(a cluster.Action) {
 		d.claimAddresses()
 	case cluster.ReleaseAddresses:
 		d.releaseAddresses(a.Reason)
+	case cluster.Fence:
+		d.raiseFence()
+	case cluster.Unfence:
+		d.lowerFence()
+	case cluster.SignalLinkFailure:
+		d.signalLinkFailure()
 	case cluster.AcceptSessions:
 		d.pickup.e.Do(sessions.AcceptFrom{From: a.From})
 	case cluster.PromoteSessions:

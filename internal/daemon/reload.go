@@ -37,6 +37,9 @@ var restartOnly = []struct {
 	{"state_dir", func(c *config.Config) any { return c.StateDir }},
 	{"log_format", func(c *config.Config) any { return c.LogFormat }},
 	{"virtual_mac", func(c *config.Config) any { return c.VirtualMAC }},
+	{"fence.enabled", func(c *config.Config) any { return c.Fence.Enabled }},
+	{"transparent", func(c *config.Config) any { return c.Transparent }},
+	{"link_failed_signal", func(c *config.Config) any { return c.LinkFailedSignal }},
 	{"security.authentication", func(c *config.Config) any { return c.AuthEnabled() }},
 	{"security.encryption", func(c *config.Config) any { return c.EncryptionEnabled() }},
 	{"security.max_clock_skew", func(c *config.Config) any { return c.Security.MaxClockSkew }},
@@ -125,6 +128,10 @@ func (d *Daemon) reload() (ReloadResult, error) {
 	if changed("virtual_ips", prev.VirtualIPs, next.VirtualIPs) && d.holding {
 		d.reclaimAddresses(prev.VirtualIPs)
 	}
+	if changed("fence.interfaces", prev.FenceInterfaces(), next.FenceInterfaces()) {
+		d.refitFence()
+	}
+	changed("link_failed_signal_duration", prev.LinkFailedSignalDuration, next.LinkFailedSignalDuration)
 	changed("gratuitous_arp", prev.GratuitousARP, next.GratuitousARP)
 	changed("notify", prev.Notify, next.Notify)
 	if changed("metrics_listen", prev.MetricsListen, next.MetricsListen) {

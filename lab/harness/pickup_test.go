@@ -189,7 +189,8 @@ func TestSessionSurvivesWithManySessions(t *testing.T) {
 // on through gw2; with tcp_window_tracking on, gw2 checks the client's
 // segments against the stale window, finds them invalid, and the session
 // dies (the soak found this: one session lost out of eight, the one that
-// sent through the subordinate just after a preemption).
+// sent through the subordinate just after a preemption). With the fence
+// (the default) the subordinate drops the stray segments instead.
 func TestSessionSurvivesStraySegmentThroughSubordinate(t *testing.T) {
 	t.Parallel() // a lab of its own; nothing timed tightly
 	for _, tc := range []struct {
@@ -197,8 +198,14 @@ func TestSessionSurvivesStraySegmentThroughSubordinate(t *testing.T) {
 		extra string
 		want  bool
 	}{
-		{"liberal", pickupOn, true},
-		{"window-tracking", pickupOn + "  tcp_window_tracking: true\n", false},
+		// Fencing off: the stray segments go through gw2, as they did
+		// before fencing.
+		{"liberal", pickupOn + fenceOff, true},
+		{"window-tracking", pickupOn + "  tcp_window_tracking: true\n" + fenceOff, false},
+		// Fencing on (the default): gw2 drops the stray segments, its
+		// synced entry keeps the primary's window, and the session
+		// survives even with window tracking.
+		{"window-tracking-fenced", pickupOn + "  tcp_window_tracking: true\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -32,9 +32,12 @@ type Member struct {
 	// asked for are usable (the engine reported ready); AcceptSessions
 	// ends it.
 	SessionsUsable bool
-	Changes        []cluster.RoleChange
-	seq            map[string]uint64 // per link
-	gen            int               // restart generation: stale timers are ignored
+	// Fenced: with Cfg.Fence, the member does not forward (Fence carried
+	// out, Unfence not since).
+	Fenced  bool
+	Changes []cluster.RoleChange
+	seq     map[string]uint64 // per link
+	gen     int               // restart generation: stale timers are ignored
 }
 
 // Cluster is the simulated network and its members.
@@ -57,7 +60,8 @@ type Cluster struct {
 	PromoteDelay time.Duration
 	// Violations lists every breach of the order of effects: addresses
 	// held by a member that is not primary, or before its sessions are
-	// usable.
+	// usable; with fencing, a member holding the addresses fenced or one
+	// forwarding without them.
 	Violations []string
 	// Log receives every role change, when set.
 	Log func(format string, args ...any)
@@ -106,6 +110,7 @@ func (c *Cluster) Start(id string) {
 	m.Running = true
 	m.Primary = false
 	m.SessionsUsable = false
+	m.Fenced = false
 	m.seq = map[string]uint64{}
 	m.Node = cluster.New(m.Cfg, c.Now)
 	for _, l := range m.Cfg.Links {
@@ -274,6 +279,10 @@ func (c *Cluster) step(m *Member, ev cluster.Event) {
 			m.Primary = true
 		case cluster.ReleaseAddresses:
 			m.Primary = false
+		case cluster.Fence:
+			m.Fenced = true
+		case cluster.Unfence:
+			m.Fenced = false
 		case cluster.AcceptSessions:
 			// The primary's bulk arrives after SyncDelay; none comes
 			// until a primary is known.
@@ -290,6 +299,11 @@ func (c *Cluster) step(m *Member, ev cluster.Event) {
 	}
 	if m.Primary && m.Cfg.SessionPickup && !m.SessionsUsable {
 		c.Violations = append(c.Violations, fmt.Sprintf("%s: %s holds the addresses before its sessions are usable", c.Now.Sub(Epoch), m.ID))
+	}
+	// Only the primary forwards, and the primary forwards: the fence is
+	// down exactly while the member holds the addresses.
+	if m.Cfg.Fence && m.Fenced == m.Primary {
+		c.Violations = append(c.Violations, fmt.Sprintf("%s: %s fenced=%v while holding the addresses=%v", c.Now.Sub(Epoch), m.ID, m.Fenced, m.Primary))
 	}
 	if c.OnChange != nil {
 		c.OnChange(c)

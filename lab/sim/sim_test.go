@@ -386,6 +386,7 @@ func randomSchedule(t *testing.T, seed uint64) {
 		cf := cfg(fmt.Sprintf("gw%d", i+1), rng.IntN(256))
 		cf.Override = override
 		cf.SessionPickup = pickup
+		cf.Fence = seed%3 != 0 // the seed, not rng: the schedules stay as they were
 		cf.UptimeMargin = margin
 		if mismatch {
 			cf.UptimeMargin = time.Duration(1+rng.IntN(30)) * time.Second
@@ -547,6 +548,53 @@ func TestNewPrimaryClaimsAfterItsSessions(t *testing.T) {
 	took, ok := c.RunUntil(time.Second, func() bool { return slices.Equal(c.Primaries(), []string{"gw2"}) })
 	if !ok || took < 300*time.Millisecond {
 		t.Fatalf("gw2 claimed the addresses %s after taking the role (%v), want after its sessions (%s)", took, ok, c.PromoteDelay)
+	}
+	if len(c.Violations) > 0 {
+		t.Fatal(c.Violations)
+	}
+}
+
+// With fencing, the fence of a new primary comes down with its addresses,
+// after its sessions are usable; the old primary's goes up with their
+// release; a restarted member starts fenced. The simulation's invariant
+// (fenced exactly while not holding the addresses) is checked on every
+// event.
+func TestFenceFollowsAddresses(t *testing.T) {
+	c := three(12, func(cf *cluster.Config) {
+		cf.SessionPickup = true
+		cf.Fence = true
+		cf.Override = true
+	})
+	c.SyncDelay = 100 * time.Millisecond
+	c.PromoteDelay = 400 * time.Millisecond
+	mustSettle(t, c, "gw1")
+	for _, id := range []string{"gw2", "gw3"} {
+		if !c.Member(id).Fenced {
+			t.Fatalf("subordinate %s forwards", id)
+		}
+	}
+	c.Run(time.Second)
+	c.Kill("gw1")
+	if _, ok := c.RunUntil(5*time.Second, func() bool { return c.Member("gw2").Node.Role() == cluster.Primary }); !ok {
+		t.Fatalf("gw2 did not take the role: %v", c)
+	}
+	if !c.Member("gw2").Fenced {
+		t.Fatal("gw2 forwards before its sessions are usable")
+	}
+	if _, ok := c.RunUntil(time.Second, func() bool { return !c.Member("gw2").Fenced }); !ok {
+		t.Fatal("the new primary stays fenced")
+	}
+	// gw1 returns and preempts (override): it starts fenced, gw2 is
+	// fenced again once it has released the addresses.
+	c.Start("gw1")
+	if !c.Member("gw1").Fenced {
+		t.Fatal("a starting member is not fenced")
+	}
+	if _, ok := c.RunUntil(holddown+5*time.Second, func() bool { return slices.Equal(c.Primaries(), []string{"gw1"}) }); !ok {
+		t.Fatalf("gw1 did not preempt: %v", c)
+	}
+	if !c.Member("gw2").Fenced || c.Member("gw1").Fenced {
+		t.Fatalf("after the preemption: gw1 fenced=%v, gw2 fenced=%v", c.Member("gw1").Fenced, c.Member("gw2").Fenced)
 	}
 	if len(c.Violations) > 0 {
 		t.Fatal(c.Violations)
