@@ -140,3 +140,47 @@ func TestHistory(t *testing.T) {
 		}
 	})
 }
+
+// history --clear asks the daemon to clear, or clears the file when the
+// daemon is not running; without --clear nothing is deleted.
+func TestHistoryClear(t *testing.T) {
+	dir := t.TempDir()
+	l, err := history.Open(dir, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Append(history.Entry{Time: time.Now(), Node: "gw1", Event: "role", Role: "primary", Reason: "elected"})
+	l.Close()
+	cfg := writeConfig(t, good+"state_dir: "+dir+"\ncontrol_socket: "+filepath.Join(dir, "none.sock")+"\n")
+
+	if code, out, _ := runCLI(t, "history", "--config", cfg); code != 0 || !strings.Contains(out, "elected") {
+		t.Fatalf("before --clear: exit %d %q", code, out)
+	}
+	if code, _, stderr := runCLI(t, "history", "--clear", "--config", cfg); code != 0 || !strings.Contains(stderr, "cleared") {
+		t.Fatalf("--clear: exit %d %q", code, stderr)
+	}
+	if code, out, _ := runCLI(t, "history", "--config", cfg); code != 0 || strings.Contains(out, "elected") {
+		t.Fatalf("after --clear: exit %d %q", code, out)
+	}
+
+	// Through the daemon: the request says clear.
+	sock := filepath.Join(t.TempDir(), "hagate.sock")
+	ln, err := control.Listen(sock, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	asked := make(chan map[string]string, 1)
+	go control.Serve(ctx, ln, func(_ context.Context, req control.Request) control.Response {
+		asked <- req.Args
+		return control.OK([]history.Entry{{Time: time.Now(), Node: "gw1", Event: "event", Reason: "history cleared by operator"}})
+	}, control.WithGID(uint32(os.Getgid())))
+	code, out, stderr := runCLI(t, "history", "--clear", "--socket", sock, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "history cleared") {
+		t.Fatalf("--clear via the daemon: exit %d %q %q", code, out, stderr)
+	}
+	if args := <-asked; args["clear"] != "true" {
+		t.Fatalf("the daemon was asked %v", args)
+	}
+}

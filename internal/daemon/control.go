@@ -92,6 +92,9 @@ func (d *Daemon) handle(req request) control.Response {
 	case "status":
 		return control.OK(d.status(now))
 	case "history":
+		if req.Args["clear"] == "true" {
+			return d.clearHistory()
+		}
 		n := 50
 		if s, ok := req.Args["count"]; ok {
 			v, err := strconv.Atoi(s)
@@ -111,6 +114,9 @@ func (d *Daemon) handle(req request) control.Response {
 			kind = cluster.FailoverUnset
 		}
 		d.step(cluster.Command{Now: now, Kind: kind})
+		if err := saveFailoverFlag(d.cfg.StateDir, kind == cluster.FailoverSet, now); err != nil {
+			return control.Errorf("%s, but it will not survive a restart: %v", req.Command, err)
+		}
 		return control.OK(d.status(now))
 	case "reset-uptime":
 		d.step(cluster.Command{Now: now, Kind: cluster.ResetUptime})
@@ -166,4 +172,17 @@ func (d *Daemon) status(now time.Time) Status {
 		st.Warnings = append(st.Warnings, "heartbeats are not authenticated (security.authentication: false)")
 	}
 	return st
+}
+
+// clearHistory deletes the election history (FGCP's history delete) and
+// records that it did, so the empty history says why it is empty.
+func (d *Daemon) clearHistory() control.Response {
+	if d.hist == nil {
+		return control.Errorf("no history")
+	}
+	if err := d.hist.Clear(); err != nil {
+		return control.Errorf("%v", err)
+	}
+	d.record(history.Entry{Event: "event", Reason: "history cleared by operator"})
+	return control.OK(d.hist.Last(0))
 }

@@ -265,6 +265,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 		"override", cfg.Override, "security", d.mode.String(), "hello_holddown", cfg.HelloHolddown,
 		"heartbeat", fmt.Sprintf("%s x %d", cfg.Heartbeat.Interval, cfg.Heartbeat.LostThreshold))
 	d.record(history.Entry{Event: "start", Role: cluster.Hello.String(), Reason: "daemon started"})
+	d.restoreFailoverFlag()
 	for _, name := range slices.Sorted(maps.Keys(d.watch.Initial)) {
 		d.step(cluster.LinkChange{Now: time.Now(), Interface: name, Up: d.watch.Initial[name]})
 	}

@@ -297,3 +297,19 @@ func parseLine(line []byte, ok bool) (Entry, bool) {
 	}
 	return e, true
 }
+
+// Clear deletes every entry, on disk and in memory (FGCP's `diagnose sys
+// ha history delete`). The file is replaced the way a trim replaces it, so
+// a crash leaves either the old history or none.
+func (l *Log) Clear() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return errors.New("history: log is closed")
+	}
+	l.entries = l.entries[:0]
+	if err := l.rewrite(); err != nil {
+		return fmt.Errorf("history: clear: %w", err)
+	}
+	return nil
+}

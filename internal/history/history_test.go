@@ -380,3 +380,30 @@ func TestConcurrentAppends(t *testing.T) {
 		last[e.Node] = e.Time
 	}
 }
+
+// Clear empties the history for good: a reopen finds nothing, and what is
+// appended afterwards is kept.
+func TestClear(t *testing.T) {
+	dir := t.TempDir()
+	l := mustOpen(t, dir, 100)
+	for _, e := range entries(0, 5) {
+		if err := l.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Last(0); len(got) != 0 {
+		t.Fatalf("after Clear: %v", got)
+	}
+	if err := l.Append(entry(7)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l2 := mustOpen(t, dir, 100)
+	defer l2.Close()
+	if diff := cmp.Diff(entries(7, 8), l2.Last(0)); diff != "" {
+		t.Errorf("after reopen (-want +got):\n%s", diff)
+	}
+}
