@@ -79,6 +79,7 @@ type Daemon struct {
 	vmacs        map[string][]byte // interface -> MAC before the virtual MAC
 	lost         map[[2]string]uint64
 	mx           metricsState
+	sends        sendClock
 }
 
 // New builds a member from cfg. Nothing is started yet.
@@ -303,6 +304,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-hup:
 			d.sighup()
 		case <-tick.C:
+			d.drainHeartbeats()
 			d.step(cluster.Tick{Now: time.Now()})
 			d.sdTick(time.Now()) // here, so that a wedged loop stops petting the watchdog
 		case rx := <-d.tr.Packets():
@@ -332,6 +334,19 @@ func (d *Daemon) loop(ctx context.Context) error {
 				req.reply <- d.handle(req)
 			}
 		}
+	}
+}
+
+// drainHeartbeats steps the heartbeats already read before a tick judges
+// silence: after the loop was held up, the tick and the heartbeats that
+// arrived meanwhile are ready together, and select picks at random; a tick
+// first would find the primary silent for the whole hold-up and take over
+// while its heartbeats wait in the queue. Bounded by what is queued now.
+func (d *Daemon) drainHeartbeats() {
+	for range len(d.tr.Packets()) {
+		rx := <-d.tr.Packets()
+		rx.Now = time.Now()
+		d.step(rx)
 	}
 }
 
@@ -405,6 +420,7 @@ func (d *Daemon) perform(a cluster.Action) {
 		if err := d.tr.Send(a.HB); err != nil {
 			d.log.Debug("heartbeat send", "err", err)
 		}
+		d.heartbeatSent(time.Now())
 	case cluster.RoleChange:
 		d.roleChange(a)
 	case cluster.PrimaryChange:

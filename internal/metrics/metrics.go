@@ -33,6 +33,9 @@ type Metrics struct {
 	HeartbeatsReceived *prometheus.CounterVec // link, peer
 	HeartbeatsDropped  *prometheus.CounterVec // link, reason
 	HeartbeatsLost     *prometheus.CounterVec // link, peer
+	// HeartbeatSendJitter is the largest lateness of a heartbeat sent in
+	// the last minute or two: set it through HeartbeatSent.
+	HeartbeatSendJitter prometheus.Gauge // seconds
 	// FramesDropped counts dropped heartbeats by reason and source
 	// address; update it through DroppedFrom, which bounds the sources.
 	FramesDropped *prometheus.CounterVec // reason, source
@@ -121,6 +124,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "heartbeats_lost_total",
 			Help: "Heartbeats missing from a member's sequence numbers, by heartbeat link and member.",
 		}, []string{"link", "peer"}),
+		HeartbeatSendJitter: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "heartbeat_send_jitter_seconds",
+			Help: "Largest lateness of a heartbeat sent in the last one to two minutes: the time between two heartbeats less the interval (up to a quarter interval is the daemon's tick; more is the daemon held up, the warning sign of a false failover).",
+		}),
 		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "frames_dropped_total",
 			Help: "Heartbeat frames dropped, by reason (key, group, stale, replay...) and source address (at most 80, the rest as \"other\").",
@@ -195,7 +202,7 @@ func New() *Metrics {
 	m.snapshots = newSnapshotCollector()
 	m.own = []prometheus.Collector{
 		m.Role, m.RoleState, m.Members,
-		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.FramesDropped,
+		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.HeartbeatSendJitter, m.FramesDropped,
 		m.Elections, m.Failovers, m.LastFailover, m.RoleChanges, m.SplitBrain, m.ControlDenied, m.ConfigMismatch,
 		m.NotifyRuns, m.NotifyFailed, m.BuildInfo,
 		m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,

@@ -72,6 +72,7 @@ func TestScrape(t *testing.T) {
 		`hagate_heartbeats_received_total{link="port3",peer="fw-b"} 1` + "\n",
 		`hagate_heartbeats_dropped_total{link="port3",reason="auth"} 1` + "\n",
 		`hagate_heartbeats_lost_total{link="port4",peer="fw-b"} 2` + "\n",
+		"hagate_heartbeat_send_jitter_seconds 0\n",
 		"hagate_elections_total 1\n",
 		`hagate_failovers_total{reason="device"} 1` + "\n",
 		"hagate_last_failover_timestamp_seconds 1.7e+09\n",

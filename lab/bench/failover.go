@@ -167,7 +167,7 @@ func sessionsIn(ctx context.Context, l *netlab.Lab, gw string, pool *ctPool, bas
 // IPs: they are not yet its to keep), then starts gw2 and times its bulk
 // sync; it records the daemons' memory once gw2 holds everything.
 func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverResult) error {
-	if err := r.sys.Start("gw1"); err != nil {
+	if err := r.start("gw1"); err != nil {
 		return err
 	}
 	if err := waitPrimary(r.l, "gw1", 20*time.Second); err != nil {
@@ -189,7 +189,7 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 		time.Sleep(time.Second + time.Duration(n)*time.Microsecond)
 	}
 	start := time.Now()
-	if err := r.sys.Start("gw2"); err != nil {
+	if err := r.start("gw2"); err != nil {
 		return err
 	}
 	timeout := 20*time.Second + time.Duration(n)*40*time.Microsecond

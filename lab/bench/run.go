@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ type env struct {
 	hgBin  string // the hagate daemon
 	dir    string
 	pickup bool // turn hagate's session pickup on
+	// realtime: the daemons' SCHED_RR priority, 0 for normal scheduling.
+	realtime int
 	logf   func(format string, args ...any)
 }
 
@@ -88,11 +91,33 @@ func (r *run) close() {
 	}
 }
 
+// start starts gw's daemons, at real-time priority when the run asks.
+// Every thread of every daemon process gets it (chrt -a), keepalived's
+// and conntrackd's as hagate's: the comparison stays like for like.
+func (r *run) start(gw string) error {
+	if err := r.sys.Start(gw); err != nil {
+		return err
+	}
+	if r.e.realtime == 0 {
+		return nil
+	}
+	_, all, err := r.sys.Daemons(gw)
+	if err != nil {
+		return fmt.Errorf("%s: daemons for real-time priority: %w", gw, err)
+	}
+	for _, p := range all {
+		if out, err := exec.Command("chrt", "-a", "-r", "-p", strconv.Itoa(r.e.realtime), strconv.Itoa(p.PID)).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: chrt %s (%d): %w: %s", gw, p.Comm, p.PID, err, out)
+		}
+	}
+	return nil
+}
+
 // startAll starts both gateways and waits for gw1 to be primary and the
 // cluster to settle.
 func (r *run) startAll(timeout time.Duration) error {
 	for _, gw := range r.l.Gateways() {
-		if err := r.sys.Start(gw); err != nil {
+		if err := r.start(gw); err != nil {
 			return err
 		}
 	}

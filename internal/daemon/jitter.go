@@ -1,0 +1,51 @@
+package daemon
+
+import (
+	"time"
+)
+
+// jitterWindow is how long the largest send lateness stays in
+// hagate_heartbeat_send_jitter_seconds: the gauge shows the largest of
+// the current window and the one before, so one to two windows.
+const jitterWindow = time.Minute
+
+// sendClock measures how late each heartbeat goes out. The state machine
+// sends one interval after the last, on the loop's tick (a quarter
+// interval), so up to a quarter interval late is the tick's grain; more
+// means the loop, or the whole process, was held up: the same hold-up
+// that keeps a subordinate from reading its primary's heartbeats and makes
+// it take over a primary that never failed.
+type sendClock struct {
+	last      time.Time     // the previous heartbeat sent
+	window    time.Time     // start of the current window
+	cur, prev time.Duration // largest lateness in the current and previous window
+}
+
+// sent records a heartbeat sent at now and returns how late it went out
+// (0 for the first, and for one sent early: a role change sends at once)
+// and the largest lateness of the last one to two windows.
+func (c *sendClock) sent(now time.Time, interval time.Duration) (late, largest time.Duration) {
+	if c.window.IsZero() || now.Sub(c.window) >= 2*jitterWindow {
+		c.window, c.cur, c.prev = now, 0, 0
+	} else if now.Sub(c.window) >= jitterWindow {
+		c.window, c.cur, c.prev = c.window.Add(jitterWindow), 0, c.cur
+	}
+	if !c.last.IsZero() {
+		late = max(now.Sub(c.last)-interval, 0)
+	}
+	c.last = now
+	c.cur = max(c.cur, late)
+	return late, max(c.cur, c.prev)
+}
+
+// heartbeatSent times one heartbeat: the metric, and a warning when it
+// went out a whole interval late (a subordinate misses its primary's
+// heartbeats after LostThreshold of those).
+func (d *Daemon) heartbeatSent(now time.Time) {
+	interval := d.cfg.Heartbeat.Interval
+	late, largest := d.sends.sent(now, interval)
+	d.met.HeartbeatSendJitter.Set(largest.Seconds())
+	if late >= interval {
+		d.log.Warn("heartbeat sent late: the daemon was held up", "late", late.Round(time.Millisecond), "interval", interval)
+	}
+}
