@@ -37,22 +37,24 @@ const historyEntries = 1000
 
 // Daemon is one running member.
 type Daemon struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	node    *cluster.Node
-	tr      *heartbeat.Transport
-	nif     *netif.Handle
-	ann     *netif.Announcer
-	met     *metrics.Metrics
-	hist    *history.Log
-	pickup  *pickup // nil when session pickup is off
-	conf    *confSync
-	fence   fencer // nil when fencing is off
-	mode    seal.Mode
-	keys    *seal.Keyring
-	sealer  *seal.Sealer
-	opener  *seal.Opener
-	started time.Time
+	cfg    *config.Config
+	log    *slog.Logger
+	node   *cluster.Node
+	tr     *heartbeat.Transport
+	nif    *netif.Handle
+	ann    *netif.Announcer
+	met    *metrics.Metrics
+	hist   *history.Log
+	pickup *pickup // nil when session pickup is off
+	// pickupEvents is the engine's events, read from the start.
+	pickupEvents <-chan sessions.Event
+	conf         *confSync
+	fence        fencer // nil when fencing is off
+	mode         seal.Mode
+	keys         *seal.Keyring
+	sealer       *seal.Sealer
+	opener       *seal.Opener
+	started      time.Time
 
 	requests chan request
 	notify   *notifier
@@ -255,6 +257,9 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 			return err
 		}
 		d.spawn("session pickup", func() error { return d.pickup.run(bg) })
+		// Listen before the first step asks anything of the engine: a
+		// bulk that arrives at once (an empty table) must not be missed.
+		d.pickupEvents = d.pickup.e.Events()
 		d.refreshLocalAddrs()
 	}
 
@@ -289,10 +294,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 	if d.witness != nil {
 		witnessUpdates = d.witness.Updates()
 	}
-	var pickupEvents <-chan sessions.Event
-	if d.pickup != nil {
-		pickupEvents = d.pickup.e.Events()
-	}
+	pickupEvents := d.pickupEvents
 	for {
 		var pingUpdates <-chan int
 		if d.pings != nil {
