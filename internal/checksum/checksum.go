@@ -92,9 +92,14 @@ type Exclude struct {
 	Interfaces []string
 }
 
+// OwnTablePrefix starts the names of the tables hagate itself keeps (the
+// fence, raised on subordinates only): state of the member's role, never
+// compared nor synced.
+const OwnTablePrefix = "hagate_"
+
 // ExcludesTable reports whether the table family name is excluded.
 func (e Exclude) ExcludesTable(family, name string) bool {
-	return slices.Contains(e.Tables, name) || slices.Contains(e.Tables, family+" "+name)
+	return strings.HasPrefix(name, OwnTablePrefix) || slices.Contains(e.Tables, name) || slices.Contains(e.Tables, family+" "+name)
 }
 
 func (e Exclude) chain(family, table, chain string) bool {

@@ -233,8 +233,11 @@ func (d *Daemon) configMismatch(a cluster.ConfigMismatch) {
 	if a.Differs {
 		reason = fmt.Sprintf("configuration checksum of %s on member %s differs from the primary's (%s)", a.Part, a.Member, a.Primary)
 	}
+	// The first argument is "checksum", never a role: a script that acts
+	// on "primary" must not run its takeover again. HAGATE_ROLE still
+	// says this member's role.
 	role := d.node.Role().String()
-	d.notify.send(notification{Command: d.cfg.Notify, Role: role, Previous: role, Kind: "checksum", Reason: reason})
+	d.notify.send(notification{Command: d.cfg.Notify, Event: "checksum", Role: role, Previous: role, Kind: "checksum", Reason: reason})
 }
 
 // ChecksumReport is what `hagate checksum` shows.

@@ -163,7 +163,9 @@ func (d *Daemon) status(now time.Time) Status {
 	// is not heard, named.
 	for _, ds := range d.tr.DropReasons() {
 		st.FramesDropped = append(st.FramesDropped, ds)
-		if now.Sub(ds.Last) < dropWarnFor {
+		// "early": members that start together drop each other's first
+		// heartbeats until they echo each other; expected, not a warning.
+		if now.Sub(ds.Last) < dropWarnFor && ds.Reason != "early" {
 			st.Warnings = append(st.Warnings, ds.String())
 		}
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -16,7 +17,10 @@ import (
 // notification is one role change for the notify command. It names the
 // command in force when the role changed, so a reload never races a run.
 type notification struct {
-	Command                      string
+	Command string
+	// Event is the command's first argument when the notification is not
+	// a role change ("checksum"); empty, the first argument is Role.
+	Event                        string
 	Role, Previous, Kind, Reason string
 }
 
@@ -80,10 +84,14 @@ func (n *notifier) exec(ctx context.Context, m notification) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 	defer cancel()
 	reason := printable(m.Reason)
-	cmd := exec.CommandContext(ctx, m.Command, m.Role, reason)
+	first := m.Role
+	if m.Event != "" {
+		first = m.Event
+	}
+	cmd := exec.CommandContext(ctx, m.Command, first, reason)
 	cmd.Env = append(os.Environ(),
 		"HAGATE_NODE="+n.node, "HAGATE_ROLE="+m.Role, "HAGATE_PREVIOUS_ROLE="+m.Previous,
-		"HAGATE_KIND="+m.Kind, "HAGATE_REASON="+reason)
+		"HAGATE_KIND="+m.Kind, "HAGATE_EVENT="+cmp.Or(m.Event, "role"), "HAGATE_REASON="+reason)
 	// Its own process group, so that at the timeout the command and every
 	// child it started are killed, not the command alone.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

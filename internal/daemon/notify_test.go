@@ -82,3 +82,20 @@ func TestNotifyCounted(t *testing.T) {
 		t.Errorf("runs %v failed %v, want 2 and 1", runs, failed)
 	}
 }
+
+// A notification that is not a role change (a checksum mismatch) passes its
+// event as the first argument, never a role: a script that acts on
+// "primary" must not run its takeover again.
+func TestNotifyEventIsNotARole(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	p := script(t, "echo \"$1 $HAGATE_EVENT $HAGATE_ROLE\" > "+out+"\n")
+	n := newNotifier("gw1", slog.New(slog.DiscardHandler), metrics.New())
+	n.exec(context.Background(), notification{Command: p, Event: "checksum", Role: "primary", Previous: "primary", Kind: "checksum", Reason: "ruleset differs"})
+	if b, err := os.ReadFile(out); err != nil || strings.TrimSpace(string(b)) != "checksum checksum primary" {
+		t.Fatalf("got %q, %v", b, err)
+	}
+	n.exec(context.Background(), notification{Command: p, Role: "primary", Previous: "subordinate", Kind: "device", Reason: "gw2 silent"})
+	if b, err := os.ReadFile(out); err != nil || strings.TrimSpace(string(b)) != "primary role primary" {
+		t.Fatalf("role change: got %q, %v", b, err)
+	}
+}

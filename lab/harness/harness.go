@@ -201,7 +201,9 @@ func (c *Cluster) writeConfig(k, n int) error {
 // roles.log, so tests can check the notify hook ran.
 func (c *Cluster) notifyScript(dir string) string {
 	path := filepath.Join(dir, "notify.sh")
-	script := fmt.Sprintf("#!/bin/sh\necho \"$1 $HAGATE_KIND\" >> %s\n", filepath.Join(dir, "roles.log"))
+	// Role changes only: a checksum notification's first argument is
+	// "checksum".
+	script := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = checksum ] && exit 0\necho \"$1 $HAGATE_KIND\" >> %s\n", filepath.Join(dir, "roles.log"))
 	os.WriteFile(path, []byte(script), 0o700)
 	return path
 }
