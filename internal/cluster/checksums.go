@@ -100,9 +100,12 @@ func (n *Node) checkConfig(now time.Time) {
 	if pending != c.pending {
 		c.pending = pending
 		n.sendNow = true
-		if pending {
+		switch {
+		case pending:
 			n.notice(true, true, "configuration out of sync with the primary %s: this member ranks below members in sync until it is synced", c.refFrom)
-		} else {
+		case len(n.cfg.SyncedParts) == 0:
+			n.notice(false, true, "configuration sync off: this member no longer ranks below for its configuration")
+		default:
 			n.notice(false, true, "configuration in sync with the primary %s", c.refFrom)
 		}
 	}

@@ -44,7 +44,7 @@ import (
 //	tick DURATION                advance the clock, ticking every interval/4
 //	ready gen=N | bulk | synclost PEER REASON...
 //	command failover-set|failover-unset|reset-uptime|shutdown
-//	reload priority=N [override] [monitored=a,b]   a live reconfiguration
+//	reload priority=N [override] [monitored=a,b] [configsync]   a live reconfiguration
 //	ping UP [down=N]             N ping servers answer (down: summed priority down)
 //	check NAME fail|pass         a check command starts or stops failing
 //	checksums PART=N ...         this member's configuration checksums now
@@ -243,6 +243,10 @@ func (r *scriptRun) do(line string) (string, error) {
 		c.Monitored = nil
 		if v := a["monitored"]; v != "" {
 			c.Monitored = strings.Split(v, ",")
+		}
+		c.SyncedParts = nil
+		if has(a, "configsync") {
+			c.SyncedParts = []checksum.Part{checksum.Ruleset}
 		}
 		return r.step(Reconfigure{Now: r.now, Config: c}), nil
 	case "command":
