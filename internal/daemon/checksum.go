@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/configsync"
 	"github.com/hagate/hagate/internal/control"
+	"github.com/hagate/hagate/internal/fence"
 	"github.com/hagate/hagate/internal/seal"
 )
 
@@ -51,9 +53,14 @@ type SyncResult struct {
 	Error   string    `json:"error,omitempty"`
 }
 
+// exclude is what the configuration declares member-specific, and
+// hagate's own fence tables: raised on the subordinates only, they would
+// make every fenced subordinate's ruleset differ from the primary's, and a
+// sync would delete them.
 func exclude(cfg *config.Config) checksum.Exclude {
 	ex := cfg.ConfigSync.Exclude
-	return checksum.Exclude{Tables: ex.Tables, Chains: ex.Chains, Interfaces: ex.Interfaces}
+	tables := append(slices.Clone(ex.Tables), "inet "+fence.Table, "bridge "+fence.Table)
+	return checksum.Exclude{Tables: tables, Chains: ex.Chains, Interfaces: ex.Interfaces}
 }
 
 // startConfigSync starts the checksums, the exchange's server and the
