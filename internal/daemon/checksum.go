@@ -34,9 +34,9 @@ const (
 type confSync struct {
 	stateDir string
 	peer     *configsync.Peer
-	sums    chan checksum.Sums      // to the loop
-	trigger chan struct{}           // recompute now
-	syncs   chan cluster.SyncConfig // latest wins
+	sums     chan checksum.Sums      // to the loop
+	trigger  chan struct{}           // recompute now
+	syncs    chan cluster.SyncConfig // latest wins
 
 	mu       sync.Mutex
 	src      checksum.Source // replaced by a reload: read it with source()
