@@ -1,14 +1,20 @@
 package harness
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hagate/hagate/internal/checksum"
+	"github.com/hagate/hagate/internal/config"
+	"github.com/hagate/hagate/internal/configsync"
 	"github.com/hagate/hagate/internal/daemon"
+	"github.com/hagate/hagate/internal/seal"
 	"github.com/hagate/hagate/lab/netlab"
 )
 
@@ -243,4 +249,59 @@ func TestConfigSyncNATSessionAtFailover(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fetchWith asks gw1's configuration exchange for its ruleset text from
+// gw2's namespace, sealing with key alone, as a key holder would.
+func fetchWith(c *Cluster, key string) error {
+	kr, err := seal.ParseKeys([]byte(key + "\n"))
+	if err != nil {
+		return err
+	}
+	sealer, err := seal.NewSealer(kr, seal.Encrypt, seal.ConfigSync, 7, "probe", uint64(time.Now().UnixNano()))
+	if err != nil {
+		return err
+	}
+	p := &configsync.Peer{Sealer: sealer, Opener: seal.NewOpener(kr, seal.Encrypt, seal.ConfigSync, 7, "probe", time.Minute),
+		Port: config.DefaultSyncPort, MaxSize: config.DefaultSyncMaxSize, Log: slog.New(slog.DiscardHandler)}
+	gw1, _ := netlab.GatewayAddr(1, netlab.HA)
+	return c.InNamespace("gw2", func() error {
+		_, err := p.Fetch(context.Background(), gw1.Addr(), configsync.OpText, checksum.Ruleset)
+		return err
+	})
+}
+
+// A key rollover (the new key added, made first, the old one removed, each
+// step reloaded with SIGHUP on every member) carries the configuration
+// exchange too: the retired key no longer opens it, the new one does, and
+// a rule added on the primary still reaches the subordinate. Without the
+// exchange rekeyed, it would go on with the retired key alone.
+func TestConfigSyncAfterKeyRollover(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
+	c := setup(t, 2, Options{ConfigSync: true}, netlab.Options{})
+	c.StartAll()
+	mustHolder(t, c, 15*time.Second, "gw1")
+	waitAgree(t, c, "gw2", 15*time.Second)
+	newKey := KeyFor("the configuration exchange's next key")
+	for _, keys := range [][]string{{Key, newKey}, {newKey, Key}, {newKey}} {
+		for _, gw := range c.Gateways() {
+			if err := c.WriteKey(gw, keys...); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Reload(gw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err := fetchWith(c, Key); err == nil {
+		t.Fatal("the configuration exchange still answers the retired key")
+	}
+	if err := fetchWith(c, newKey); err != nil {
+		t.Fatalf("the configuration exchange refuses the new key: %v", err)
+	}
+	mustNft(t, c, "gw1", "add rule inet lab forward tcp dport 4245 counter drop")
+	took := waitRule(t, c, "gw2", "tcp dport 4245", time.Now(), 5*time.Second)
+	t.Logf("after the key rollover the rule reached gw2 in %s", took.Round(time.Millisecond))
+	waitAgree(t, c, "gw2", 5*time.Second)
 }
