@@ -42,8 +42,8 @@ type Member struct {
 	RefusesSync bool
 	Synced      int
 	Changes     []cluster.RoleChange
-	seq     map[string]uint64 // per link
-	gen     int               // restart generation: stale timers are ignored
+	seq         map[string]uint64 // per link
+	gen         int               // restart generation: stale timers are ignored
 }
 
 // Cluster is the simulated network and its members.
