@@ -54,7 +54,7 @@ type configState struct {
 	refFrom string
 	pending bool               // a synced part differs from the reference
 	differ  map[[2]string]bool // member, part -> reported as differing
-	asked   checksum.Sums      // the reference last asked for (SyncConfig)
+	asked   [2]checksum.Sums   // the reference and this member's sums when last asked (SyncConfig)
 	askedAt time.Time
 }
 
@@ -100,9 +100,12 @@ func (n *Node) checkConfig(now time.Time) {
 	if pending != c.pending {
 		c.pending = pending
 		n.sendNow = true
-		if pending {
+		switch {
+		case pending:
 			n.notice(true, true, "configuration out of sync with the primary %s: this member ranks below members in sync until it is synced", c.refFrom)
-		} else {
+		case len(n.cfg.SyncedParts) == 0:
+			n.notice(false, true, "configuration sync off: this member no longer ranks below for its configuration")
+		default:
 			n.notice(false, true, "configuration in sync with the primary %s", c.refFrom)
 		}
 	}
@@ -130,17 +133,18 @@ func (n *Node) reportDiffer(member string, part checksum.Part, differs bool) {
 
 // askSync asks for the primary's synced parts while this member is out of
 // sync with a primary it hears: at once when the primary's checksums
-// change (the last state wins), again after syncRetry otherwise.
+// change (the last state wins) or this member's do (a change by hand on a
+// subordinate is undone, as FGCP does), again after syncRetry otherwise.
 func (n *Node) askSync(now time.Time) {
 	c := &n.conf
 	p := n.peers[n.primary]
 	if !c.pending || n.role == Primary || p == nil || !p.alive || c.refFrom != n.primary {
 		return
 	}
-	if c.asked == c.ref && now.Sub(c.askedAt) < syncRetry {
+	if c.asked == [2]checksum.Sums{c.ref, c.sums} && now.Sub(c.askedAt) < syncRetry {
 		return
 	}
-	c.asked, c.askedAt = c.ref, now
+	c.asked, c.askedAt = [2]checksum.Sums{c.ref, c.sums}, now
 	n.emit(SyncConfig{From: n.primary, Addr: p.bestAddr(n.cfg.Links, now, n.cfg.DeadInterval()), Parts: slices.Clone(n.cfg.SyncedParts)})
 }
 

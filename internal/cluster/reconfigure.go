@@ -8,7 +8,8 @@ import (
 
 // reconfigure applies the settings that may change while the member runs:
 // priority, override, uptime margin, failover hold time, the monitored
-// interfaces and the number of ping servers. The rest (node id, links,
+// interfaces, the number of ping servers, the checks and the synced
+// configuration parts. The rest (node id, links,
 // timers, session pickup, quorum) are fixed for the node's life; the daemon
 // refuses a reload that changes them. The new settings take effect in the
 // election that follows at once: a change that calls for a role change (a
@@ -31,6 +32,7 @@ func (n *Node) reconfigure(e Reconfigure) {
 	note("ping_flip_timeout", n.cfg.PingFlipTimeout, c.PingFlipTimeout)
 	note("ping_slave_force_reset", n.cfg.PingForceReset, c.PingForceReset)
 	note("checks", n.cfg.Checks, c.Checks)
+	note("config_sync parts", n.cfg.SyncedParts, c.SyncedParts)
 	if len(changed) == 0 {
 		return
 	}
@@ -54,6 +56,9 @@ func (n *Node) reconfigure(e Reconfigure) {
 	// The check runner starts over too: a check counts as passing until
 	// it has failed `fall` times.
 	n.cfg.Checks = slices.Clone(c.Checks)
+	// The synced parts are compared again after this event (checkConfig):
+	// sync turned on asks the primary at once, turned off ends pending.
+	n.cfg.SyncedParts = slices.Clone(c.SyncedParts)
 	clear(n.checkFailing)
 	for _, p := range n.peers {
 		delete(p.warned, "override") // worth saying again if they now differ

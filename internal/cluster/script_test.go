@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hagate/hagate/internal/checksum"
 )
 
 // The scripted tests drive one Node through a script of events and compare
@@ -29,10 +31,12 @@ import (
 //	     [interval=1s] [threshold=3] [holddown=5s] [hold=0s] [sync=ha:ADDR,ADDR]
 //	     [pings=N] [pingthreshold=N] [flip=DURATION] [forcereset]
 //	     [checks=NAME:WEIGHT,..] [sends] [fence] [link-failed-signal]
+//	     [configsync]            (configsync: the ruleset is synced)
 //	                             the node under test, created at time 0
 //	link NAME up|down            a heartbeat or monitored link changes
 //	peer ID [role=..] [priority=..] [uptime=..] [elected=..] [links=ha:ADDR,..]
 //	     [monitored=N/M] [ping=N] [pending] [leaving] [failover] [epoch=N]
+//	     [sums=PART:N,..] [configpending]
 //	                             a member that heartbeats every interval
 //	                             during tick (again: update it)
 //	silence ID [link=NAME]       it stops (on one link only, with link=)
@@ -40,10 +44,12 @@ import (
 //	tick DURATION                advance the clock, ticking every interval/4
 //	ready gen=N | bulk | synclost PEER REASON...
 //	command failover-set|failover-unset|reset-uptime|shutdown
-//	reload priority=N [override] [monitored=a,b]   a live reconfiguration
+//	reload priority=N [override] [monitored=a,b] [configsync]   a live reconfiguration
 //	ping UP [down=N]             N ping servers answer (down: summed priority down)
 //	check NAME fail|pass         a check command starts or stops failing
+//	checksums PART=N ...         this member's configuration checksums now
 //	state                        role, primary, holding, sync pending
+//	warnings                     the warnings hagate status shows
 //	heartbeat                    priority, remote-link score and uptime it sends
 //
 // Sends are left out unless the node has `sends`. Regenerate the expected
@@ -238,6 +244,10 @@ func (r *scriptRun) do(line string) (string, error) {
 		if v := a["monitored"]; v != "" {
 			c.Monitored = strings.Split(v, ",")
 		}
+		c.SyncedParts = nil
+		if has(a, "configsync") {
+			c.SyncedParts = []checksum.Part{checksum.Ruleset}
+		}
 		return r.step(Reconfigure{Now: r.now, Config: c}), nil
 	case "command":
 		k, ok := map[string]CommandKind{"failover-set": FailoverSet, "failover-unset": FailoverUnset, "reset-uptime": ResetUptime, "shutdown": Shutdown}[f[1]]
@@ -245,11 +255,22 @@ func (r *scriptRun) do(line string) (string, error) {
 			return "", fmt.Errorf("unknown command %q", f[1])
 		}
 		return r.step(Command{Now: r.now, Kind: k}), nil
+	case "checksums":
+		sums, err := parseSums(f[1:], "=")
+		if err != nil {
+			return "", err
+		}
+		return r.step(ChecksumsChange{Now: r.now, Sums: sums}), nil
+	case "warnings":
+		return strings.Join(r.n.Status(r.now).Warnings, "\n"), nil
 	case "state":
 		n := r.n
 		s := fmt.Sprintf("role=%s primary=%q holding=%v sync_pending=%v uptime=%s", n.role, n.primary, n.holding, n.syncPending, n.uptime(r.now))
 		if n.cfg.Fence {
 			s += fmt.Sprintf(" fenced=%v", n.fenced)
+		}
+		if len(n.cfg.SyncedParts) > 0 {
+			s += fmt.Sprintf(" config_pending=%v", n.conf.pending)
 		}
 		return s, nil
 	}
@@ -272,6 +293,9 @@ func (r *scriptRun) newNode(a map[string]string) error {
 		Interval: dur("interval", time.Second), HelloHolddown: dur("holddown", 5*time.Second),
 		FailoverHoldTime: dur("hold", 0), SessionPickup: has(a, "pickup"), ClusterSize: 2,
 		Fence: has(a, "fence"), LinkFailedSignal: has(a, "link-failed-signal"),
+	}
+	if has(a, "configsync") {
+		c.SyncedParts = []checksum.Part{checksum.Ruleset}
 	}
 	c.LostThreshold = 3
 	c.PingServers, _ = strconv.Atoi(a["pings"])
@@ -311,6 +335,22 @@ func (r *scriptRun) newNode(a map[string]string) error {
 	r.now = r.t0
 	r.n = New(c, r.now)
 	return nil
+}
+
+// parseSums reads checksums written PART<sep>N (ruleset=1 or ruleset:1).
+func parseSums(fields []string, sep string) (checksum.Sums, error) {
+	var sums checksum.Sums
+	for _, f := range fields {
+		name, v, _ := strings.Cut(f, sep)
+		part, err := checksum.ParsePart(name)
+		if err != nil {
+			return sums, err
+		}
+		if sums[part], err = strconv.ParseUint(v, 10, 64); err != nil {
+			return sums, fmt.Errorf("checksum of %s: %w", name, err)
+		}
+	}
+	return sums, nil
 }
 
 func has(a map[string]string, k string) bool { _, ok := a[k]; return ok }
@@ -354,6 +394,10 @@ func (r *scriptRun) setPeer(id string, a map[string]string) error {
 		case "epoch":
 			p.epoch, err = strconv.ParseUint(v, 10, 64)
 			p.hb.Count = 0 // a new boot counts from the start
+		case "sums":
+			p.hb.Checksums, err = parseSums(strings.Split(v, ","), ":")
+		case "configpending":
+			p.hb.ConfigPending = v != "false"
 		case "links":
 			for _, la := range strings.Split(v, ",") {
 				l, addr, _ := strings.Cut(la, ":")
@@ -454,6 +498,10 @@ func describe(a Action) string {
 		return "unfence"
 	case SignalLinkFailure:
 		return "signal-link-failure"
+	case ConfigMismatch:
+		return fmt.Sprintf("config-mismatch member=%s part=%s primary=%s differs=%v", a.Member, a.Part, a.Primary, a.Differs)
+	case SyncConfig:
+		return fmt.Sprintf("sync-config from=%s addr=%s parts=%v", a.From, a.Addr, a.Parts)
 	}
 	return fmt.Sprintf("%T", a)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/configsync"
 	"github.com/hagate/hagate/internal/control"
+	"github.com/hagate/hagate/internal/fence"
 	"github.com/hagate/hagate/internal/seal"
 )
 
@@ -30,14 +32,14 @@ const (
 // confSync computes this member's checksums, serves its content to the
 // other members and applies the primary's.
 type confSync struct {
-	cfg     *config.Config
-	src     checksum.Source
-	peer    *configsync.Peer
-	sums    chan checksum.Sums      // to the loop
-	trigger chan struct{}           // recompute now
-	syncs   chan cluster.SyncConfig // latest wins
+	stateDir string
+	peer     *configsync.Peer
+	sums     chan checksum.Sums      // to the loop
+	trigger  chan struct{}           // recompute now
+	syncs    chan cluster.SyncConfig // latest wins
 
 	mu       sync.Mutex
+	src      checksum.Source // replaced by a reload: read it with source()
 	texts    map[checksum.Part][]byte
 	errs     map[checksum.Part]string
 	lastSync SyncResult
@@ -51,9 +53,14 @@ type SyncResult struct {
 	Error   string    `json:"error,omitempty"`
 }
 
+// exclude is what the configuration declares member-specific, and
+// hagate's own fence tables: raised on the subordinates only, they would
+// make every fenced subordinate's ruleset differ from the primary's, and a
+// sync would delete them.
 func exclude(cfg *config.Config) checksum.Exclude {
 	ex := cfg.ConfigSync.Exclude
-	return checksum.Exclude{Tables: ex.Tables, Chains: ex.Chains, Interfaces: ex.Interfaces}
+	tables := append(slices.Clone(ex.Tables), "inet "+fence.Table, "bridge "+fence.Table)
+	return checksum.Exclude{Tables: tables, Chains: ex.Chains, Interfaces: ex.Interfaces}
 }
 
 // startConfigSync starts the checksums, the exchange's server and the
@@ -61,7 +68,7 @@ func exclude(cfg *config.Config) checksum.Exclude {
 // the first heartbeats carry them.
 func (d *Daemon) startConfigSync(epoch uint64) error {
 	cfg := d.cfg
-	cw, err := cfg.ClusterWide()
+	src, err := syncSource(cfg)
 	if err != nil {
 		return err
 	}
@@ -70,14 +77,10 @@ func (d *Daemon) startConfigSync(epoch uint64) error {
 		return err
 	}
 	cs := &confSync{
-		cfg:  cfg,
-		src:  checksum.Source{Exclude: exclude(cfg), Config: cw},
+		stateDir: cfg.StateDir, src: src,
 		sums: make(chan checksum.Sums, 1), trigger: make(chan struct{}, 1), syncs: make(chan cluster.SyncConfig, 1),
 		peer: &configsync.Peer{Sealer: sealer, Opener: seal.NewOpener(d.keys, d.mode, seal.ConfigSync, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew),
 			Port: cfg.ConfigSync.Port, MaxSize: cfg.ConfigSync.MaxSize, Log: d.log},
-	}
-	for _, t := range cfg.ConfigSync.RouteTables {
-		cs.src.RouteTables = append(cs.src.RouteTables, t)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.ConfigSync.Port)))
 	if err != nil {
@@ -92,11 +95,56 @@ func (d *Daemon) startConfigSync(epoch uint64) error {
 	return nil
 }
 
+// syncSource is what a member checksums beyond its kernel state, from its
+// configuration: the exclusions, the routing tables, the cluster-wide keys.
+func syncSource(cfg *config.Config) (checksum.Source, error) {
+	cw, err := cfg.ClusterWide()
+	if err != nil {
+		return checksum.Source{}, err
+	}
+	src := checksum.Source{Exclude: exclude(cfg), Config: cw}
+	for _, t := range cfg.ConfigSync.RouteTables {
+		src.RouteTables = append(src.RouteTables, t)
+	}
+	return src, nil
+}
+
+func (cs *confSync) source() checksum.Source {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.src
+}
+
+// reload takes a reloaded configuration's exclusions, routing tables and
+// cluster-wide keys (a change of any of them changes the checksums), and
+// recomputes the checksums at once.
+func (cs *confSync) reload(cfg *config.Config) error {
+	src, err := syncSource(cfg)
+	if err != nil {
+		return err
+	}
+	cs.mu.Lock()
+	cs.src = src
+	cs.mu.Unlock()
+	cs.recompute()
+	return nil
+}
+
+// rekey switches the exchange to the reloaded key file's keys: the first
+// seals from now on, every one opens.
+func (cs *confSync) rekey(kr *seal.Keyring) error {
+	if err := cs.peer.Sealer.Rekey(kr); err != nil {
+		return fmt.Errorf("config sync: %w", err)
+	}
+	cs.peer.Opener.SetKeyring(kr)
+	return nil
+}
+
 // compute reads every part now and hands the checksums to the loop.
 func (cs *confSync) compute(ctx context.Context) {
 	var sums checksum.Sums
 	texts, errs := map[checksum.Part][]byte{}, map[checksum.Part]string{}
-	for _, r := range checksum.Compute(ctx, cs.src) {
+	for _, r := range checksum.Compute(ctx, cs.source()) {
 		if r.Err != nil {
 			errs[r.Part] = r.Err.Error()
 			continue
@@ -170,7 +218,7 @@ func (cs *confSync) content(ctx context.Context, op configsync.Op, part checksum
 	case op == configsync.OpText:
 		return text, checksum.Of(text), nil
 	case part == checksum.Ruleset:
-		script, err := configsync.Script(ctx, cs.src.Exclude)
+		script, err := configsync.Script(ctx, cs.source().Exclude)
 		return script, checksum.Of(text), err
 	}
 	return nil, 0, fmt.Errorf("%s cannot be synced", part)
@@ -219,7 +267,7 @@ func (cs *confSync) sync(ctx context.Context, sc cluster.SyncConfig) error {
 		if err != nil {
 			return err
 		}
-		if err := configsync.Apply(ctx, resp.Body, cs.src.Exclude, cs.cfg.StateDir); err != nil {
+		if err := configsync.Apply(ctx, resp.Body, cs.source().Exclude, cs.stateDir); err != nil {
 			return err
 		}
 	}
@@ -309,7 +357,7 @@ func (d *Daemon) handleConfigSync(req request, now time.Time) bool {
 		go func() {
 			var err error
 			if rollback {
-				err = configsync.Rollback(d.bg, cs.src.Exclude, d.cfg.StateDir)
+				err = configsync.Rollback(d.bg, cs.source().Exclude, cs.stateDir)
 			} else {
 				err = cs.sync(d.bg, sc)
 			}

@@ -386,6 +386,11 @@ func (d *Daemon) reloadKeys(path string) error {
 			return fmt.Errorf("session sync: %w", err)
 		}
 	}
+	if d.conf != nil {
+		if err := d.conf.rekey(kr); err != nil {
+			return err
+		}
+	}
 	d.log.Info("key file reloaded", "keys", kr.IDs())
 	d.record(history.Entry{Event: "event", Reason: "key file reloaded"})
 	return nil

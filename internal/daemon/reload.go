@@ -54,6 +54,10 @@ var restartOnly = []struct {
 	{"session_pickup.tcp_window_tracking", func(c *config.Config) any { return c.SessionPickup.TCPWindowTracking }},
 	{"session_pickup.max_sessions", func(c *config.Config) any { return c.SessionPickup.MaxSessions }},
 	{"session_pickup.delay", func(c *config.Config) any { return c.SessionPickup.Delay }},
+	// The exchange's listener is bound at start, and both ends of an
+	// exchange must agree on its largest message.
+	{"config_sync.port", func(c *config.Config) any { return c.ConfigSync.Port }},
+	{"config_sync.max_size", func(c *config.Config) any { return c.ConfigSync.MaxSize }},
 }
 
 // ReloadResult says what a reload changed.
@@ -145,6 +149,14 @@ func (d *Daemon) reload() (ReloadResult, error) {
 			changed("session_pickup.nat", prev.PickupNAT(), next.PickupNAT()) {
 			d.pickup.e.Do(sessions.SetFilter{Filter: pickupFilter(next)})
 		}
+	}
+	changed("config_sync.enabled", prev.ConfigSync.Enabled, next.ConfigSync.Enabled)
+	changed("config_sync.parts", prev.ConfigSync.Parts, next.ConfigSync.Parts)
+	changed("config_sync.exclude", prev.ConfigSync.Exclude, next.ConfigSync.Exclude)
+	changed("config_sync.route_tables", prev.ConfigSync.RouteTables, next.ConfigSync.RouteTables)
+	// Every reload: any cluster-wide key changes the config checksum.
+	if err := d.conf.reload(next); err != nil {
+		d.log.Error("reload: configuration checksums", "err", err)
 	}
 	d.log.Info("configuration reloaded", "changed", res.Changed)
 	d.record(history.Entry{Event: "event", Reason: "configuration reloaded: " + strings.Join(append([]string{}, res.Changed...), ", ")})

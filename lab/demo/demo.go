@@ -58,7 +58,7 @@ func run(ctx context.Context, w io.Writer) error {
 	fmt.Fprintln(w, `    client 192.0.2.100 --[lan 192.0.2.0/24, VIP 192.0.2.1]-- gw1 gw2 gw3 --[wan 203.0.113.0/24, VIP 203.0.113.1]-- server 203.0.113.100
     heartbeats on ha 198.51.100.0/25 and ha2 198.51.100.128/25; priorities gw1 200, gw2 150, gw3 100; heartbeat 100ms x 5`)
 
-	c, err := harness.New(l, bin, dir, 3, harness.Options{HA2: true, Extra: "session_pickup:\n  enabled: true\n"})
+	c, err := harness.New(l, bin, dir, 3, harness.Options{HA2: true, ConfigSync: true, Extra: "session_pickup:\n  enabled: true\n"})
 	if err != nil {
 		return err
 	}
@@ -84,6 +84,10 @@ func run(ctx context.Context, w io.Writer) error {
 
 	step(w, "hagate status (on %s)", other)
 	show(w, bin, "status", c.ConfigPath(other))
+
+	if err := configSync(w, c, bin, primary, other); err != nil {
+		return err
+	}
 
 	step(w, "The client opens one TCP session to the server through the virtual IP (source NAT, strict TCP tracking) and sends a numbered message every 50 ms")
 	sess, err := c.OpenSession(50*time.Millisecond, 10*time.Second)

@@ -46,6 +46,9 @@ type Options struct {
 	HA2           bool  // a second heartbeat link
 	IPv6          bool  // IPv6 virtual IPs too (the lab needs IPv6 on)
 	VirtualMAC    bool
+	// ConfigSync turns on the ruleset sync from the primary
+	// (config_sync.enabled); the checksums are compared either way.
+	ConfigSync bool
 	// Extra is appended to every gateway's configuration (YAML), e.g. a
 	// session_pickup section.
 	Extra string
@@ -193,6 +196,9 @@ func (c *Cluster) writeConfig(k, n int) error {
 			netlab.LAN, netlab.LANVIP6, netlab.WAN, netlab.WANVIP6)
 	}
 	fmt.Fprintf(&b, "virtual_mac: %v\ngratuitous_arp:\n  count: 3\n  interval: 500ms\n", c.opts.VirtualMAC)
+	if c.opts.ConfigSync {
+		b.WriteString("config_sync:\n  enabled: true\n")
+	}
 	b.WriteString(c.opts.Extra)
 	return os.WriteFile(c.ConfigPath(gw), []byte(b.String()), 0o600)
 }

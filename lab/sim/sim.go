@@ -34,10 +34,16 @@ type Member struct {
 	SessionsUsable bool
 	// Fenced: with Cfg.Fence, the member does not forward (Fence carried
 	// out, Unfence not since).
-	Fenced  bool
-	Changes []cluster.RoleChange
-	seq     map[string]uint64 // per link
-	gen     int               // restart generation: stale timers are ignored
+	Fenced bool
+	// Ruleset is the checksum of the member's ruleset (0: not tracked);
+	// RefusesSync makes its kernel refuse every synced ruleset; Synced
+	// counts the syncs it applied (config.go).
+	Ruleset     uint64
+	RefusesSync bool
+	Synced      int
+	Changes     []cluster.RoleChange
+	seq         map[string]uint64 // per link
+	gen         int               // restart generation: stale timers are ignored
 }
 
 // Cluster is the simulated network and its members.
@@ -58,6 +64,9 @@ type Cluster struct {
 	// PromoteDelay is how long a new primary takes to make its synced
 	// sessions usable, before it may claim the addresses.
 	PromoteDelay time.Duration
+	// ConfigSyncDelay is how long a SyncConfig takes: the fetch from the
+	// primary and the apply.
+	ConfigSyncDelay time.Duration
 	// Violations lists every breach of the order of effects: addresses
 	// held by a member that is not primary, or before its sessions are
 	// usable; with fencing, a member holding the addresses fenced or one
@@ -119,6 +128,7 @@ func (c *Cluster) Start(id string) {
 	for _, l := range m.Cfg.Monitored {
 		c.step(m, cluster.LinkChange{Now: c.Now, Interface: l, Up: true})
 	}
+	c.reportRuleset(m)
 	// Members tick at their own phase, as real daemons do.
 	phase := time.Duration(c.rng.Int64N(int64(m.Cfg.Interval)))
 	c.schedule(c.Now.Add(phase), m, tickEvent{})
@@ -246,6 +256,8 @@ func (c *Cluster) Run(d time.Duration) {
 		case readyEvent:
 			it.m.SessionsUsable = true
 			c.step(it.m, cluster.SessionsReady{Now: c.Now, Gen: e.gen})
+		case configEvent:
+			c.applyConfig(it.m, e.from)
 		}
 	}
 	c.Now = end
@@ -292,6 +304,8 @@ func (c *Cluster) step(m *Member, ev cluster.Event) {
 			}
 		case cluster.PromoteSessions:
 			c.schedule(c.Now.Add(c.PromoteDelay), m, readyEvent{gen: a.Gen})
+		case cluster.SyncConfig:
+			c.schedule(c.Now.Add(c.ConfigSyncDelay), m, configEvent{from: a.From})
 		}
 	}
 	if m.Primary && m.Node.Role() != cluster.Primary {
