@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/hagate/hagate/internal/config"
 	"github.com/hagate/hagate/internal/configsync"
 	"github.com/hagate/hagate/internal/control"
-	"github.com/hagate/hagate/internal/fence"
 	"github.com/hagate/hagate/internal/seal"
 )
 
@@ -53,14 +51,11 @@ type SyncResult struct {
 	Error   string    `json:"error,omitempty"`
 }
 
-// exclude is what the configuration declares member-specific, and
-// hagate's own fence tables: raised on the subordinates only, they would
-// make every fenced subordinate's ruleset differ from the primary's, and a
-// sync would delete them.
+// exclude is what the configuration declares member-specific; hagate's own
+// tables (the fence) are left out by checksum.Exclude itself.
 func exclude(cfg *config.Config) checksum.Exclude {
 	ex := cfg.ConfigSync.Exclude
-	tables := append(slices.Clone(ex.Tables), "inet "+fence.Table, "bridge "+fence.Table)
-	return checksum.Exclude{Tables: tables, Chains: ex.Chains, Interfaces: ex.Interfaces}
+	return checksum.Exclude{Tables: ex.Tables, Chains: ex.Chains, Interfaces: ex.Interfaces}
 }
 
 // startConfigSync starts the checksums, the exchange's server and the

@@ -26,7 +26,7 @@ type env struct {
 	pickup bool // turn hagate's session pickup on
 	// realtime: the daemons' SCHED_RR priority, 0 for normal scheduling.
 	realtime int
-	logf   func(format string, args ...any)
+	logf     func(format string, args ...any)
 }
 
 // Systems in the order of the table's columns.
