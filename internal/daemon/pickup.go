@@ -157,8 +157,11 @@ func (o observer) BulkDone(n int, d time.Duration) {
 	o.m.BulkSyncDuration.Set(d.Seconds())
 	o.m.SessionsSynced.Set(float64(n))
 }
-func (o observer) SyncLag(d time.Duration) { o.m.SyncLag.Set(d.Seconds()) }
-func (o observer) TableFull()              { o.m.SessionsDroppedLimit.Inc() }
+func (o observer) SyncLag(d time.Duration)   { o.m.SyncAckLag.Set(d.Seconds()) }
+func (o observer) TableFull()                { o.m.SessionsDroppedLimit.Inc() }
+func (o observer) DivergentRanges(n int)     { o.m.SyncDivergentRanges.Add(float64(n)) }
+func (o observer) SessionsRepaired(n int)    { o.m.SyncRepaired.Add(float64(n)) }
+func (o observer) ChangeLag(d time.Duration) { o.m.SyncLag.Observe(d.Seconds()) }
 
 // pickupFilter is session_pickup's filter as the engine applies it.
 func pickupFilter(cfg *config.Config) sessions.Filter {
