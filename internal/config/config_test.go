@@ -136,6 +136,7 @@ func TestContractExample(t *testing.T) {
 			Links:       []string{"ha"},
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
+			AntiEntropy: 5 * time.Second,
 		},
 		PingFlipTimeout: 60 * time.Minute,
 	}
@@ -183,6 +184,7 @@ monitor: [ha]
 			Links:       []string{"ha"},
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
+			AntiEntropy: 5 * time.Second,
 			Filter:      SessionFilter{Marks: []MarkMatch{{Value: 1, Mask: 0xffffffff}}},
 		},
 		PingServers: []PingServer{{

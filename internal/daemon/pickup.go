@@ -82,7 +82,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 	case "memory":
 		be = sessions.NewMemory(4096)
 	default:
-		k, err := conntrack.Open(conntrack.Options{})
+		k, err := conntrack.Open(conntrack.Options{ReliableEvents: sp.ReliableEvents})
 		if err != nil {
 			return nil, fmt.Errorf("session_pickup: conntrack: %w", err)
 		}
@@ -119,6 +119,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
+		AntiEntropy: antiEntropy(sp.AntiEntropy),
 		Logger: log.With("part", "session pickup"), Observer: observer{met},
 	}, be)
 	if err != nil {
@@ -130,6 +131,15 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		return nil, err
 	}
 	return &pickup{e: e, be: be, port: uint16(sp.Port), log: log}, nil
+}
+
+// antiEntropy is session_pickup.anti_entropy as the engine takes it: 0
+// (off) is negative there.
+func antiEntropy(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // syncLinks are the heartbeat links named in session_pickup.links, highest

@@ -48,6 +48,8 @@ var restartOnly = []struct {
 	{"session_pickup.tcp_window_tracking", func(c *config.Config) any { return c.SessionPickup.TCPWindowTracking }},
 	{"session_pickup.max_sessions", func(c *config.Config) any { return c.SessionPickup.MaxSessions }},
 	{"session_pickup.delay", func(c *config.Config) any { return c.SessionPickup.Delay }},
+	{"session_pickup.anti_entropy", func(c *config.Config) any { return c.SessionPickup.AntiEntropy }},
+	{"session_pickup.reliable_events", func(c *config.Config) any { return c.SessionPickup.ReliableEvents }},
 }
 
 // ReloadResult says what a reload changed.
