@@ -158,7 +158,7 @@ func New() *Metrics {
 		SyncLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "sync_lag_seconds",
 			Help:    "Subordinate: time from the primary seeing the oldest change of a batch to the batch's kernel install.",
-			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 10},
+			Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1, 2, 5, 10},
 		}),
 		SyncDivergentRanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "sync_divergent_ranges_total",
