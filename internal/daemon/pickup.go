@@ -118,9 +118,8 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		ListenAddrs: listen,
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
-		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
-		AntiEntropy: antiEntropy(sp.AntiEntropy),
-		Logger:      log.With("part", "session pickup"), Observer: observer{met},
+		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking, AntiEntropy: antiEntropy(sp.AntiEntropy),
+		Logger: log.With("part", "session pickup"), Observer: observer{met},
 	}, be)
 	if err != nil {
 		be.Close()
