@@ -36,6 +36,27 @@ func kernelKeyDiff(t *testing.T, k *conntrack.Kernel, want map[session.Key]bool)
 	return len(want) - seen, extra
 }
 
+// nsSyncing starts a primary over pri in namespace a (198.51.100.1) and a
+// subordinate over sub in b (198.51.100.2), anti-entropy every interval
+// and the whole-table dump off (an hour), and waits for the subordinate's
+// first bulk. modSub adjusts the subordinate's configuration.
+func nsSyncing(t *testing.T, ctx context.Context, a, b *nstest.NS, pri, sub Backend, interval time.Duration, modSub func(*EngineConfig)) (ea, eb *Engine) {
+	t.Helper()
+	noDump := func(c *EngineConfig) { c.AntiEntropy, c.Refresh, c.FullRefresh = interval, time.Hour, time.Hour }
+	pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	ea = nsEngine(t, ctx, a, "gw1", pa, pri, noDump)
+	eb = nsEngine(t, ctx, b, "gw2", pb, sub, noDump, modSub)
+	if err := eb.BecomeSubordinate(ctx, "gw1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ea.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ea.SetPeers([]netip.AddrPort{netip.AddrPortFrom(pb, DefaultPort)})
+	waitFor(t, "the subordinate's bulk", func() bool { return !eb.Stats().LastBulk.At.IsZero() })
+	return ea, eb
+}
+
 // TestNamespacesAntiEntropyRepairs: two members in namespaces, kernel
 // tables both, the whole-table dump switched off (an hour). The subordinate
 // loses one in fifty of the changes of a burst (creates and ends of sessions, as
@@ -58,22 +79,9 @@ func TestNamespacesAntiEntropyRepairs(t *testing.T) {
 			}
 			var losing atomic.Bool
 			r := rand.New(rand.NewPCG(1, 2))
-			noDump := func(c *EngineConfig) {
-				c.AntiEntropy, c.Refresh, c.FullRefresh = interval, time.Hour, time.Hour
-			}
-			pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
-			ea := nsEngine(t, ctx, a, "gw1", pa, ka, noDump)
-			eb := nsEngine(t, ctx, b, "gw2", pb, kb, noDump, func(c *EngineConfig) {
+			ea, eb := nsSyncing(t, ctx, a, b, ka, kb, interval, func(c *EngineConfig) {
 				c.lose = func(*session.Change) bool { return losing.Load() && r.IntN(50) == 0 }
 			})
-			if err := eb.BecomeSubordinate(ctx, "gw1"); err != nil {
-				t.Fatal(err)
-			}
-			if err := ea.becomePrimaryMirrored(ctx); err != nil {
-				t.Fatal(err)
-			}
-			ea.SetPeers([]netip.AddrPort{netip.AddrPortFrom(pb, DefaultPort)})
-			waitFor(t, "the subordinate's bulk", func() bool { return !eb.Stats().LastBulk.At.IsZero() })
 
 			// The burst: 4000 sessions made, 1500 of them ended.
 			cs := nsSessions(4000)
@@ -145,18 +153,7 @@ func TestNamespacesEventOverflowRepaired(t *testing.T) {
 	defer watched.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	noDump := func(c *EngineConfig) { c.AntiEntropy, c.Refresh, c.FullRefresh = -1, time.Hour, time.Hour }
-	pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
-	ea := nsEngine(t, ctx, a, "gw1", pa, watched, noDump)
-	eb := nsEngine(t, ctx, b, "gw2", pb, kb, noDump)
-	if err := eb.BecomeSubordinate(ctx, "gw1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ea.becomePrimaryMirrored(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ea.SetPeers([]netip.AddrPort{netip.AddrPortFrom(pb, DefaultPort)})
-	waitFor(t, "the subordinate's bulk", func() bool { return !eb.Stats().LastBulk.At.IsZero() })
+	ea, _ := nsSyncing(t, ctx, a, b, watched, kb, -1, func(*EngineConfig) {})
 
 	cs := nsSessions(20000)
 	want := map[session.Key]bool{}
