@@ -193,8 +193,14 @@ func (e *Engine) compareDigest(fc *frameConn, m syncproto.Digest) error {
 		return nil // another cut of the key space: nothing to compare
 	}
 	e.mu.Lock()
+	// A table at max_sessions differs for want of room: a repair could
+	// not add anything, and answering would resend ranges every round.
+	full := e.tab.max > 0 && e.tab.len() >= e.tab.max
 	diff := e.tab.dig.differ(m.Hashes)
 	e.mu.Unlock()
+	if full {
+		return nil
+	}
 	if len(diff) == 0 {
 		return nil
 	}

@@ -192,3 +192,26 @@ func TestAntiEntropyNotWithOlderPeer(t *testing.T) {
 		t.Errorf("version 3 subordinate: %+v", st)
 	}
 }
+
+// TestAntiEntropyQuietWhenSubordinateFull: a subordinate at max_sessions
+// lacks sessions for want of room; it does not ask for repairs it could not
+// take (which would resend ranges, or a bulk, every round).
+func TestAntiEntropyQuietWhenSubordinateFull(t *testing.T) {
+	ctx, p, s := pair(t, func(c *EngineConfig) {
+		c.AntiEntropy = 50 * time.Millisecond
+		if c.NodeID == "gw2" {
+			c.MaxSessions = 100
+		}
+	})
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 300 {
+		p.mem.Inject(upsert(synthSession(i)))
+	}
+	waitFor(t, "the subordinate full", func() bool { return s.e.Stats().Sessions == 100 })
+	time.Sleep(500 * time.Millisecond) // several rounds
+	if st := p.e.Stats(); st.DivergentRanges != 0 || st.Peers[0].Bulks != 1 {
+		t.Errorf("full subordinate: %d divergent ranges, %d bulks", st.DivergentRanges, st.Peers[0].Bulks)
+	}
+}

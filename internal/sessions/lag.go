@@ -13,10 +13,13 @@ import (
 // includes the difference between the two members' clocks, which NTP keeps
 // to a millisecond or so; a negative lag (a clock behind) counts as zero.
 
+// timedBatchVersion is the protocol version whose batches are timed.
+const timedBatchVersion = 4
+
 // noteQueuedLocked records when the first change of an empty queue was
 // seen, for a subordinate that measures lag.
 func (p *peer) noteQueuedLocked(e *Engine) {
-	if p.oldest == 0 && p.version >= antiEntropyMinVersion {
+	if p.oldest == 0 && p.version >= timedBatchVersion {
 		p.oldest = e.now().UnixNano()
 	}
 }

@@ -208,7 +208,8 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			return ctx.Err()
 		case <-hb.C:
 			e.mu.Lock()
-			idle := len(p.queue) == 0 && len(p.xq) == 0 && !p.overflow && !p.resyncReq && !e.entropyDueLocked(p, e.now())
+			due := e.entropyDueLocked(p, e.now()) // also under load
+			idle := len(p.queue) == 0 && len(p.xq) == 0 && !p.overflow && !p.resyncReq && !due
 			e.mu.Unlock()
 			if idle {
 				if err := fc.write(syncproto.AppendHeartbeat(buf[:0], syncproto.Heartbeat{Seq: seq}), e.cfg.IOTimeout); err != nil {
