@@ -3,6 +3,9 @@ package sessions
 import (
 	"math"
 	"time"
+
+	"github.com/hagate/hagate/internal/sessions/session"
+	"github.com/hagate/hagate/internal/sessions/syncproto"
 )
 
 // Lag per change (protocol version 4): every batch of changes carries when
@@ -22,6 +25,12 @@ func (p *peer) noteQueuedLocked(e *Engine) {
 	if p.oldest == 0 && p.version >= timedBatchVersion {
 		p.oldest = e.now().UnixNano()
 	}
+}
+
+// sessionWriter encodes a batch of sessions for p's connection, timed
+// with the oldest of the changes being sent when p measures lag.
+func sessionWriter(p *peer) syncproto.Writer[session.Change] {
+	return &syncproto.BatchWriter{Version: p.version, Oldest: p.sending}
 }
 
 // takeOldestLocked returns when the oldest queued change was seen (0: not

@@ -26,7 +26,7 @@ type kind[C any] struct {
 // sessionKind: batches cut at maxPayload bytes.
 var sessionKind = kind[session.Change]{
 	queue:   func(p *peer) *[]session.Change { return &p.queue },
-	writer:  func(p *peer) syncproto.Writer[session.Change] { return &syncproto.BatchWriter{Version: p.version, Oldest: p.sending} },
+	writer:  sessionWriter,
 	full:    func(w syncproto.Writer[session.Change]) bool { return w.Len() >= maxPayload },
 	counted: true,
 }
