@@ -40,7 +40,7 @@ func kernelKeyDiff(t *testing.T, k *conntrack.Kernel, want map[session.Key]bool)
 // subordinate over sub in b (198.51.100.2), anti-entropy every interval
 // and the whole-table dump off (an hour), and waits for the subordinate's
 // first bulk. modSub adjusts the subordinate's configuration.
-func nsSyncing(t *testing.T, ctx context.Context, a, b *nstest.NS, pri, sub Backend, interval time.Duration, modSub func(*EngineConfig)) (ea, eb *Engine) {
+func nsSyncing(t testing.TB, ctx context.Context, a, b *nstest.NS, pri, sub Backend, interval time.Duration, modSub func(*EngineConfig)) (ea, eb *Engine) {
 	t.Helper()
 	noDump := func(c *EngineConfig) { c.AntiEntropy, c.Refresh, c.FullRefresh = interval, time.Hour, time.Hour }
 	pa, pb := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")

@@ -50,7 +50,7 @@ func link(t *testing.T, n string, a *nstest.NS, addrA string, b *nstest.NS, addr
 
 // openKernel opens the namespace's table with events for every entry, as
 // the daemon does (workers 0: the default).
-func openKernel(t *testing.T, ns *nstest.NS, workers int) *conntrack.Kernel {
+func openKernel(t testing.TB, ns *nstest.NS, workers int) *conntrack.Kernel {
 	t.Helper()
 	k, err := conntrack.Open(conntrack.Options{NetNSPath: ns.Path(), Workers: workers})
 	if err != nil {

@@ -36,7 +36,7 @@ func nsSessions(n int) []session.Change {
 	return cs
 }
 
-func nsEngine(t *testing.T, ctx context.Context, ns *nstest.NS, id string, local netip.Addr, be Backend, mods ...func(*EngineConfig)) *Engine {
+func nsEngine(t testing.TB, ctx context.Context, ns *nstest.NS, id string, local netip.Addr, be Backend, mods ...func(*EngineConfig)) *Engine {
 	t.Helper()
 	cfg := EngineConfig{
 		NodeID: id, Group: 1, Keyring: testKeys(t), Mode: seal.Encrypt,
