@@ -212,8 +212,15 @@ func printSessions(w io.Writer, data json.RawMessage) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if st.Lag.Batches > 0 {
+		fmt.Fprintf(w, "Lag per change:   p50 %s, p99 %s, max %s (%d batches)\n", st.Lag.P50.Round(time.Microsecond),
+			st.Lag.P99.Round(time.Microsecond), st.Lag.Max.Round(time.Microsecond), st.Lag.Batches)
+	}
 	fmt.Fprintf(w, "Resyncs %d, event overflows %d, queue overflows %d, frame errors %d, install errors %d, max_sessions hits %d\n",
 		st.Resyncs, st.EventOverflows, st.QueueOverflows, st.FrameErrors, st.ApplyErrors, st.TableFull)
+	if st.DivergentRanges > 0 || st.Repaired > 0 {
+		fmt.Fprintf(w, "Anti-entropy:     %d divergent ranges found, %d sessions repaired\n", st.DivergentRanges, st.Repaired)
+	}
 	if len(st.Peers) == 0 || st.Role != "primary" {
 		return nil // a subordinate's peers are only dialled once it is primary
 	}

@@ -24,12 +24,17 @@ func TestPrintSessions(t *testing.T) {
 		want   []string
 		absent []string
 	}{
-		{"no expectations", nil, []string{"primary gw1", "Sessions synced:  3", "tcp 2, udp 1", "ESTABLISHED 2"}, []string{"Expectations"}},
+		{"no expectations", nil, []string{"primary gw1", "Sessions synced:  3", "tcp 2, udp 1", "ESTABLISHED 2"}, []string{"Expectations", "Lag per change", "Anti-entropy"}},
 		{"expectations", &sessions.ExpectStats{Enabled: true, Held: 4, Unsent: 1, Installed: 9, Removed: 5, Dropped: map[string]uint64{"no-master": 2}},
 			[]string{"Expectations:     4 held (1 waiting for their master), 0 sent, 9 installed, 5 removed, dropped: no-master 2"}, nil},
+		{"lag and repairs", nil, []string{"Lag per change:   p50 2.5ms, p99 18ms, max 40ms (120 batches)", "Anti-entropy:     0 divergent ranges found, 7 sessions repaired"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st.Expectations = tc.expect
+			if tc.name == "lag and repairs" {
+				st.Lag = sessions.LagStats{Batches: 120, P50: 2500 * time.Microsecond, P99: 18 * time.Millisecond, Max: 40 * time.Millisecond}
+				st.Repaired = 7
+			}
 			data, err := json.Marshal(st)
 			if err != nil {
 				t.Fatal(err)

@@ -137,6 +137,7 @@ func TestContractExample(t *testing.T) {
 			Links:       []string{"ha"},
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
+			AntiEntropy: 5 * time.Second,
 		},
 		PingFlipTimeout:          60 * time.Minute,
 		PingSlaveForceReset:      ptr(true),
@@ -190,6 +191,7 @@ monitor: [ha]
 			Links:       []string{"ha"},
 			MaxSessions: 2_000_000,
 			Backend:     "kernel",
+			AntiEntropy: 5 * time.Second,
 			Filter:      SessionFilter{Marks: []MarkMatch{{Value: 1, Mask: 0xffffffff}}},
 		},
 		PingServers: []PingServer{{

@@ -32,6 +32,7 @@ const (
 	DefaultMinSyncVersion = 3
 
 	DefaultMaxSessions = 2_000_000
+	DefaultAntiEntropy = 5 * time.Second
 	DefaultBackend     = "kernel"
 	DefaultMarkMask    = math.MaxUint32
 
@@ -97,6 +98,7 @@ func applyDefaults(c *Config, set func(path string) bool) {
 	def(set, "session_pickup.port", &sp.Port, DefaultPort)
 	def(set, "session_pickup.max_sessions", &sp.MaxSessions, DefaultMaxSessions)
 	def(set, "session_pickup.backend", &sp.Backend, DefaultBackend)
+	def(set, "session_pickup.anti_entropy", &sp.AntiEntropy, DefaultAntiEntropy)
 	if len(sp.Links) == 0 {
 		seen := make(map[string]bool)
 		for _, l := range hb.Links {

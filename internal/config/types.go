@@ -136,6 +136,10 @@ type SessionPickup struct {
 	MaxSessions       int           `yaml:"max_sessions"`        // default 2000000
 	Backend           string        `yaml:"backend"`             // kernel|memory, default kernel
 	Filter            SessionFilter `yaml:"filter"`
+	// AntiEntropy is how often the primary compares digests of its table
+	// with each subordinate's and resends what differs; 0 turns it off.
+	AntiEntropy    time.Duration `yaml:"anti_entropy"`    // default 5s
+	ReliableEvents bool          `yaml:"reliable_events"` // NETLINK_BROADCAST_ERROR on the event socket; default false
 }
 
 // SessionFilter limits which sessions are synced. Empty lists match everything.

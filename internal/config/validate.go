@@ -296,6 +296,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 func checkSessionPickup(ck *checker, c *Config) {
 	sp := &c.SessionPickup
 	ck.nonNegative("session_pickup.delay", sp.Delay)
+	ck.nonNegative("session_pickup.anti_entropy", sp.AntiEntropy)
 	ck.intRange("session_pickup.port", sp.Port, 1, 65535)
 	ck.intRange("session_pickup.max_sessions", sp.MaxSessions, 1, maxSessionsLimit)
 	switch sp.Backend {

@@ -89,7 +89,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 	case "memory":
 		be = sessions.NewMemory(4096)
 	default:
-		k, err := conntrack.Open(conntrack.Options{})
+		k, err := conntrack.Open(conntrack.Options{ReliableEvents: sp.ReliableEvents})
 		if err != nil {
 			return nil, fmt.Errorf("session_pickup: conntrack: %w", err)
 		}
@@ -135,7 +135,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		MinVersion:  uint8(cfg.Security.MinSyncVersion),
-		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking,
+		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking, AntiEntropy: antiEntropy(sp.AntiEntropy),
 		// A lab test's knob (lab/harness join_test.go), not a setting.
 		BulkOldestFirst: os.Getenv("HAGATE_LAB_BULK_OLDEST_FIRST") == "1",
 		Logger:          log.With("part", "session pickup"), Observer: observer{met},
@@ -149,6 +149,15 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		return nil, err
 	}
 	return &pickup{e: e, be: be, port: uint16(sp.Port), log: log}, nil
+}
+
+// antiEntropy is session_pickup.anti_entropy as the engine takes it: 0
+// (off) is negative there.
+func antiEntropy(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // syncLinks are the heartbeat links named in session_pickup.links, highest
@@ -167,14 +176,15 @@ func syncLinks(cfg *config.Config) []config.HeartbeatLink {
 // observer feeds the engine's measurements to the metrics.
 type observer struct{ m *metrics.Metrics }
 
-func (o observer) SessionsSent(n int)    { o.m.SyncUpdatesSent.Add(float64(n)) }
-func (o observer) SessionsApplied(n int) { o.m.SyncUpdatesApplied.Add(float64(n)) }
-func (o observer) Resync(reason string)  { o.m.SyncResyncs.WithLabelValues(reason).Inc() }
-func (o observer) FrameDropped(r string) { o.m.SyncDropped(r) }
-func (o observer) SyncLag(d time.Duration) {
-	o.m.SyncLag.Set(d.Seconds())
-}
-func (o observer) TableFull() { o.m.SessionsDroppedLimit.Inc() }
+func (o observer) SessionsSent(n int)        { o.m.SyncUpdatesSent.Add(float64(n)) }
+func (o observer) SessionsApplied(n int)     { o.m.SyncUpdatesApplied.Add(float64(n)) }
+func (o observer) Resync(reason string)      { o.m.SyncResyncs.WithLabelValues(reason).Inc() }
+func (o observer) FrameDropped(r string)     { o.m.SyncDropped(r) }
+func (o observer) SyncLag(d time.Duration)   { o.m.SyncAckLag.Set(d.Seconds()) }
+func (o observer) TableFull()                { o.m.SessionsDroppedLimit.Inc() }
+func (o observer) DivergentRanges(n int)     { o.m.SyncDivergentRanges.Add(float64(n)) }
+func (o observer) SessionsRepaired(n int)    { o.m.SyncRepaired.Add(float64(n)) }
+func (o observer) ChangeLag(d time.Duration) { o.m.SyncLag.Observe(d.Seconds()) }
 
 // The table's size, the last bulk and the errors are read from the
 // engine's Stats at scrape time (metricsSnapshot), on every member.

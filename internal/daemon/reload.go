@@ -58,6 +58,8 @@ var restartOnly = []struct {
 	// exchange must agree on its largest message.
 	{"config_sync.port", func(c *config.Config) any { return c.ConfigSync.Port }},
 	{"config_sync.max_size", func(c *config.Config) any { return c.ConfigSync.MaxSize }},
+	{"session_pickup.anti_entropy", func(c *config.Config) any { return c.SessionPickup.AntiEntropy }},
+	{"session_pickup.reliable_events", func(c *config.Config) any { return c.SessionPickup.ReliableEvents }},
 }
 
 // ReloadResult says what a reload changed.

@@ -56,7 +56,10 @@ type Metrics struct {
 	// follow the table on every member.
 	SyncUpdatesSent      prometheus.Counter
 	SyncUpdatesApplied   prometheus.Counter
-	SyncLag              prometheus.Gauge       // seconds
+	SyncAckLag           prometheus.Gauge     // seconds
+	SyncLag              prometheus.Histogram // seconds, per batch of changes
+	SyncDivergentRanges  prometheus.Counter
+	SyncRepaired         prometheus.Counter
 	SyncResyncs          *prometheus.CounterVec // reason
 	SyncFramesDropped    *prometheus.CounterVec // reason: see SyncDropped
 	SessionsDroppedLimit prometheus.Counter
@@ -182,9 +185,24 @@ func New() *Metrics {
 			Namespace: namespace, Name: "sync_updates_applied_total",
 			Help: "Session pickup updates received from the primary and applied.",
 		}),
-		SyncLag: prometheus.NewGauge(prometheus.GaugeOpts{
+		// Until 0.1.0 hagate_sync_lag_seconds was this gauge; the name now
+		// belongs to the subordinate's histogram of lag per change.
+		SyncAckLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "sync_ack_lag_seconds",
+			Help: "Primary: time from sending the last acknowledged session pickup batch to its acknowledgement.",
+		}),
+		SyncLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "sync_lag_seconds",
-			Help: "Age of the newest session pickup update applied, as the primary stamped it.",
+			Help:    "Subordinate: time from the primary seeing the oldest change of a batch to the batch's kernel install.",
+			Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .2, .5, 1, 2, 5, 10},
+		}),
+		SyncDivergentRanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sync_divergent_ranges_total",
+			Help: "Primary: key ranges of a subordinate's session table that anti-entropy found different from its own.",
+		}),
+		SyncRepaired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "sync_repaired_sessions_total",
+			Help: "Subordinate: sessions anti-entropy added or removed.",
 		}),
 		SyncResyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "sync_resyncs_total",
@@ -205,7 +223,8 @@ func New() *Metrics {
 		m.HeartbeatsSent, m.HeartbeatsReceived, m.HeartbeatsDropped, m.HeartbeatsLost, m.HeartbeatSendJitter, m.FramesDropped,
 		m.Elections, m.Failovers, m.LastFailover, m.RoleChanges, m.SplitBrain, m.ControlDenied, m.ConfigMismatch,
 		m.NotifyRuns, m.NotifyFailed, m.BuildInfo,
-		m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncLag,
+		m.SyncUpdatesSent, m.SyncUpdatesApplied, m.SyncAckLag, m.SyncLag,
+		m.SyncDivergentRanges, m.SyncRepaired,
 		m.SyncResyncs, m.SyncFramesDropped, m.SessionsDroppedLimit,
 		m.snapshots,
 	}

@@ -52,7 +52,10 @@ func TestScrape(t *testing.T) {
 	m.ControlDenied.Inc()
 	m.SyncUpdatesSent.Add(7)
 	m.SyncUpdatesApplied.Add(6)
-	m.SyncLag.Set(0.25)
+	m.SyncAckLag.Set(0.25)
+	m.SyncLag.Observe(0.003)
+	m.SyncDivergentRanges.Add(2)
+	m.SyncRepaired.Add(5)
 	m.SyncResyncs.WithLabelValues("reconnect").Inc()
 	m.SyncDropped("key")
 	m.SyncDropped("no-such-reason")
@@ -80,7 +83,11 @@ func TestScrape(t *testing.T) {
 		"hagate_control_denied_total 1\n",
 		"hagate_sync_updates_sent_total 7\n",
 		"hagate_sync_updates_applied_total 6\n",
-		"hagate_sync_lag_seconds 0.25\n",
+		"hagate_sync_ack_lag_seconds 0.25\n",
+		`hagate_sync_lag_seconds_bucket{le="0.005"} 1` + "\n",
+		`hagate_sync_lag_seconds_bucket{le="0.002"} 0` + "\n",
+		"hagate_sync_divergent_ranges_total 2\n",
+		"hagate_sync_repaired_sessions_total 5\n",
 		`hagate_sync_resyncs_total{reason="reconnect"} 1` + "\n",
 		`hagate_sync_frames_dropped_total{reason="key"} 1` + "\n",
 		`hagate_sync_frames_dropped_total{reason="other"} 1` + "\n",

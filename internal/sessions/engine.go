@@ -30,6 +30,10 @@ type Observer interface {
 	BulkDone(sessions int, d time.Duration) // a bulk sync completed
 	SyncLag(d time.Duration)                // send-to-apply delay of a batch
 	TableFull()                             // max_sessions refused a session
+	// Anti-entropy and lag per change (antientropy.go, lag.go).
+	DivergentRanges(n int)     // primary: ranges of a subordinate's table found different
+	SessionsRepaired(n int)    // subordinate: sessions a repair added or removed
+	ChangeLag(d time.Duration) // subordinate: from the primary seeing a change to its install
 }
 
 // NopObserver is an Observer that does nothing.
@@ -43,6 +47,9 @@ func (NopObserver) FrameDropped(string)         {}
 func (NopObserver) BulkDone(int, time.Duration) {}
 func (NopObserver) SyncLag(time.Duration)       {}
 func (NopObserver) TableFull()                  {}
+func (NopObserver) DivergentRanges(int)         {}
+func (NopObserver) SessionsRepaired(int)        {}
+func (NopObserver) ChangeLag(time.Duration)     {}
 
 // EngineConfig configures an Engine. Zero values take the defaults noted.
 type EngineConfig struct {
@@ -90,6 +97,10 @@ type EngineConfig struct {
 	// instead of dumping every time (default 100,000: a dump of fewer costs
 	// a fraction of a second, and it also repairs what events missed).
 	LookupMin int
+	// AntiEntropy is how often the primary compares its table's digest
+	// with each subordinate's and resends the ranges that differ
+	// (antientropy.go; default 5 s, negative: never).
+	AntiEntropy time.Duration
 	// QueueLen bounds the changes queued for one subordinate; beyond it the
 	// queue is dropped and the subordinate resynced (default 65536).
 	QueueLen int
@@ -116,6 +127,9 @@ type EngineConfig struct {
 	BulkOldestFirst bool
 	// maxVersion, in tests, makes the engine speak as an older build.
 	maxVersion uint8
+	// lose, in tests, drops a change a subordinate receives outside a
+	// repair, as a lost event or batch would (antientropy.go).
+	lose func(c *session.Change) bool
 	// Heartbeat is the idle keepalive interval (default 1 s); a connection
 	// silent for IdleTimeout (default 5 s) is dropped.
 	Heartbeat   time.Duration
@@ -226,6 +240,7 @@ type subordinateState struct {
 	inbound  *inbound
 	lastSeq  uint64    // of the last batch received on inbound
 	lastBulk BulkStats // the last bulk received
+	lag      lagHistogram
 }
 
 type pendingKey struct {
@@ -260,6 +275,9 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 	}
 	def(&cfg.Refresh, 10*time.Second)
 	def(&cfg.FullRefresh, 2*time.Minute)
+	if cfg.AntiEntropy == 0 {
+		cfg.AntiEntropy = 5 * time.Second
+	}
 	if cfg.LookupMin == 0 {
 		cfg.LookupMin = 100_000
 	}

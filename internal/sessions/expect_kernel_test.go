@@ -37,7 +37,7 @@ func nftApply(t *testing.T, ns *nstest.NS, ruleset string) {
 
 // openKernel opens the namespace's table with events for every entry, as
 // the daemon does (workers 0: the default).
-func openKernel(t *testing.T, ns *nstest.NS, workers int) *conntrack.Kernel {
+func openKernel(t testing.TB, ns *nstest.NS, workers int) *conntrack.Kernel {
 	t.Helper()
 	k, err := conntrack.Open(conntrack.Options{NetNSPath: ns.Path(), Workers: workers})
 	if err != nil {

@@ -80,7 +80,10 @@ func TestPrimaryFramesGolden(t *testing.T) {
 	}
 	next() // the primary's hello
 	nonce := [syncproto.NonceLen]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	answer := syncproto.Hello{Version: syncproto.Version, NodeID: "gw2", Nonce: nonce}
+	// Answered as a release 0.1.0 subordinate (version 3): after the
+	// primary's hello, which offers its own version, every frame is what
+	// 0.1.0 reads.
+	answer := syncproto.Hello{Version: 3, NodeID: "gw2", Nonce: nonce}
 	if err := fc.write(syncproto.AppendHello(nil, answer), time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +106,7 @@ func TestPrimaryFramesGolden(t *testing.T) {
 }
 
 var goldenPrimaryFrames = []string{
-	"01030003677731", // hello
+	"01040003677731", // hello (version 4 offered)
 	"010302036777310102030405060708090a0b0c0d0e0f10",                                 // hello echo
 	"0200000000000000010000000000000001",                                             // bulk start
 	"030000000000000001000000018306c000020bcb0071159c4100150e901c030000000003667470", // bulk: the session

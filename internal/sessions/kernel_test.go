@@ -36,7 +36,7 @@ func nsSessions(n int) []session.Change {
 	return cs
 }
 
-func nsEngine(t *testing.T, ctx context.Context, ns *nstest.NS, id string, local netip.Addr, be Backend) *Engine {
+func nsEngine(t testing.TB, ctx context.Context, ns *nstest.NS, id string, local netip.Addr, be Backend, mods ...func(*EngineConfig)) *Engine {
 	t.Helper()
 	cfg := EngineConfig{
 		NodeID: id, Group: 1, Keyring: testKeys(t), Mode: seal.Encrypt,
@@ -54,6 +54,9 @@ func nsEngine(t *testing.T, ctx context.Context, ns *nstest.NS, id string, local
 			return c, err
 		},
 		Filter: Filter{Connectionless: true, NAT: true},
+	}
+	for _, mod := range mods {
+		mod(&cfg)
 	}
 	e, err := NewEngine(cfg, be)
 	if err != nil {

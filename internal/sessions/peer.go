@@ -39,6 +39,9 @@ type peer struct {
 
 	version uint8                  // protocol version of the connection
 	xq      []session.ExpectChange // expectation changes (expect.go)
+	ae      peerEntropy            // anti-entropy (antientropy.go)
+	oldest  int64                  // when the oldest queued change was seen (lag.go)
+	sending int64                  // oldest of the changes being sent (owned by streamTo)
 }
 
 func newPeer(a netip.AddrPort) *peer {
@@ -189,6 +192,7 @@ func (e *Engine) servePeer(ctx context.Context, p *peer) error {
 	e.mu.Lock()
 	p.id, p.connected = hello.NodeID, true
 	p.version = version
+	p.ae = peerEntropy{last: e.now()} // the first digest one interval after the bulk
 	e.mu.Unlock()
 	e.log.Info("session pickup: subordinate connected", "peer", p.addr, "node", hello.NodeID)
 
@@ -234,6 +238,8 @@ func (e *Engine) readAcks(fc *frameConn, p *peer) error {
 			p.resyncReq = true
 			e.mu.Unlock()
 			p.wakeUp()
+		case syncproto.Differ:
+			e.differ(p, m)
 		}
 	}
 }
@@ -259,7 +265,8 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			return ctx.Err()
 		case <-hb.C:
 			e.mu.Lock()
-			idle := len(p.queue) == 0 && len(p.xq) == 0 && !p.overflow && !p.resyncReq
+			due := e.entropyDueLocked(p, e.now()) // also under load
+			idle := len(p.queue) == 0 && len(p.xq) == 0 && !p.overflow && !p.resyncReq && !due
 			e.mu.Unlock()
 			if idle {
 				if err := fc.write(syncproto.AppendHeartbeat(buf[:0], syncproto.Heartbeat{Seq: seq}), e.cfg.IOTimeout); err != nil {
@@ -282,6 +289,8 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			p.resyncs++
 			e.st.resyncs++
 		}
+		ae := e.takeEntropyLocked(p, over || req)
+		oldest := p.takeOldestLocked()
 		e.mu.Unlock()
 		if over || req {
 			reason := "queue-overflow"
@@ -294,11 +303,17 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 			continue
 		}
 		var err error
-		if buf, err = sessionKind.send(e, fc, p, q, &seq, buf); err != nil {
+		p.sending = oldest
+		buf, err = sessionKind.send(e, fc, p, q, &seq, buf)
+		p.sending = 0
+		if err != nil {
 			return err
 		}
 		// After the sessions of the same wake-up: masters first.
 		if buf, err = expectKind.send(e, fc, p, xq, &seq, buf); err != nil {
+			return err
+		}
+		if err := e.sendEntropy(fc, p, ae, &seq); err != nil {
 			return err
 		}
 		spare = q

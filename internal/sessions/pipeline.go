@@ -26,7 +26,7 @@ type kind[C any] struct {
 // sessionKind: batches cut at maxPayload bytes.
 var sessionKind = kind[session.Change]{
 	queue:   func(p *peer) *[]session.Change { return &p.queue },
-	writer:  func(p *peer) syncproto.Writer[session.Change] { return &syncproto.BatchWriter{Version: p.version} },
+	writer:  sessionWriter,
 	full:    func(w syncproto.Writer[session.Change]) bool { return w.Len() >= maxPayload },
 	counted: true,
 }
@@ -59,6 +59,7 @@ func (k *kind[C]) enqueueLocked(e *Engine, c C) int {
 			e.st.queueOverflows++
 			continue
 		}
+		p.noteQueuedLocked(e)
 		*q = append(*q, c)
 		n++
 		p.wakeUp()
@@ -96,6 +97,14 @@ func (k *kind[C]) send(e *Engine, fc *frameConn, p *peer, cs []C, seq *uint64, b
 func (k *kind[C]) bulkLocked(p *peer, all iter.Seq[C], rank func(*C) int) ([][]byte, int) {
 	q := k.queue(p)
 	*q = (*q)[:0]
+	p.oldest = 0 // the bulk carries the queue: its lag is the bulk's
+	return k.encodeLocked(p, all, rank)
+}
+
+// encodeLocked encodes all into batches for p whose sequence numbers are
+// set when sent, ordered by rank as bulkLocked says, and returns them and
+// the count of changes.
+func (k *kind[C]) encodeLocked(p *peer, all iter.Seq[C], rank func(*C) int) ([][]byte, int) {
 	if p.version < k.minVersion {
 		return nil, 0
 	}

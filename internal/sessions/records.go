@@ -68,10 +68,15 @@ func sweep[C any](ctx context.Context, e *Engine, h held[C]) int {
 	e.mu.Lock()
 	dels := h.staleLocked()
 	e.mu.Unlock()
-	for i := 0; i < len(dels); i += sweepBatch {
-		install(ctx, e, h, dels[i:min(i+sweepBatch, len(dels))])
-	}
+	installAll(ctx, e, h, dels)
 	return len(dels)
+}
+
+// installAll installs cs, sweepBatch at a time.
+func installAll[C any](ctx context.Context, e *Engine, h held[C], cs []C) {
+	for i := 0; i < len(cs); i += sweepBatch {
+		install(ctx, e, h, cs[i:min(i+sweepBatch, len(cs))])
+	}
 }
 
 // mirrored is how a primary mirrors one kind of its backend's records,

@@ -9,6 +9,7 @@ import (
 // counters are the engine's counts for Stats. Guarded by Engine.mu.
 type counters struct {
 	overflows, queueOverflows, resyncs, frameErrors, applyErrors, errors, full, refused uint64
+	divergentRanges, repaired                                                           uint64    // anti-entropy
 	fullLoggedAt                                                                        time.Time // when max_sessions was last logged (once a minute)
 	screened                                                                            uint64    // synced changes refused on receipt (screen)
 	screenedLoggedAt                                                                    time.Time // when screen last logged (once a minute)
@@ -54,6 +55,12 @@ type Stats struct {
 	Screened       uint64         `json:"refused_sessions"` // synced changes refused on receipt
 	TableFull      uint64         `json:"max_sessions_hits"`
 	Errors         uint64         `json:"errors"`
+	// Lag is the subordinate's lag per change (protocol version 4).
+	Lag LagStats `json:"lag"`
+	// DivergentRanges (primary) counts the ranges found different by
+	// anti-entropy; Repaired (subordinate) the sessions it fixed.
+	DivergentRanges uint64 `json:"divergent_ranges"`
+	Repaired        uint64 `json:"repaired_sessions"`
 	// Expectations is set when expectation sync is on (ExpectStats).
 	Expectations *ExpectStats `json:"expectations,omitempty"`
 }
@@ -67,6 +74,7 @@ func (e *Engine) Stats() Stats {
 		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
 		LastBulk: e.sub.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
 		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, Refused: e.st.refused, Screened: e.st.screened, TableFull: e.st.full, Errors: e.st.errors,
+		Lag: e.sub.lag.stats(), DivergentRanges: e.st.divergentRanges, Repaired: e.st.repaired,
 	}
 	if e.role == roleSubordinate {
 		st.Primary = e.primaryID

@@ -216,6 +216,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 	var bulkStart time.Time
 	var bulkN int
 	var ack []byte
+	var rep repairing
 	acknowledge := func(seq uint64) error {
 		ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: seq})
 		return fc.write(ack, e.cfg.IOTimeout)
@@ -237,7 +238,10 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			}
 			m.Changes = e.screen(m.Changes)
 			bulkN += len(m.Changes)
+			m.Changes = e.loseForTest(&rep, m.Changes)
+			e.noteRepair(&rep, m.Changes)
 			install(ctx, e, e.sessions(), m.Changes)
+			e.changeLag(m.Oldest)
 			ra.recycle(m.Changes)
 			if err := acknowledge(m.Seq); err != nil {
 				return err
@@ -262,6 +266,14 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			if err := acknowledge(m.Seq); err != nil {
 				return err
 			}
+		case syncproto.Digest:
+			if err := e.compareDigest(fc, m); err != nil {
+				return err
+			}
+		case syncproto.RepairStart:
+			e.startRepair(&rep, m)
+		case syncproto.RepairEnd:
+			e.endRepair(ctx, &rep)
 		case syncproto.Heartbeat:
 			e.mu.Lock()
 			last := e.sub.lastSeq

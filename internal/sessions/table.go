@@ -102,6 +102,7 @@ type table struct {
 	helpers map[session.Key]session.Name
 	odd     map[session.Key]session.Tuple // IPv4 replies of flagReplyOther
 	max     int
+	dig     digest // of the synced sessions (digest.go)
 }
 
 func newTable(max int) *table {
@@ -263,7 +264,9 @@ func (t *table) store(k *session.Key, e *entry) {
 	r := shrink(e)
 	k4, ok := compact(k)
 	if !ok {
+		old, had := t.m6[*k]
 		t.m6[*k] = val6{reply: e.reply, r: r}
+		t.dig.update(k, had && old.r.flags&flagSynced != 0, e.synced)
 		return
 	}
 	v := val4{r: r}
@@ -290,9 +293,12 @@ func (t *table) store(k *session.Key, e *entry) {
 		delete(t.odd, *k)
 	}
 	m := t.m4[shardOf(&k4)]
-	n := len(m)
+	old, had := m[k4]
 	m[k4] = v
-	t.n4 += len(m) - n
+	if !had {
+		t.n4++
+	}
+	t.dig.update(k, had && old.r.flags&flagSynced != 0, e.synced)
 }
 
 // put stores s with metadata e (whose session fields it overwrites). It
@@ -322,14 +328,24 @@ func (t *table) put(s *session.Session, e entry) bool {
 func (t *table) setMeta(k session.Key, e entry) { t.store(&k, &e) }
 
 func (t *table) del(k session.Key) {
+	var old rec
+	var had bool
 	if k4, ok := compact(&k); ok {
 		m := t.m4[shardOf(&k4)]
-		n := len(m)
-		delete(m, k4)
-		t.n4 -= n - len(m)
+		var v val4
+		if v, had = m[k4]; had {
+			delete(m, k4)
+			t.n4--
+			old = v.r
+		}
 	} else {
-		delete(t.m6, k)
+		var v val6
+		if v, had = t.m6[k]; had {
+			delete(t.m6, k)
+			old = v.r
+		}
 	}
+	t.dig.update(&k, had && old.flags&flagSynced != 0, false)
 	if len(t.labels) > 0 {
 		delete(t.labels, k)
 	}

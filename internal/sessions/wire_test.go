@@ -13,7 +13,7 @@ import (
 	"github.com/hagate/hagate/internal/sessions/syncproto"
 )
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -16,12 +17,15 @@ import (
 
 // churnStep is one offered rate of the churn scenario.
 type churnStep struct {
-	Rate     int     // sessions created (and as many destroyed) per second, offered
-	Achieved float64 // created per second, as the generator managed
-	Lag      time.Duration
-	Lost     int     // sessions the subordinate lacks (or has extra) at the end
-	Updates  int     // creates + deletes on the primary
-	CPU      float64 // CPU seconds of the sync daemons, both gateways
+	Rate     int           // sessions created (and as many destroyed) per second, offered
+	Achieved float64       // created per second, as the generator managed
+	Lag      time.Duration // until the subordinate's count met the primary's (polled)
+	// LagP50 and LagP99 are the subordinate's lag per change over the step,
+	// where the system measures it (lag.go; -1: not measured).
+	LagP50, LagP99 time.Duration
+	Lost           int     // sessions the subordinate lacks (or has extra) at the end
+	Updates        int     // creates + deletes on the primary
+	CPU            float64 // CPU seconds of the sync daemons, both gateways
 	// GenCPU is the generator's own CPU seconds (this process) over the
 	// churn: it shares the machine with the daemons.
 	GenCPU float64
@@ -95,8 +99,12 @@ func (e *env) churnScenario(ctx context.Context, cfg Config, res *Results, w io.
 				if s.GeneratorLimited {
 					lim = " (generator-limited)"
 				}
-				fmt.Fprintf(w, "        %6d/s offered, %6.0f/s achieved, lag %s, off by %d, %.2f CPU s (generator %.2f), ok %v%s%s\n",
-					s.Rate, s.Achieved, fmtDur(s.Lag), s.Lost, s.CPU, s.GenCPU, s.OK, lim, errSuffix(s.Err))
+				perChange := ""
+				if s.LagP50 >= 0 {
+					perChange = fmt.Sprintf(" (per change p50 %s, p99 %s)", fmtDur(s.LagP50), fmtDur(s.LagP99))
+				}
+				fmt.Fprintf(w, "        %6d/s offered, %6.0f/s achieved, lag %s%s, off by %d, %.2f CPU s (generator %.2f), ok %v%s%s\n",
+					s.Rate, s.Achieved, fmtDur(s.Lag), perChange, s.Lost, s.CPU, s.GenCPU, s.OK, lim, errSuffix(s.Err))
 			}
 		}
 	}
@@ -173,6 +181,7 @@ func (e *env) churnStep(ctx context.Context, r *run, gen *churnGen, rate int, du
 		*next = 0 // reuse ids: the previous steps' sessions are gone
 	}
 	cpu0, gcpu0 := daemonsCPU(r), selfCPU()
+	lagBefore, lagErr := stepLag(r)
 	var live [][2]int // [from, to) per tick, oldest first
 	want := 0         // synthetic sessions the primary holds
 	start := time.Now()
@@ -215,6 +224,10 @@ func (e *env) churnStep(ctx context.Context, r *run, gen *churnGen, rate int, du
 	}
 	st.Lost = want - got
 	st.CPU = daemonsCPU(r) - cpu0
+	st.LagP50, st.LagP99 = -1, -1
+	if lagAfter, err := stepLag(r); err == nil && lagErr == nil {
+		st.LagP50, st.LagP99 = lagAfter.quantile(lagBefore, 0.5), lagAfter.quantile(lagBefore, 0.99)
+	}
 	// The generator's count of what it made, checked against the primary's
 	// table (out of the lag's clock).
 	if n, err := gen.count(ctx); err != nil {
@@ -239,6 +252,15 @@ func (e *env) churnStep(ctx context.Context, r *run, gen *churnGen, rate int, du
 		time.Sleep(50 * time.Millisecond)
 	}
 	return st
+}
+
+// stepLag reads the subordinate's lag histogram, when the system has one.
+func stepLag(r *run) (lagHistogram, error) {
+	l, ok := r.sys.(perChangeLag)
+	if !ok {
+		return lagHistogram{}, errors.ErrUnsupported
+	}
+	return l.lagHistogram("gw2")
 }
 
 // churnGen is the churn scenario's load generator: it creates and deletes

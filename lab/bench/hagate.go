@@ -38,7 +38,7 @@ func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool) (*hg, error) {
 	tm := hgTimings[t]
 	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1))}
 	if pickup {
-		o.Extra = pickupSection
+		o.Extra = pickupSection + harness.MetricsExtra() // the lag per change (lag.go)
 	}
 	c, err := harness.New(l, bin, dir, len(l.Gateways()), o)
 	if err != nil {

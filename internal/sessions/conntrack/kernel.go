@@ -41,6 +41,13 @@ type Options struct {
 	EventBuffer int
 	// EventQueue is the length of the channel Watch returns (default 4096).
 	EventQueue int
+	// ReliableEvents asks the kernel to hold the events it could not
+	// deliver to Watch's socket (NETLINK_BROADCAST_ERROR, conntrackd's
+	// NetlinkEventsReliable): an entry's missed events ride with its next
+	// one, and a destroy event is delivered again until the socket takes
+	// it. The overflow is still reported (NETLINK_NO_ENOBUFS stays off),
+	// so a dump repairs the rest.
+	ReliableEvents bool
 }
 
 // Kernel is the ctnetlink backend. Safe for concurrent use.

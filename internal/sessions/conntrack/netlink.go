@@ -125,6 +125,34 @@ func (s *socket) recv() ([]byte, error) {
 	return s.rbuf[:n], nil
 }
 
+// setOption sets a SOL_NETLINK option.
+func (s *socket) setOption(opt, v int) error {
+	var serr error
+	if err := s.rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, opt, v) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// drain discards what the socket holds, without waiting.
+func (s *socket) drain() error {
+	for {
+		var rerr error
+		err := s.rc.Read(func(fd uintptr) bool {
+			_, _, rerr = unix.Recvfrom(int(fd), s.rbuf, unix.MSG_DONTWAIT)
+			return true
+		})
+		switch {
+		case err != nil:
+			return fmt.Errorf("netlink drain: %w", err)
+		case rerr == unix.EAGAIN:
+			return nil
+		case rerr != nil && rerr != unix.ENOBUFS:
+			return fmt.Errorf("netlink drain: %w", rerr)
+		}
+	}
+}
+
 // nlmsg is one parsed netlink message header with its payload.
 type nlmsg struct {
 	typ, flags uint16

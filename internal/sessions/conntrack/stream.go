@@ -82,6 +82,13 @@ func watch[E any](ctx context.Context, s *socket, queue int, subsys uint16, over
 		for {
 			b, err := s.recv()
 			if errors.Is(err, unix.ENOBUFS) {
+				// The kernel says ENOBUFS once per congestion, and the
+				// congestion lasts until the queue is empty: what is
+				// queued is older than the dump the overflow calls for,
+				// so it goes, and a loss from now on is reported again.
+				if err := s.drain(); err != nil {
+					return
+				}
 				if !send(overflow) {
 					return
 				}

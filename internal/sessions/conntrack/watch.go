@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hagate/hagate/internal/sessions/session"
 )
 
@@ -16,6 +18,12 @@ func (k *Kernel) Watch(ctx context.Context) (<-chan session.Event, error) {
 	s, err := k.open(groups, k.opts.EventBuffer)
 	if err != nil {
 		return nil, fmt.Errorf("conntrack watch: %w", err)
+	}
+	if k.opts.ReliableEvents {
+		if err := s.setOption(unix.NETLINK_BROADCAST_ERROR, 1); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("conntrack watch: reliable events: %w", err)
+		}
 	}
 	overflow := session.Event{Kind: session.EventOverflow}
 	return watch(ctx, s, k.opts.EventQueue, subsysCT, overflow, func(m nlmsg) (session.Event, bool) {

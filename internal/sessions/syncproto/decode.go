@@ -3,6 +3,7 @@ package syncproto
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/hagate/hagate/internal/sessions/session"
 )
@@ -112,10 +113,23 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 	case TResync:
 		m = Resync{Reason: r.u8()}
 	case TBatch:
-		seq, changes := decodeBatch(&r, scratch, decodeChange)
+		seq, changes := decodeBatch(&r, scratch, nil, decodeChange)
 		m = Batch{Seq: seq, Changes: changes}
+	case TTimedBatch:
+		var oldest uint64
+		seq, changes := decodeBatch(&r, scratch, &oldest, decodeChange)
+		if r.err == nil && (oldest == 0 || oldest > math.MaxInt64) {
+			r.err = ErrMalformed // a time of zero is a TBatch
+		}
+		m = Batch{Seq: seq, Changes: changes, Oldest: int64(oldest)}
+	case TDigest:
+		m = decodeDigest(&r)
+	case TDiffer, TRepairStart:
+		m = decodeRanges(&r, t)
+	case TRepairEnd:
+		m = RepairEnd{Round: r.u32(), Count: r.u64()}
 	case TExpect:
-		seq, changes := decodeBatch(&r, nil, decodeExpectChange)
+		seq, changes := decodeBatch(&r, nil, nil, decodeExpectChange)
 		m = ExpectBatch{Seq: seq, Changes: changes}
 	default:
 		return nil, fmt.Errorf("type %d: %w", t, ErrMalformed)
@@ -139,12 +153,19 @@ func Decode(b []byte, scratch []session.Change) (Message, error) {
 const MaxBatchChanges = 1 << 15
 
 // decodeBatch reads a batch's sequence number and changes (appended to
-// scratch), each read by one. A count above MaxBatchChanges, or one that
-// the bytes present cannot hold, is refused before anything is allocated.
-func decodeBatch[C any](r *reader, scratch []C, one func(*reader, *C)) (uint64, []C) {
+// scratch), each read by one; a timed batch's time, after the header, into
+// oldest when not nil. A count above MaxBatchChanges, or one that the bytes
+// present cannot hold, is refused before anything is allocated.
+func decodeBatch[C any](r *reader, scratch []C, oldest *uint64, one func(*reader, *C)) (uint64, []C) {
 	seq := r.u64()
 	n := int(r.u32())
-	if r.err == nil && (n > MaxBatchChanges || n > len(r.b)/minChange) {
+	if oldest != nil {
+		*oldest = r.u64()
+	}
+	if r.err != nil {
+		return seq, nil
+	}
+	if n > MaxBatchChanges || n > len(r.b)/minChange {
 		r.err = fmt.Errorf("%d changes in %d bytes (at most %d): %w", n, len(r.b), MaxBatchChanges, ErrMalformed)
 		return seq, nil
 	}

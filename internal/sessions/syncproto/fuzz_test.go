@@ -28,11 +28,16 @@ func fuzzDecode(f *testing.F, t Type) {
 	})
 }
 
-func FuzzDecodeHello(f *testing.F)     { fuzzDecode(f, THello) }
-func FuzzDecodeBulkStart(f *testing.F) { fuzzDecode(f, TBulkStart) }
-func FuzzDecodeBatch(f *testing.F)     { fuzzDecode(f, TBatch) }
-func FuzzDecodeBulkEnd(f *testing.F)   { fuzzDecode(f, TBulkEnd) }
-func FuzzDecodeAck(f *testing.F)       { fuzzDecode(f, TAck) }
-func FuzzDecodeHeartbeat(f *testing.F) { fuzzDecode(f, THeartbeat) }
-func FuzzDecodeResync(f *testing.F)    { fuzzDecode(f, TResync) }
-func FuzzDecodeExpect(f *testing.F)    { fuzzDecode(f, TExpect) }
+func FuzzDecodeHello(f *testing.F)       { fuzzDecode(f, THello) }
+func FuzzDecodeBulkStart(f *testing.F)   { fuzzDecode(f, TBulkStart) }
+func FuzzDecodeBatch(f *testing.F)       { fuzzDecode(f, TBatch) }
+func FuzzDecodeBulkEnd(f *testing.F)     { fuzzDecode(f, TBulkEnd) }
+func FuzzDecodeAck(f *testing.F)         { fuzzDecode(f, TAck) }
+func FuzzDecodeHeartbeat(f *testing.F)   { fuzzDecode(f, THeartbeat) }
+func FuzzDecodeResync(f *testing.F)      { fuzzDecode(f, TResync) }
+func FuzzDecodeExpect(f *testing.F)      { fuzzDecode(f, TExpect) }
+func FuzzDecodeTimedBatch(f *testing.F)  { fuzzDecode(f, TTimedBatch) }
+func FuzzDecodeDigest(f *testing.F)      { fuzzDecode(f, TDigest) }
+func FuzzDecodeDiffer(f *testing.F)      { fuzzDecode(f, TDiffer) }
+func FuzzDecodeRepairStart(f *testing.F) { fuzzDecode(f, TRepairStart) }
+func FuzzDecodeRepairEnd(f *testing.F)   { fuzzDecode(f, TRepairEnd) }

@@ -23,8 +23,11 @@ import (
 // Version 3 adds the challenge: the subordinate's Hello carries a random
 // Nonce, which the primary's second Hello must echo before anything else,
 // so that a recorded connection cannot be replayed to a subordinate.
+// Version 4 adds anti-entropy (TDigest, TDiffer, TRepairStart, TRepairEnd:
+// antientropy.go) and timed batches (TTimedBatch), which carry when the
+// primary saw the oldest change they hold.
 const (
-	Version    = 3
+	Version    = 4
 	MinVersion = 1
 )
 
@@ -43,6 +46,12 @@ const (
 	THeartbeat Type = 6
 	TResync    Type = 7
 	TExpect    Type = 8 // version 2
+	// Version 4 (antientropy.go).
+	TDigest      Type = 9
+	TDiffer      Type = 10
+	TRepairStart Type = 11
+	TRepairEnd   Type = 12
+	TTimedBatch  Type = 13
 )
 
 func (t Type) String() string {
@@ -63,6 +72,16 @@ func (t Type) String() string {
 		return "resync"
 	case TExpect:
 		return "expect"
+	case TDigest:
+		return "digest"
+	case TDiffer:
+		return "differ"
+	case TRepairStart:
+		return "repair-start"
+	case TRepairEnd:
+		return "repair-end"
+	case TTimedBatch:
+		return "timed-batch"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -88,10 +107,13 @@ type Hello struct {
 type BulkStart struct{ Gen, Count uint64 }
 
 // Batch carries changes. Seq counts batches per connection from 1; a gap
-// means loss, answered by a resync.
+// means loss, answered by a resync. Oldest, when not zero (version 4: a
+// TTimedBatch), is when the primary saw the oldest change the batch holds,
+// in Unix nanoseconds: the subordinate measures its lag per change from it.
 type Batch struct {
 	Seq     uint64
 	Changes []session.Change
+	Oldest  int64
 }
 
 // BulkEnd ends generation Gen: what the subordinate holds from older
@@ -109,7 +131,12 @@ type Resync struct{ Reason uint8 }
 
 func (Hello) Type() Type     { return THello }
 func (BulkStart) Type() Type { return TBulkStart }
-func (Batch) Type() Type     { return TBatch }
+func (m Batch) Type() Type {
+	if m.Oldest != 0 {
+		return TTimedBatch
+	}
+	return TBatch
+}
 func (BulkEnd) Type() Type   { return TBulkEnd }
 func (Ack) Type() Type       { return TAck }
 func (Heartbeat) Type() Type { return THeartbeat }
@@ -179,9 +206,9 @@ func AppendResync(b []byte, m Resync) []byte { return append(b, byte(TResync), m
 // batchHeaderLen is type, seq, count.
 const batchHeaderLen = 1 + 8 + 4
 
-// AppendBatch appends a whole Batch.
+// AppendBatch appends a whole Batch (a TTimedBatch when m.Oldest is set).
 func AppendBatch(b []byte, m Batch) []byte {
-	var w BatchWriter
+	w := BatchWriter{Oldest: m.Oldest}
 	return appendAll(&w, b, m.Seq, m.Changes)
 }
 
@@ -235,11 +262,21 @@ type BatchWriter struct {
 	// Version is the connection's protocol version (0: Version); below 2
 	// the helpers of sessions are left out.
 	Version uint8
+	// Oldest, when not zero, makes the batch a TTimedBatch carrying it
+	// (see Batch): only for a connection at version 4 or later.
+	Oldest int64
 	batch
 }
 
 // Reset starts a batch appended to b.
-func (w *BatchWriter) Reset(b []byte) { w.reset(b, TBatch) }
+func (w *BatchWriter) Reset(b []byte) {
+	if w.Oldest == 0 {
+		w.reset(b, TBatch)
+		return
+	}
+	w.reset(b, TTimedBatch)
+	w.b = binary.BigEndian.AppendUint64(w.b, uint64(w.Oldest))
+}
 
 // Add appends one change.
 func (w *BatchWriter) Add(c *session.Change) {
@@ -258,7 +295,7 @@ func (w *BatchWriter) Finish(seq uint64) []byte { return w.finish(seq) }
 // SetBatchSeq rewrites the sequence number of an encoded Batch or
 // ExpectBatch in place.
 func SetBatchSeq(msg []byte, seq uint64) error {
-	if len(msg) < batchHeaderLen || Type(msg[0]) != TBatch && Type(msg[0]) != TExpect {
+	if len(msg) < batchHeaderLen || Type(msg[0]) != TBatch && Type(msg[0]) != TExpect && Type(msg[0]) != TTimedBatch {
 		return fmt.Errorf("set seq: not a batch: %w", ErrMalformed)
 	}
 	binary.BigEndian.PutUint64(msg[1:9], seq)

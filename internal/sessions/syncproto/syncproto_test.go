@@ -63,6 +63,13 @@ func sampleMessages() []Message {
 		Heartbeat{Seq: 99},
 		Resync{Reason: 2},
 		ExpectBatch{Seq: 3, Changes: sampleExpects()},
+		Batch{Seq: 4, Changes: sampleChanges(), Oldest: 1_700_000_000_123_456_789},
+		Digest{Round: 1, Hashes: []uint64{0, 0xdeadbeef, 1 << 63, 42}},
+		Digest{Round: 2, Hashes: []uint64{7}},
+		Differ{Round: 1, Index: []uint16{1, 3}},
+		Differ{Round: 9, Index: []uint16{}},
+		RepairStart{Round: 1, Index: []uint16{0, 4095}},
+		RepairEnd{Round: 1, Count: 12},
 	}
 }
 
@@ -84,6 +91,14 @@ func encode(m Message) []byte {
 		return AppendResync(nil, m)
 	case ExpectBatch:
 		return AppendExpectBatch(nil, m)
+	case Digest:
+		return AppendDigest(nil, m)
+	case Differ:
+		return AppendDiffer(nil, m)
+	case RepairStart:
+		return AppendRepairStart(nil, m)
+	case RepairEnd:
+		return AppendRepairEnd(nil, m)
 	}
 	panic("unknown message")
 }
