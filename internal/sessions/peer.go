@@ -93,18 +93,24 @@ func (e *Engine) runPeer(ctx context.Context, p *peer) {
 		start := e.now()
 		err := e.servePeer(ctx, p)
 		e.mu.Lock()
+		wasConnected := p.connected
 		p.connected, p.active, p.queue, p.overflow = false, false, p.queue[:0], false
 		absent := p.absent
 		e.mu.Unlock()
 		if ctx.Err() != nil || !e.isPrimary() {
 			return
 		}
-		if absent {
+		switch {
+		case absent && !wasConnected:
+			// The quiet try of a member not heard: said once already.
+		case absent:
 			e.log.Info("session pickup: subordinate connection ended; its member is not heard", "peer", p.addr, "err", err)
-		} else {
+		default:
 			e.log.Warn("session pickup: subordinate connection lost", "peer", p.addr, "err", err)
 		}
-		e.emit(SyncLost{Peer: p.addr.String(), Err: err})
+		if wasConnected {
+			e.emit(SyncLost{Peer: p.addr.String(), Err: err})
+		}
 		if e.now().Sub(start) > 10*time.Second {
 			backoff = minBackoff
 		}
@@ -135,16 +141,27 @@ func (e *Engine) awaitHeard(ctx context.Context, p *peer) bool {
 			return true
 		}
 		if !logged {
-			e.log.Info("session pickup: member not heard; dialled once its heartbeats arrive", "peer", p.addr)
+			e.log.Info("session pickup: member not heard; dialled at once when its heartbeats arrive, tried every "+absentRedial.String()+" meanwhile", "peer", p.addr)
 			logged = true
 		}
+		t := time.NewTimer(absentRedial)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return false
 		case <-p.heard:
+			t.Stop()
+		case <-t.C:
+			// A member whose heartbeats do not arrive may still take
+			// the sync (its heartbeats lost one way, or a member this
+			// build cannot read): try it now and then, quietly.
+			return true
 		}
 	}
 }
+
+// absentRedial is how often a member not heard is dialled all the same.
+const absentRedial = 5 * time.Second
 
 func (e *Engine) isPrimary() bool {
 	e.mu.Lock()
