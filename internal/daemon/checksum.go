@@ -33,9 +33,10 @@ type confSync struct {
 	cfg     *config.Config
 	src     checksum.Source
 	peer    *configsync.Peer
-	sums    chan checksum.Sums      // to the loop
-	trigger chan struct{}           // recompute now
-	syncs   chan cluster.SyncConfig // latest wins
+	sums    chan checksum.Sums             // to the loop
+	trigger chan struct{}                  // recompute now
+	syncs   chan cluster.SyncConfig        // latest wins
+	fdb     func() ([]byte, uint64, error) // transparent mode's learnt addresses
 
 	mu       sync.Mutex
 	texts    map[checksum.Part][]byte
@@ -75,6 +76,7 @@ func (d *Daemon) startConfigSync(epoch uint64) error {
 		sums: make(chan checksum.Sums, 1), trigger: make(chan struct{}, 1), syncs: make(chan cluster.SyncConfig, 1),
 		peer: &configsync.Peer{Sealer: sealer, Opener: seal.NewOpener(d.keys, d.mode, seal.ConfigSync, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew),
 			Port: cfg.ConfigSync.Port, MaxSize: cfg.ConfigSync.MaxSize, Log: d.log},
+		fdb: func() ([]byte, uint64, error) { return d.bridge.content(d.nif) },
 	}
 	for _, t := range cfg.ConfigSync.RouteTables {
 		cs.src.RouteTables = append(cs.src.RouteTables, t)
@@ -160,6 +162,9 @@ func (cs *confSync) monitor(ctx context.Context) error {
 
 // content serves this member's parts to the others.
 func (cs *confSync) content(ctx context.Context, op configsync.Op, part checksum.Part) ([]byte, uint64, error) {
+	if op == configsync.OpFDB {
+		return cs.fdb()
+	}
 	cs.mu.Lock()
 	text, errText := cs.texts[part], cs.errs[part]
 	cs.mu.Unlock()
