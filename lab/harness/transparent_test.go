@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -93,3 +95,59 @@ func TestTransparentFailover(t *testing.T) {
 		})
 	}
 }
+
+// The subordinate's blocked ports are what keeps two bridges in parallel
+// from looping: one broadcast from the client reaches the server once.
+// With fencing off both bridges forward, and the broadcast circles
+// brlan, gw1, brwan, gw2, brlan... reaching the server again on every
+// turn (until the lab switch's storm guard drops it).
+func TestTransparentBlockedPortsNoLoop(t *testing.T) {
+	t.Parallel() // a lab of its own; nothing timed tightly
+	for _, tc := range []struct {
+		name  string
+		extra string
+		loop  bool
+	}{{"fenced", "", false}, {"fence-off", fenceOff, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := setup(t, 2, Options{Extra: tc.extra}, netlab.Options{Transparent: true})
+			c.StartAll()
+			mustHolder(t, c, 15*time.Second, "gw1")
+			if st, err := c.Status("gw2"); err != nil || st.Fenced == tc.loop {
+				t.Fatalf("gw2 status: fenced=%v (err %v), want %v", st.Fenced, err, !tc.loop)
+			}
+			probe := `add table netdev probe; add chain netdev probe in { type filter hook ingress device "eth0" priority 0; }; add rule netdev probe in ip saddr ` +
+				netlab.ClientAddr.Addr().String() + " icmp type echo-request counter"
+			if _, err := c.Lab.Exec(netlab.Server, "nft", probe); err != nil {
+				t.Fatal(err)
+			}
+			// Let the new primary's gratuitous ARPs pass (with fencing off
+			// they loop too, and use up the storm guard's burst).
+			time.Sleep(2500 * time.Millisecond)
+			c.Lab.Exec(netlab.Client, "ping", "-b", "-c1", "-W1", "-q", "192.0.2.255") // answers or not: counted at the server
+			time.Sleep(500 * time.Millisecond)
+			out, err := c.Lab.Exec(netlab.Server, "nft", "list", "chain", "netdev", "probe", "in")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := packetsRe.FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("no counter in:\n%s", out)
+			}
+			copies, _ := strconv.Atoi(m[1])
+			// The guard's drops: the loop's turns cut short (every
+			// broadcast of the run, the gateways' own ARP included).
+			guard, _ := c.Lab.Exec(netlab.Switch, "nft", "list", "chain", "bridge", "lab", "forward")
+			dropped := "?"
+			if m := guardRe.FindStringSubmatch(guard); m != nil {
+				dropped = m[1]
+			}
+			t.Logf("%s: one broadcast reached the server %d times; the switch's storm guard dropped %s looping frames", tc.name, copies, dropped)
+			if looped := copies > 1; looped != tc.loop || copies == 0 {
+				t.Fatalf("one broadcast reached the server %d times, want loop=%v", copies, tc.loop)
+			}
+		})
+	}
+}
+
+var guardRe = regexp.MustCompile(`packets (\d+) bytes \d+ drop comment "storm guard"`)
