@@ -19,8 +19,10 @@ type Transparent struct {
 
 // Fenced reports whether a member that is not primary is fenced at all:
 // over data interfaces, or over a transparent bridge's ports.
+// fence.enabled: false turns both off: every bridge then forwards, which
+// loops unless something else (spanning tree) breaks the loop.
 func (c *Config) Fenced() bool {
-	return len(c.FenceInterfaces()) > 0 || c.Transparent.Bridge != ""
+	return c.Fence.Enabled && (len(c.FenceInterfaces()) > 0 || c.Transparent.Bridge != "")
 }
 
 // checkTransparent refuses a bridge without ports or ports without a

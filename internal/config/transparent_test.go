@@ -69,3 +69,23 @@ func TestCheckBridgePorts(t *testing.T) {
 		t.Errorf("CheckHost: %v, want an error on transparent.ports[0]", err)
 	}
 }
+
+// fence.enabled: false unblocks a transparent bridge's ports too, not only
+// the routed fence's interfaces.
+func TestFencedTransparent(t *testing.T) {
+	tr := Transparent{Bridge: "br0", Ports: []string{"lan", "wan"}}
+	for _, tc := range []struct {
+		name string
+		c    Config
+		want bool
+	}{
+		{"bridge, fence on", Config{Transparent: tr, Fence: Fence{Enabled: true}}, true},
+		{"bridge, fence off", Config{Transparent: tr, Fence: Fence{Enabled: false}}, false},
+		{"routed, fence on, no interface", Config{Fence: Fence{Enabled: true}}, false},
+		{"routed, fence on", Config{Fence: Fence{Enabled: true, Interfaces: []string{"lan"}}}, true},
+	} {
+		if got := tc.c.Fenced(); got != tc.want {
+			t.Errorf("%s: Fenced() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -43,6 +43,10 @@ type Op uint8
 const (
 	OpApply Op = 1 // the content to apply (for the ruleset: nft's text of the synced tables)
 	OpText  Op = 2 // the normalised text the checksum is computed over (for diffs)
+	// OpFDB asks for the addresses the primary's transparent bridge learnt
+	// (fdb.go); its part is 0. A build without it closes the connection
+	// without an answer, which the asking member takes as "none yet".
+	OpFDB Op = 3
 )
 
 // Status says whether a response carries the content.
@@ -84,10 +88,14 @@ func ParseRequest(b []byte) (Request, error) {
 		return r, fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(b))
 	}
 	r.Op, r.Part = Op(b[1]), checksum.Part(b[2])
-	if r.Op != OpApply && r.Op != OpText {
+	switch {
+	case r.Op == OpFDB:
+		if r.Part != 0 {
+			return r, fmt.Errorf("%w: part %d with the forwarding database", ErrMalformed, b[2])
+		}
+	case r.Op != OpApply && r.Op != OpText:
 		return r, fmt.Errorf("%w: op %d", ErrMalformed, b[1])
-	}
-	if !r.Part.Known() {
+	case !r.Part.Known():
 		return r, fmt.Errorf("%w: part %d", ErrMalformed, b[2])
 	}
 	copy(r.Nonce[:], b[3:])

@@ -32,9 +32,10 @@ const (
 type confSync struct {
 	stateDir string
 	peer     *configsync.Peer
-	sums     chan checksum.Sums      // to the loop
-	trigger  chan struct{}           // recompute now
-	syncs    chan cluster.SyncConfig // latest wins
+	sums     chan checksum.Sums             // to the loop
+	trigger  chan struct{}                  // recompute now
+	syncs    chan cluster.SyncConfig        // latest wins
+	fdb      func() ([]byte, uint64, error) // transparent mode's learnt addresses
 
 	mu       sync.Mutex
 	src      checksum.Source // replaced by a reload: read it with source()
@@ -76,6 +77,7 @@ func (d *Daemon) startConfigSync(epoch uint64) error {
 		sums: make(chan checksum.Sums, 1), trigger: make(chan struct{}, 1), syncs: make(chan cluster.SyncConfig, 1),
 		peer: &configsync.Peer{Sealer: sealer, Opener: seal.NewOpener(d.keys, d.mode, seal.ConfigSync, uint16(cfg.GroupID), cfg.NodeID, cfg.Security.MaxClockSkew),
 			Port: cfg.ConfigSync.Port, MaxSize: cfg.ConfigSync.MaxSize, Log: d.log},
+		fdb: func() ([]byte, uint64, error) { return d.bridge.content(d.nif) },
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.ConfigSync.Port)))
 	if err != nil {
@@ -203,6 +205,9 @@ func (cs *confSync) monitor(ctx context.Context) error {
 
 // content serves this member's parts to the others.
 func (cs *confSync) content(ctx context.Context, op configsync.Op, part checksum.Part) ([]byte, uint64, error) {
+	if op == configsync.OpFDB {
+		return cs.fdb()
+	}
 	cs.mu.Lock()
 	text, errText := cs.texts[part], cs.errs[part]
 	cs.mu.Unlock()

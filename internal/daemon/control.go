@@ -49,6 +49,7 @@ type Status struct {
 	Witness       []pinger.TargetStatus   `json:"witness,omitempty"`
 	Checks        []checks.Status         `json:"checks,omitempty"`
 	ConfigSync    SyncResult              `json:"config_sync"`
+	Bridge        *BridgeStatus           `json:"transparent,omitempty"`
 }
 
 func (d *Daemon) listenControl() (net.Listener, error) {
@@ -170,6 +171,7 @@ func (d *Daemon) status(now time.Time) Status {
 		}
 	}
 	d.addConfigStatus(&st)
+	d.addBridgeStatus(&st)
 	if d.mode.String() == "plaintext" {
 		st.Warnings = append(st.Warnings, "heartbeats are not authenticated (security.authentication: false)")
 	}

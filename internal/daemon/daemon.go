@@ -42,6 +42,7 @@ type Daemon struct {
 	node   *cluster.Node
 	tr     *heartbeat.Transport
 	nif    *netif.Handle
+	bridge *bridgeFDB // transparent mode's relearning (transparent.go)
 	ann    *netif.Announcer
 	met    *metrics.Metrics
 	hist   *history.Log
@@ -193,6 +194,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	// that left them behind: it is not primary until elected.
 	d.releaseAddresses("startup")
 	d.startFence(cleanup)
+	d.startBridge()
 
 	if d.sd, err = newSDNotifier(); err != nil {
 		d.log.Warn("systemd notifications off", "err", err)
@@ -308,6 +310,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 		case <-tick.C:
 			d.drainHeartbeats()
 			d.step(cluster.Tick{Now: time.Now()})
+			d.fetchFDB(time.Now())
 			d.sdTick(time.Now()) // here, so that a wedged loop stops petting the watchdog
 		case rx := <-d.tr.Packets():
 			rx.Now = time.Now()

@@ -89,6 +89,7 @@ func (d *Daemon) lowerFence() {
 		return
 	}
 	d.log.Info("fence lowered: forwarding")
+	d.relearn()
 }
 
 // signalLinkFailure takes the data interfaces that are still up down for

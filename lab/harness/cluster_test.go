@@ -159,7 +159,7 @@ func TestLinkFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustHolder(t, c, 5*time.Second, "gw2")
-	if !strings.Contains(c.Log("gw2"), "kind=link") {
+	if !strings.Contains(c.Log("gw2"), "reason=link") {
 		t.Fatalf("gw2 took over, but not for a link failure")
 	}
 	if err := echoOnce(c); err != nil {

@@ -189,8 +189,14 @@ func (c *Cluster) writeConfig(k, n int) error {
 		fmt.Fprintf(&b, "    - interface: %s\n      priority: 50\n      peers: %s\n", netlab.HA2, peers(netlab.HA2))
 	}
 	fmt.Fprintf(&b, "monitor: [%s, %s]\n", netlab.LAN, netlab.WAN)
-	fmt.Fprintf(&b, "virtual_ips:\n  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
-		netlab.LAN, netlab.LANVIP, netlab.WAN, netlab.WANVIP)
+	if c.Lab.Transparent() {
+		// One management address on the bridge; the ports carry none.
+		fmt.Fprintf(&b, "virtual_ips:\n  - interface: %s\n    address: %s\n", netlab.Bridge, netlab.LANVIP)
+		fmt.Fprintf(&b, "transparent:\n  bridge: %s\n  ports: [%s, %s]\n", netlab.Bridge, netlab.LAN, netlab.WAN)
+	} else {
+		fmt.Fprintf(&b, "virtual_ips:\n  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
+			netlab.LAN, netlab.LANVIP, netlab.WAN, netlab.WANVIP)
+	}
 	if c.opts.IPv6 {
 		fmt.Fprintf(&b, "  - interface: %s\n    address: %s\n  - interface: %s\n    address: %s\n",
 			netlab.LAN, netlab.LANVIP6, netlab.WAN, netlab.WANVIP6)
@@ -375,11 +381,20 @@ func (c *Cluster) Holders() []string {
 		c.mu.Lock()
 		off := c.off[gw]
 		c.mu.Unlock()
-		if !off && c.Lab.HasAddr(gw, netlab.LAN, netlab.LANVIP.String()) {
+		if !off && c.Lab.HasAddr(gw, c.vipLink(), netlab.LANVIP.String()) {
 			out = append(out, gw)
 		}
 	}
 	return out
+}
+
+// vipLink is where the LAN virtual IP goes: lan, or the bridge in a
+// transparent lab.
+func (c *Cluster) vipLink() string {
+	if c.Lab.Transparent() {
+		return netlab.Bridge
+	}
+	return netlab.LAN
 }
 
 // WaitHolder waits until exactly one gateway holds the LAN virtual IP and,

@@ -118,7 +118,10 @@ func established(n int) []session.Change {
 	vip := session.Addr16(netlab.WANVIP.Addr())
 	for i := range n {
 		o := session.Tuple{
-			Src:     session.Addr16(netip.AddrFrom4([4]byte{192, 0, 2, byte(2 + i%250)})),
+			// Hosts behind the LAN (192.0.2.101-250): neither a
+			// gateway's own address, which a subordinate refuses, nor
+			// the lab client's.
+			Src:     session.Addr16(netip.AddrFrom4([4]byte{192, 0, 2, byte(101 + i%150)})),
 			Dst:     session.Addr16(netip.AddrFrom4([4]byte{203, 0, 113, byte(200 + i/60000%50)})),
 			SrcPort: uint16(1024 + i%60000), DstPort: 443,
 		}

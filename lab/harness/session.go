@@ -73,7 +73,7 @@ func (c *Cluster) startSession(interval time.Duration, udp bool) (*Session, erro
 	if udp {
 		args = append(args, "-udp")
 	}
-	args = append(args, netip.AddrPortFrom(netlab.ServerAddr.Addr(), EchoPort).String())
+	args = append(args, netip.AddrPortFrom(c.Lab.ServerAddress().Addr(), EchoPort).String())
 	cmd, err := c.Lab.Start(netlab.Client, lockedWriter{s}, args...)
 	if err != nil {
 		return nil, err

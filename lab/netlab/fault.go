@@ -150,7 +150,7 @@ func cloneMap[V any](m map[string]V) map[string]V {
 // current state, in one nft transaction. Called with l.mu held (or before
 // the lab is shared).
 func (l *Lab) applyFaults() error {
-	rules := faultRules(l.cut, l.loss)
+	rules := faultRules(l.cut, l.loss, l.opts.Transparent)
 	if _, err := runInput(context.Background(), rules, "ip", "netns", "exec", l.NS(Switch), "nft", "-f", "-"); err != nil {
 		return fmt.Errorf("lab: switch faults: %w", err)
 	}
@@ -162,11 +162,18 @@ func (l *Lab) applyFaults() error {
 // bridge forward hook sees every frame between two ports, flooded ones
 // included, and the switch bridges have no addresses of their own, so the
 // forward chain is all there is to filter. Ports come out sorted, so the
-// same state renders the same text.
-func faultRules(cut map[string]bool, loss map[string]int) string {
+// same state renders the same text. stormGuard caps the broadcast and
+// multicast frames the switch forwards (transparent labs, where two
+// bridging gateways that both forward make a loop: a test proves that
+// loop, and the guard ends it after a hundred-odd copies instead of
+// letting it take the machine).
+func faultRules(cut map[string]bool, loss map[string]int, stormGuard bool) string {
 	var b strings.Builder
 	b.WriteString("table bridge lab {}\ndelete table bridge lab\ntable bridge lab {\n")
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n")
+	if stormGuard {
+		b.WriteString("\t\tmeta pkttype { broadcast, multicast } limit rate over 200/second burst 100 packets counter drop comment \"storm guard\"\n")
+	}
 	ports := make([]string, 0, len(cut)+len(loss))
 	for p, c := range cut {
 		if c {

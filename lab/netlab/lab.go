@@ -84,6 +84,9 @@ type Options struct {
 	// AllowInvalid forwards packets conntrack finds invalid instead of
 	// dropping them (they are still counted).
 	AllowInvalid bool
+	// Transparent makes every gateway a bridge between its lan and wan
+	// (transparent.go): client and server share 192.0.2.0/24.
+	Transparent bool
 	// Logf, if set, receives notes about cleanup trouble that does not
 	// fail an operation.
 	Logf func(format string, args ...any)
@@ -195,6 +198,9 @@ func (l *Lab) build() error {
 	if err := l.applyFaults(); err != nil {
 		return err
 	}
+	if l.opts.Transparent {
+		return l.buildTransparent()
+	}
 
 	if err := l.plug(Client, Eth0, LAN, ClientAddr, ClientAddr6); err != nil {
 		return err
@@ -270,7 +276,10 @@ func (l *Lab) plug(node, link, bridgeLink string, v4, v6 netip.Prefix) error {
 	if err := l.ip(Switch, "link", "set", port, "master", bridgeFor(bridgeLink), "up"); err != nil {
 		return fmt.Errorf("attach port: %w", err)
 	}
-	addrs := []netip.Prefix{v4}
+	var addrs []netip.Prefix
+	if v4.IsValid() {
+		addrs = append(addrs, v4)
+	}
 	if l.opts.IPv6 && v6.IsValid() {
 		addrs = append(addrs, v6)
 	}

@@ -37,7 +37,7 @@ func TestFaultRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if diff := cmp.Diff(tt.want, faultRules(tt.cut, tt.loss)); diff != "" {
+			if diff := cmp.Diff(tt.want, faultRules(tt.cut, tt.loss, false)); diff != "" {
 				t.Errorf("faultRules mismatch (-want +got):\n%s", diff)
 			}
 		})
