@@ -323,18 +323,27 @@ var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 // Names lists every metric name hagate itself exports, whether or not it
 // has a series yet: what dashboards and alert rules may use.
+// A histogram is queried by its series' names (_bucket, _sum, _count), not
+// by its own, which has no series.
 func (m *Metrics) Names() []string {
-	ch := make(chan *prometheus.Desc, 256)
-	go func() {
-		for _, c := range m.own {
-			c.Describe(ch)
-		}
-		close(ch)
-	}()
 	var names []string
-	for d := range ch {
-		if sm := fqName.FindStringSubmatch(d.String()); sm != nil {
-			names = append(names, sm[1])
+	for _, c := range m.own {
+		suffixes := []string{""}
+		switch c.(type) {
+		case prometheus.Histogram, *prometheus.HistogramVec:
+			suffixes = []string{"_bucket", "_sum", "_count"}
+		}
+		ch := make(chan *prometheus.Desc, 256)
+		go func() {
+			c.Describe(ch)
+			close(ch)
+		}()
+		for d := range ch {
+			if sm := fqName.FindStringSubmatch(d.String()); sm != nil {
+				for _, suf := range suffixes {
+					names = append(names, sm[1]+suf)
+				}
+			}
 		}
 	}
 	slices.Sort(names)
