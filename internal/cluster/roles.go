@@ -202,7 +202,8 @@ func (n *Node) becomePrimary(now time.Time, kind Kind, reason string) {
 
 // becomeSubordinate takes the subordinate role. A primary that steps down
 // releases the addresses and, with session pickup, waits for the new
-// primary's bulk sync: it drops what it forwarded (see AcceptSessions). A
+// primary's bulk sync: it drops what it forwarded once that bulk begins
+// (see AcceptSessions). A
 // member leaving hello keeps what it was told: it takes the primary's
 // sessions during its holddown already.
 func (n *Node) becomeSubordinate(now time.Time, kind Kind, reason string) {

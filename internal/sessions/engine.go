@@ -241,6 +241,10 @@ type subordinateState struct {
 	lastSeq  uint64    // of the last batch received on inbound
 	lastBulk BulkStats // the last bulk received
 	lag      lagHistogram
+	// purge: this node stepped down from primary; the sessions it
+	// forwarded are removed when the new primary's first bulk begins
+	// (see BecomeSubordinate).
+	purge bool
 }
 
 type pendingKey struct {
@@ -411,10 +415,12 @@ func (e *Engine) SetPrimary(id string) {
 // primaryID ("": of any member until SetPrimary names one). The daemon calls
 // it at start, so that a member takes the primary's sessions during its
 // hello holddown. The sessions already in the table stay installed; those
-// the new primary's first bulk does not carry are removed at its end.
+// the new primary's first bulk does not carry are removed at its end. A
+// node that was primary removes the sessions it forwarded when that first
+// bulk begins (see purgeForwarded), not before.
 func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error {
 	e.mu.Lock()
-	wasSubordinate := e.role == roleSubordinate
+	wasSubordinate, wasPrimary := e.role == roleSubordinate, e.role == rolePrimary
 	e.mu.Unlock()
 	if wasSubordinate {
 		// Leaving hello, or a new primary: keep the connection of the
@@ -423,8 +429,20 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 		return nil
 	}
 	e.stopRole()
-	if err := e.purgeForwarded(ctx); err != nil {
-		e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
+	switch {
+	case wasPrimary:
+		// Kept until the new primary's first bulk begins: should the
+		// new primary be gone before (a stale heartbeat made it look
+		// alive, it died right after), this node takes the role back
+		// with the sessions it was forwarding, current to the moment.
+		e.mu.Lock()
+		e.sub.purge = true
+		e.mu.Unlock()
+	default:
+		// At start: what a previous run left is stale.
+		if err := e.purgeForwarded(ctx); err != nil {
+			e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -23,6 +23,7 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 		return nil
 	}
 	e.role = rolePrimary // refuses new inbound connections from here on
+	e.sub.purge = false  // back before a new primary's bulk: what it forwarded is current
 	in := e.sub.inbound
 	e.mu.Unlock()
 	if in != nil {

@@ -229,6 +229,15 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 		switch m := r.m.(type) {
 		case syncproto.BulkStart:
 			e.mu.Lock()
+			purge := e.sub.purge
+			e.sub.purge = false
+			e.mu.Unlock()
+			if purge {
+				if err := e.purgeForwarded(ctx); err != nil {
+					e.log.Error("session pickup: removing the sessions this node forwarded", "err", err)
+				}
+			}
+			e.mu.Lock()
 			e.gen++
 			e.mu.Unlock()
 			bulkStart, bulkN = e.now(), 0
