@@ -45,6 +45,8 @@ import (
 //	check NAME fail|pass         a check command starts or stops failing
 //	state                        role, primary, holding, sync pending
 //	heartbeat                    priority, remote-link score and uptime it sends
+//	changekind                   why the acting primary last changed, as the
+//	                             daemon counts it (ChangeKind)
 //
 // Sends are left out unless the node has `sends`. Regenerate the expected
 // output with: go test ./internal/cluster -run TestScripts -rewrite
@@ -245,6 +247,9 @@ func (r *scriptRun) do(line string) (string, error) {
 			return "", fmt.Errorf("unknown command %q", f[1])
 		}
 		return r.step(Command{Now: r.now, Kind: k}), nil
+	case "changekind":
+		prev := r.n.PreviousPrimary()
+		return fmt.Sprintf("previous=%q primary=%q kind=%s", prev, r.n.primary, r.n.ChangeKind(prev)), nil
 	case "state":
 		n := r.n
 		s := fmt.Sprintf("role=%s primary=%q holding=%v sync_pending=%v uptime=%s", n.role, n.primary, n.holding, n.syncPending, n.uptime(r.now))
