@@ -220,7 +220,7 @@ there is one. The systemd unit runs it before every start.`,
 }
 
 func reloadCommand(o *options) *cobra.Command {
-	cmd := &cobra.Command{
+	return askCommand(o, &cobra.Command{
 		Use:   "reload",
 		Short: "Apply the configuration file to the running daemon (as SIGHUP)",
 		Long: `Reread the configuration file and apply every setting that can change while
@@ -230,11 +230,17 @@ without a role change unless the new settings call for one. A file that is
 invalid, or that changes a setting fixed for the daemon's life (node_id,
 group_id, heartbeat, session_pickup.enabled ...), is refused whole with the
 reason, and the running configuration stays. systemctl reload does the same.`,
-		Args: cobra.NoArgs,
-	}
+	}, printReload)
+}
+
+// askCommand completes cmd into one that sends the daemon the request named
+// by cmd.Use, without arguments, and prints the answer with print (or as
+// JSON with --json).
+func askCommand(o *options, cmd *cobra.Command, print func(io.Writer, json.RawMessage) error) *cobra.Command {
+	cmd.Args = cobra.NoArgs
 	dc := newDaemonClient(o, cmd, true)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return dc.ask(cmd.OutOrStdout(), control.Request{Command: "reload"}, printReload)
+		return dc.ask(cmd.OutOrStdout(), control.Request{Command: cmd.Name()}, print)
 	}
 	return cmd
 }
@@ -408,29 +414,17 @@ func failoverCommand(o *options) *cobra.Command {
 }
 
 func resetUptimeCommand(o *options) *cobra.Command {
-	cmd := &cobra.Command{
+	return askCommand(o, &cobra.Command{
 		Use:   "reset-uptime",
 		Short: "Reset this member's HA uptime (diagnose sys ha reset-uptime)",
-		Args:  cobra.NoArgs,
-	}
-	dc := newDaemonClient(o, cmd, true)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return dc.ask(cmd.OutOrStdout(), control.Request{Command: "reset-uptime"}, printStatus)
-	}
-	return cmd
+	}, printStatus)
 }
 
 func sessionsCommand(o *options) *cobra.Command {
-	cmd := &cobra.Command{
+	return askCommand(o, &cobra.Command{
 		Use:   "sessions",
 		Short: "Show session pickup: counts, last bulk sync, sync lag",
-		Args:  cobra.NoArgs,
-	}
-	dc := newDaemonClient(o, cmd, true)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		return dc.ask(cmd.OutOrStdout(), control.Request{Command: "sessions"}, printSessions)
-	}
-	return cmd
+	}, printSessions)
 }
 
 var errNoData = errors.New("empty answer from the daemon")

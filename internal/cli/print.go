@@ -226,10 +226,10 @@ func printSessions(w io.Writer, data json.RawMessage) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SUBORDINATE\tADDRESS\tCONNECTED\tQUEUED\tSENT\tACKED\tSYNC LAG\tBULKS\tRESYNCS")
+	fmt.Fprintln(tw, "SUBORDINATE\tADDRESS\tCONNECTED\tQUEUED\tSENT\tACKED\tSYNC LAG\tBULKS\tLAST BULK\tRESYNCS")
 	for _, p := range st.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%d\t%s\t%d\t%d\n", dash(p.Node), p.Addr, p.Connected, p.Queued,
-			p.SentSeq, p.AckedSeq, p.Lag.Round(time.Microsecond), p.Bulks, p.Resyncs)
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%d\t%s\t%d\t%s\t%d\n", dash(p.Node), p.Addr, p.Connected, p.Queued,
+			p.SentSeq, p.AckedSeq, p.Lag.Round(time.Microsecond), p.Bulks, p.LastBulk.Round(time.Microsecond), p.Resyncs)
 	}
 	return tw.Flush()
 }

@@ -119,12 +119,11 @@ type follower struct {
 	seen map[history.Entry]bool
 }
 
-// print prints the entries (newest first, as the daemon answers) not
-// printed before, oldest first.
+// print prints the entries (oldest first, as the daemon answers: the last
+// count of its log) not printed before.
 func (f *follower) print(w io.Writer, entries []history.Entry) error {
 	var fresh []history.Entry
-	for i := len(entries) - 1; i >= 0; i-- {
-		e := entries[i]
+	for _, e := range entries {
 		if e.Time.Before(f.last) || f.seen[e] {
 			continue
 		}

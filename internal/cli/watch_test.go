@@ -43,11 +43,25 @@ func TestFollowerPrintsEachEventOnce(t *testing.T) {
 	e1 := history.Entry{Time: t0, Node: "gw1", Event: "start", Reason: "daemon started"}
 	e2 := history.Entry{Time: t0, Node: "gw1", Event: "event", Reason: "member gw2 lost"} // same time
 	e3 := history.Entry{Time: t0.Add(time.Second), Node: "gw1", Event: "role", Role: "primary", Reason: "takeover"}
+	// The daemon answers its log's last entries, oldest first.
+	log, err := history.Open(t.TempDir(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
 	var f follower
 	var b bytes.Buffer
-	f.print(&b, []history.Entry{e2, e1}) // newest first, as the daemon answers
-	f.print(&b, []history.Entry{e3, e2, e1})
-	f.print(&b, []history.Entry{e3, e2})
+	for _, e := range []history.Entry{e1, e2} {
+		if err := log.Append(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.print(&b, log.Last(10))
+	if err := log.Append(e3); err != nil {
+		t.Fatal(err)
+	}
+	f.print(&b, log.Last(10)) // e1 is gone: the log keeps 2
+	f.print(&b, log.Last(10))
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	if len(lines) != 3 || !strings.Contains(lines[0], "daemon started") || !strings.Contains(lines[1], "gw2 lost") || !strings.Contains(lines[2], "became primary") {
 		t.Errorf("followed:\n%s", b.String())

@@ -374,7 +374,7 @@ func (n *Node) selfCandidate(now time.Time) election.Candidate {
 	return election.Candidate{
 		ID: n.cfg.NodeID, Priority: n.priority(), MonitoredUp: n.monitoredUp(),
 		PingUp: n.remoteScore(), Uptime: n.uptime(now), FailoverSet: n.failoverSet, SyncPending: n.syncPending,
-		ConfigPending: n.conf.pending,
+		ConfigPending: n.conf.pending, MonitoredDown: n.monitoredDown(),
 	}
 }
 
@@ -504,11 +504,11 @@ func (n *Node) loseReason(now time.Time, res election.Result) (Kind, string) {
 	case self.FailoverSet:
 		return KindManual, fmt.Sprintf("failover set by operator: %s takes over", res.Primary)
 	case self.MonitoredUp < win.MonitoredUp:
-		return KindLink, fmt.Sprintf("monitored links %d/%d up, %s has %d", self.MonitoredUp, len(n.cfg.Monitored), res.Primary, win.MonitoredUp)
+		return KindLink, fmt.Sprintf("monitored links %d/%d up (%s down), %s has %d", self.MonitoredUp, len(n.cfg.Monitored), self.MonitoredDown, res.Primary, win.MonitoredUp)
 	case self.PingUp < win.PingUp:
 		return KindLink, fmt.Sprintf("remote link failed (%s): %s takes over", n.remoteWhy(), res.Primary)
 	}
-	return KindPreempt, res.Reason()
+	return KindPreempt, n.electedReason(now, res)
 }
 
 // takeoverReason says why this member takes over from the previous primary.
@@ -517,7 +517,7 @@ func (n *Node) takeoverReason(now time.Time, res election.Result) (Kind, string)
 	p := n.peers[prev]
 	switch {
 	case prev == "" || prev == n.cfg.NodeID || p == nil:
-		return KindStartup, res.Reason()
+		return KindStartup, n.electedReason(now, res)
 	case p.left:
 		return KindShutdown, fmt.Sprintf("primary %s shut down", prev)
 	case !p.alive:
@@ -529,7 +529,7 @@ func (n *Node) takeoverReason(now time.Time, res election.Result) (Kind, string)
 	case p.hb.PingUp < n.remoteScore():
 		return KindLink, fmt.Sprintf("primary %s's remote link failed (ping servers: %d answering)", prev, p.hb.PingUp)
 	}
-	return KindPreempt, res.Reason()
+	return KindPreempt, n.electedReason(now, res)
 }
 
 // track follows the member acting as primary and records each change.
@@ -547,7 +547,7 @@ func (n *Node) track(now time.Time, claimant string) {
 	}
 	reason := "no primary"
 	if acting != "" {
-		reason = n.elected.Reason()
+		reason = n.electedReason(now, n.elected)
 		if n.elected.Primary != acting {
 			reason = fmt.Sprintf("%s acts as primary", acting)
 		}

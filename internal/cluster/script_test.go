@@ -51,6 +51,8 @@ import (
 //	state                        role, primary, holding, sync pending
 //	warnings                     the warnings hagate status shows
 //	heartbeat                    priority, remote-link score and uptime it sends
+//	changekind                   why the acting primary last changed, as the
+//	                             daemon counts it (ChangeKind)
 //
 // Sends are left out unless the node has `sends`. Regenerate the expected
 // output with: go test ./internal/cluster -run TestScripts -rewrite
@@ -68,6 +70,7 @@ func TestScripts(t *testing.T) {
 
 type block struct {
 	line     int
+	comments []string // the comment lines before the command, kept by -rewrite
 	cmd      string
 	expected string
 }
@@ -78,15 +81,20 @@ func parseScript(t *testing.T, path string) []block {
 		t.Fatal(err)
 	}
 	var blocks []block
+	var comments []string
 	sc := bufio.NewScanner(strings.NewReader(string(data)))
 	lineNo := 0
 	for sc.Scan() {
 		lineNo++
 		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			comments = append(comments, l)
+		}
 		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
-		b := block{line: lineNo, cmd: l}
+		b := block{line: lineNo, comments: comments, cmd: l}
+		comments = nil
 		if !sc.Scan() || sc.Text() != "----" {
 			t.Fatalf("%s:%d: want ---- after the command", path, lineNo)
 		}
@@ -123,22 +131,16 @@ func runScript(t *testing.T, path string) {
 		if i > 0 {
 			out.WriteString("\n")
 		}
+		for _, c := range b.comments {
+			out.WriteString(c + "\n")
+		}
 		fmt.Fprintf(&out, "%s\n----\n", b.cmd)
 		if got != "" {
 			out.WriteString(got + "\n")
 		}
 	}
 	if *rewrite {
-		// Keep the leading comment lines of the script.
-		data, _ := os.ReadFile(path)
-		var head strings.Builder
-		for l := range strings.Lines(string(data)) {
-			if !strings.HasPrefix(l, "#") && strings.TrimSpace(l) != "" {
-				break
-			}
-			head.WriteString(l)
-		}
-		if err := os.WriteFile(path, []byte(head.String()+out.String()), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	} else if failed {
@@ -263,6 +265,9 @@ func (r *scriptRun) do(line string) (string, error) {
 		return r.step(ChecksumsChange{Now: r.now, Sums: sums}), nil
 	case "warnings":
 		return strings.Join(r.n.Status(r.now).Warnings, "\n"), nil
+	case "changekind":
+		prev := r.n.PreviousPrimary()
+		return fmt.Sprintf("previous=%q primary=%q kind=%s", prev, r.n.primary, r.n.ChangeKind(prev)), nil
 	case "state":
 		n := r.n
 		s := fmt.Sprintf("role=%s primary=%q holding=%v sync_pending=%v uptime=%s", n.role, n.primary, n.holding, n.syncPending, n.uptime(r.now))

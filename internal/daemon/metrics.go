@@ -79,7 +79,7 @@ func (d *Daemon) metricsSnapshot() (metrics.Snapshot, error) {
 			if name == "" {
 				name = ps.Addr
 			}
-			ss.Subordinates = append(ss.Subordinates, metrics.SyncPeer{Peer: name, Connected: ps.Connected, Queued: ps.Queued, Lag: ps.Lag, Bulks: ps.Bulks})
+			ss.Subordinates = append(ss.Subordinates, metrics.SyncPeer{Peer: name, Connected: ps.Connected, Queued: ps.Queued, Lag: ps.Lag, Bulks: ps.Bulks, LastBulk: ps.LastBulk})
 		}
 		s.Sessions = ss
 	}

@@ -26,6 +26,9 @@ type Candidate struct {
 	// ConfigPending: with config_sync, a part the primary syncs differs on
 	// the member from the primary's; it ranks below members in sync.
 	ConfigPending bool
+	// MonitoredDown names the monitored interfaces down ("lan, wan") when
+	// known: a member knows its own, not the others'. Explain only.
+	MonitoredDown string
 }
 
 // Rules are the cluster-wide election settings.
@@ -122,7 +125,11 @@ func steps(r Rules) []step {
 			func(w, l Candidate) string { return "failover set on " + l.ID }},
 		{Monitored, func(c Candidate) int64 { return int64(c.MonitoredUp) }, 0,
 			func(w, l Candidate) string {
-				return fmt.Sprintf("monitored links up %d > %d", w.MonitoredUp, l.MonitoredUp)
+				s := fmt.Sprintf("monitored links up %d > %d", w.MonitoredUp, l.MonitoredUp)
+				if l.MonitoredDown != "" {
+					s += fmt.Sprintf(" (%s down on %s)", l.MonitoredDown, l.ID)
+				}
+				return s
 			}},
 		{PingServers, func(c Candidate) int64 { return int64(c.PingUp) }, 0,
 			func(w, l Candidate) string { return fmt.Sprintf("ping servers answering %d > %d", w.PingUp, l.PingUp) }},

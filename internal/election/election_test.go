@@ -168,6 +168,8 @@ func TestExplain(t *testing.T) {
 			"gw2 over gw3: priority 150 > 100"},
 		{"failover and sessions", []Candidate{{ID: "a", FailoverSet: true}, {ID: "b", SyncPending: true}, {ID: "c"}}, margin,
 			"c over a: failover set on a; c over b: b waits for its session sync"},
+		{"the loser's own links named", []Candidate{{ID: "gw1", MonitoredUp: 1, MonitoredDown: "lan"}, {ID: "gw2", MonitoredUp: 2}}, margin,
+			"gw2 over gw1: monitored links up 2 > 1 (lan down on gw1)"},
 		{"node id", []Candidate{{ID: "a"}, {ID: "b"}}, margin, "b over a: all else equal, node id b > a"},
 		{"alone", []Candidate{gw1}, margin, "gw1: the only member"},
 	} {

@@ -83,6 +83,7 @@ type SyncPeer struct {
 	Queued    int
 	Lag       time.Duration
 	Bulks     uint64
+	LastBulk  time.Duration // time the last bulk sync to it took to send
 }
 
 // Observe makes the metrics read the member's state from snapshot at every
@@ -159,6 +160,7 @@ var snapshotDescs = []desc{
 	{"sync_peer_queue", "On the primary: session changes queued for the subordinate.", []string{"peer"}},
 	{"sync_peer_lag_seconds", "On the primary: delay of the subordinate's last acknowledgement.", []string{"peer"}},
 	{"sync_peer_bulks_total", "On the primary: bulk syncs sent to the subordinate.", []string{"peer"}},
+	{"sync_peer_last_bulk_duration_seconds", "On the primary: time the last bulk sync to the subordinate took to send (0 before the first ends).", []string{"peer"}},
 	{"conntrack_entries", "Connections in the kernel's conntrack table (nf_conntrack_count), as node_exporter's conntrack collector.", nil},
 	{"conntrack_entries_limit", "Size limit of the kernel's conntrack table (nf_conntrack_max).", nil},
 }
@@ -266,6 +268,7 @@ func (c *snapshotCollector) collectSessions(ss *Sessions, gauge func(string, flo
 		gauge("sync_peer_queue", float64(p.Queued), p.Peer)
 		gauge("sync_peer_lag_seconds", p.Lag.Seconds(), p.Peer)
 		emit("sync_peer_bulks_total", prometheus.CounterValue, float64(p.Bulks), p.Peer)
+		gauge("sync_peer_last_bulk_duration_seconds", p.LastBulk.Seconds(), p.Peer)
 	}
 }
 

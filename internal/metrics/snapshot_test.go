@@ -23,7 +23,7 @@ func pair() Snapshot {
 			{Check: "witness", Target: "198.51.100.9", Up: false, Failures: 4}},
 		VIPs: 2, VIPsHeld: 2,
 		Sessions: &Sessions{Synced: 1200, MaxSessions: 100000, LastBulk: 1500 * time.Millisecond,
-			Subordinates:  []SyncPeer{{Peer: "fw-b", Connected: true, Queued: 3, Lag: 20 * time.Millisecond, Bulks: 1}},
+			Subordinates:  []SyncPeer{{Peer: "fw-b", Connected: true, Queued: 3, Lag: 20 * time.Millisecond, Bulks: 1, LastBulk: 250 * time.Millisecond}},
 			InstallErrors: 1, FrameErrors: 2, Overflows: 3},
 	}
 }
@@ -68,6 +68,7 @@ func TestSnapshotMetrics(t *testing.T) {
 		`hagate_sync_peer_connected{peer="fw-b"} 1` + "\n",
 		`hagate_sync_peer_queue{peer="fw-b"} 3` + "\n",
 		`hagate_sync_peer_lag_seconds{peer="fw-b"} 0.02` + "\n",
+		`hagate_sync_peer_last_bulk_duration_seconds{peer="fw-b"} 0.25` + "\n",
 		"hagate_conntrack_entries 1234\n",
 		"hagate_conntrack_entries_limit 262144\n",
 	} {

@@ -213,6 +213,9 @@ func TestEngineSyncsChurnThroughDrops(t *testing.T) {
 	if len(st.Peers) != 1 || st.Peers[0].Bulks < 2 {
 		t.Errorf("peer stats %+v: want reconnects with new bulks", st.Peers)
 	}
+	if len(st.Peers) == 1 && st.Peers[0].LastBulk <= 0 {
+		t.Errorf("peer stats %+v: no last bulk duration after %d bulks", st.Peers, st.Peers[0].Bulks)
+	}
 	t.Logf("primary %+v", st)
 	t.Logf("subordinate %+v", s.e.Stats())
 }

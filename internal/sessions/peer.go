@@ -36,6 +36,7 @@ type peer struct {
 		at  time.Time
 	}
 	bulks, resyncs uint64
+	lastBulk       time.Duration // how long the last bulk sync to it took to send
 
 	version uint8                  // protocol version of the connection
 	xq      []session.ExpectChange // expectation changes (expect.go)
@@ -394,6 +395,9 @@ func (e *Engine) sendBulk(fc *frameConn, p *peer, seq *uint64) error {
 		return err
 	}
 	d := e.now().Sub(start)
+	e.mu.Lock()
+	p.lastBulk = d
+	e.mu.Unlock()
 	e.obs.SessionsSent(n)
 	e.log.Info("session pickup: bulk sent", "peer", p.addr, "sessions", n, "duration", d)
 	return nil

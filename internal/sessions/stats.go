@@ -33,6 +33,7 @@ type PeerStats struct {
 	AckedSeq  uint64        `json:"acked_seq"`
 	Lag       time.Duration `json:"lag_ns"`
 	Bulks     uint64        `json:"bulks"`
+	LastBulk  time.Duration `json:"last_bulk_duration_ns"` // time to send the last bulk sync, 0 before the first ends
 	Resyncs   uint64        `json:"resyncs"`
 }
 
@@ -90,7 +91,7 @@ func (e *Engine) Stats() Stats {
 	}
 	for _, p := range e.pri.peers {
 		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue),
-			SentSeq: p.sentSeq, AckedSeq: p.ackedSeq, Lag: p.lag, Bulks: p.bulks, Resyncs: p.resyncs})
+			SentSeq: p.sentSeq, AckedSeq: p.ackedSeq, Lag: p.lag, Bulks: p.bulks, LastBulk: p.lastBulk, Resyncs: p.resyncs})
 	}
 	return st
 }
