@@ -41,6 +41,7 @@ type Daemon struct {
 	log     *slog.Logger
 	node    *cluster.Node
 	tr      *heartbeat.Transport
+	sender  *heartbeat.Sender // sends what the loop decides, from its own thread
 	nif     *netif.Handle
 	ann     *netif.Announcer
 	met     *metrics.Metrics
@@ -215,6 +216,9 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	}
 	cleanup.push(d.tr.Close)
 	d.tr.Configure(heartbeat.Options{DeadInterval: cfg.DeadInterval(), Log: d.log})
+	if err := d.newSender(); err != nil {
+		return err
+	}
 	if d.hist, err = history.Open(cfg.StateDir, historyEntries); err != nil {
 		return err
 	}
@@ -236,6 +240,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 		return err
 	}
 	d.spawn("heartbeat transport", func() error { d.tr.Run(bg); return nil })
+	d.spawn("heartbeat sender", func() error { return d.sender.Run(bg) })
 	d.spawn("control socket", func() error { return d.serveControl(bg, ctl) })
 	d.notify = newNotifier(cfg.NodeID, d.log, d.met)
 	d.spawn("notify", func() error { return d.notify.run(bg) })
@@ -417,10 +422,7 @@ func boolFloat(b bool) float64 {
 func (d *Daemon) perform(a cluster.Action) {
 	switch a := a.(type) {
 	case cluster.Send:
-		if err := d.tr.Send(a.HB); err != nil {
-			d.log.Debug("heartbeat send", "err", err)
-		}
-		d.heartbeatSent(time.Now())
+		d.sender.Send(a.HB)
 	case cluster.RoleChange:
 		d.roleChange(a)
 	case cluster.PrimaryChange:

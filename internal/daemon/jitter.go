@@ -1,8 +1,27 @@
 package daemon
 
 import (
+	"fmt"
 	"time"
+
+	"github.com/hagate/hagate/internal/heartbeat"
 )
+
+// newSender builds the heartbeat sender: the loop hands it each heartbeat
+// and it sends them from a thread of its own (real-time if configured),
+// copying the last one when the loop is late, for one dead interval at
+// most (see heartbeat.Sender).
+func (d *Daemon) newSender() error {
+	s, err := heartbeat.NewSender(d.tr.Send, heartbeat.SenderOptions{
+		Interval: d.cfg.Heartbeat.Interval, StaleAfter: d.cfg.DeadInterval(),
+		Priority: d.cfg.Heartbeat.RealtimePriority, Sent: d.heartbeatSent, Log: d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	d.sender = s
+	return nil
+}
 
 // jitterWindow is how long the largest send lateness stays in
 // hagate_heartbeat_send_jitter_seconds: the gauge shows the largest of
@@ -11,10 +30,11 @@ const jitterWindow = time.Minute
 
 // sendClock measures how late each heartbeat goes out. The state machine
 // sends one interval after the last, on the loop's tick (a quarter
-// interval), so up to a quarter interval late is the tick's grain; more
-// means the loop, or the whole process, was held up: the same hold-up
-// that keeps a subordinate from reading its primary's heartbeats and makes
-// it take over a primary that never failed.
+// interval), so up to a quarter interval late is the tick's grain; the
+// sender copies the last heartbeat half an interval late when the loop is
+// later than that. More means the sender's thread was held up: the same
+// hold-up that keeps a subordinate from reading its primary's heartbeats
+// and makes it take over a primary that never failed.
 type sendClock struct {
 	last      time.Time     // the previous heartbeat sent
 	window    time.Time     // start of the current window
@@ -38,10 +58,11 @@ func (c *sendClock) sent(now time.Time, interval time.Duration) (late, largest t
 	return late, max(c.cur, c.prev)
 }
 
-// heartbeatSent times one heartbeat: the metric, and a warning when it
-// went out a whole interval late (a subordinate misses its primary's
-// heartbeats after LostThreshold of those).
-func (d *Daemon) heartbeatSent(now time.Time) {
+// heartbeatSent times one heartbeat, the loop's or a copy: the metric,
+// and a warning when it went out a whole interval late (a subordinate
+// misses its primary's heartbeats after LostThreshold of those). It runs
+// on the sender's thread, the only user of d.sends.
+func (d *Daemon) heartbeatSent(now time.Time, _ bool) {
 	interval := d.cfg.Heartbeat.Interval
 	late, largest := d.sends.sent(now, interval)
 	d.met.HeartbeatSendJitter.Set(largest.Seconds())
