@@ -34,9 +34,10 @@ var hgTimings = map[Tuning]struct {
 	Tuned:    {50 * time.Millisecond, 3},
 }
 
-func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool) (*hg, error) {
+func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool, hbRealtime int) (*hg, error) {
 	tm := hgTimings[t]
-	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1))}
+	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1)),
+		HeartbeatRealtime: hbRealtime}
 	if pickup {
 		o.Extra = pickupSection
 	}

@@ -26,7 +26,9 @@ type env struct {
 	pickup bool // turn hagate's session pickup on
 	// realtime: the daemons' SCHED_RR priority, 0 for normal scheduling.
 	realtime int
-	logf   func(format string, args ...any)
+	// hbRealtime: hagate's heartbeat.realtime_priority, 0 unset.
+	hbRealtime int
+	logf       func(format string, args ...any)
 }
 
 // Systems in the order of the table's columns.
@@ -69,7 +71,7 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	}
 	switch system {
 	case sysHG:
-		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup)
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime)
 	case sysKAD:
 		r.sys = newKAD(l, dir, t)
 	default:

@@ -52,6 +52,9 @@ type Config struct {
 	// priority (hagate's unit CPUSchedulingPolicy=rr, keepalived's
 	// vrrp_rt_priority).
 	Realtime int
+	// HBRealtime is hagate's heartbeat.realtime_priority (the sending
+	// thread only); 0 leaves it unset.
+	HBRealtime int
 }
 
 func parseFlags(args []string, stderr io.Writer) (Config, error) {
@@ -70,13 +73,17 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	stressFor := fs.Duration("stress-for", stressDefault, "length of each cpu-stress run (-quick: "+stressQuick.String()+")")
 	stressRuns := fs.Int("stress-runs", 1, "cpu-stress runs per system")
 	realtime := fs.Int("realtime", 0, "run every system's daemons at this SCHED_RR priority (1..99; 0: normal scheduling)")
+	hbRealtime := fs.Int("hb-realtime", 0, "hagate's heartbeat.realtime_priority: its heartbeat sending thread alone at this SCHED_FIFO priority (1..99; 0: normal scheduling)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom,
-		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime}
+		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime}
 	if c.Realtime < 0 || c.Realtime > 99 {
 		return c, fmt.Errorf("-realtime %d: want 1..99, or 0 for normal scheduling", c.Realtime)
+	}
+	if c.HBRealtime < 0 || c.HBRealtime > 99 {
+		return c, fmt.Errorf("-hb-realtime %d: want 1..99, or 0 for normal scheduling", c.HBRealtime)
 	}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
@@ -171,7 +178,7 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 	if err != nil {
 		return err
 	}
-	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
+	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, hbRealtime: cfg.HBRealtime, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
 	if n := maxSize(cfg); n > 0 {
 		// nf_conntrack_max is host-wide and covers every namespace: the
 		// primary and the subordinate each hold the table, plus slack.
