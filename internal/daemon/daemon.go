@@ -484,7 +484,9 @@ func (d *Daemon) record(e history.Entry) {
 	}
 	e.Time = time.Now()
 	e.Node = d.cfg.NodeID
-	if err := d.hist.Append(e); err != nil {
+	// Queued: the disk's sync is not the loop's to wait for (a role
+	// change would hold the heartbeats up behind it).
+	if err := d.hist.Queue(e, func(err error) { d.log.Error("history", "err", err) }); err != nil {
 		d.log.Error("history", "err", err)
 	}
 }
