@@ -39,7 +39,11 @@ type failoverResult struct {
 	RSS     [2]int64
 	Trace   echo.Report // the echo client's, with a sample per record
 	FaultNS int64
-	Err     string // what went wrong, if the run is incomplete
+	// IdleCPU is the CPU time of every daemon of the stack on both
+	// gateways, per second, while the cluster idles before the fault
+	// (datagram runs only: the cost of 10 ms heartbeats).
+	IdleCPU float64 `json:",omitempty"`
+	Err     string  // what went wrong, if the run is incomplete
 	Note    string // the system's note (System.Note)
 }
 
@@ -49,7 +53,16 @@ type failoverPlan struct {
 	tuning   Tuning
 	fault    Fault
 	sessions int
+	// datagrams, when not 0: the client sends a UDP datagram this often
+	// instead of its TCP records.
+	datagrams time.Duration
 }
+
+// Datagram runs: one every 2 ms, FGCP's 10 ms heartbeat mode's subject.
+const datagramInterval = 2 * time.Millisecond
+
+// idleFor is how long a datagram run measures the daemons' CPU time.
+const idleFor = 10 * time.Second
 
 // windows returns how long the client runs after the fault and after how
 // long without echo it gives a connection up. Both grow with the table:
@@ -57,6 +70,9 @@ type failoverPlan struct {
 // retransmission backoff doubles each time.
 func (p failoverPlan) windows() (post, stall time.Duration) {
 	post = 6 * time.Second
+	if p.datagrams > 0 {
+		post = 3 * time.Second // no retransmissions to wait for
+	}
 	if p.tuning == Defaults && p.fault == PowerLoss {
 		post = 12 * time.Second
 	}
@@ -85,12 +101,17 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 		if err := r.startAll(20 * time.Second); err != nil {
 			return res, err
 		}
+		if p.datagrams > 0 {
+			if res.IdleCPU, err = r.idleCPU(idleFor); err != nil {
+				return res, err
+			}
+		}
 	} else if err := e.lateSubordinate(ctx, r, p.sessions, &res); err != nil {
 		return res, err
 	}
 
 	post, stall := p.windows()
-	c, err := r.startClient(warmup+post, stall)
+	c, err := r.startClient(warmup+post, stall, p.datagrams)
 	if err != nil {
 		return res, err
 	}
@@ -142,6 +163,33 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 	res.Gap = gapOf(tr)
 	res.Survived = tr.Survived
 	return res, nil
+}
+
+// idleCPU is the CPU time every daemon of the stack on every gateway
+// spends per second over d.
+func (r *run) idleCPU(d time.Duration) (float64, error) {
+	total := func() (float64, error) {
+		sum := 0.0
+		for _, gw := range r.l.Gateways() {
+			_, all, err := r.sys.Daemons(gw)
+			if err != nil {
+				return 0, err
+			}
+			_, cpu := sumProcs(all)
+			sum += cpu
+		}
+		return sum, nil
+	}
+	before, err := total()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	after, err := total()
+	if err != nil {
+		return 0, err
+	}
+	return (after - before) / d.Seconds(), nil
 }
 
 // sessionsIn counts the synthetic sessions in gw's kernel table: exactly

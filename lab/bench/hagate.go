@@ -32,6 +32,7 @@ var hgTimings = map[Tuning]struct {
 }{
 	Defaults: {200 * time.Millisecond, 6},
 	Tuned:    {50 * time.Millisecond, 3},
+	Fast:     {10 * time.Millisecond, 3},
 }
 
 func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool, hbRealtime int) (*hg, error) {
@@ -40,6 +41,9 @@ func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool, hbRealtime int
 		HeartbeatRealtime: hbRealtime}
 	if pickup {
 		o.Extra = pickupSection
+		if t == Fast {
+			o.Extra += "  connectionless: true\n"
+		}
 	}
 	c, err := harness.New(l, bin, dir, len(l.Gateways()), o)
 	if err != nil {

@@ -144,10 +144,16 @@ type clientResult struct {
 // startClient starts the echo client (hagate-echo, one TCP connection
 // that it replaces if it breaks or stalls for stall, a sample per record)
 // for duration and waits until its session works.
-func (r *run) startClient(duration, stall time.Duration) (*client, error) {
-	cmd := r.l.Command(netlab.Client, harness.EchoBin(r.e.hgBin), "client",
-		"-for", duration.String(), "-stall", stall.String(), "-drain", "3s", "-reconnect", "-samples", "-ready",
-		netlab.ServerAddr.Addr().String()+":7000")
+//
+// With a datagram interval (not 0), the client sends one UDP flow, a
+// datagram every interval, instead.
+func (r *run) startClient(duration, stall, datagrams time.Duration) (*client, error) {
+	args := []string{harness.EchoBin(r.e.hgBin), "client", "-for", duration.String(), "-stall", stall.String(), "-drain", "3s", "-reconnect", "-samples", "-ready"}
+	if datagrams > 0 {
+		args = append(args, "-udp", "-interval", datagrams.String())
+	}
+	args = append(args, netlab.ServerAddr.Addr().String()+":7000")
+	cmd := r.l.Command(netlab.Client, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -26,9 +26,10 @@ const (
 	scSessions      = "sessions"       // many sessions: bulk sync, memory, then power loss
 	scChurn         = "churn"          // create/destroy rate the subordinate keeps up with
 	scStress        = "cpu-stress"     // tuned, nothing wrong, CPU hog: false failovers
+	scDatagrams     = "datagrams"      // power loss, 10 ms heartbeats, a UDP flow
 )
 
-var allScenarios = []string{scPowerDefaults, scPowerTuned, scLink, scSessions, scChurn, scStress}
+var allScenarios = []string{scPowerDefaults, scPowerTuned, scLink, scSessions, scChurn, scStress, scDatagrams}
 
 // Config is what the command line chose.
 type Config struct {
@@ -252,6 +253,8 @@ func (e *env) failoverScenario(ctx context.Context, cfg Config, sc string, res *
 		plans = []failoverPlan{{tuning: Tuned, fault: PowerLoss}}
 	case scLink:
 		plans = []failoverPlan{{tuning: Defaults, fault: WANDown}}
+	case scDatagrams:
+		plans = []failoverPlan{{tuning: Fast, fault: PowerLoss, datagrams: datagramInterval}}
 	case scSessions:
 		for _, n := range cfg.Sizes {
 			plans = append(plans, failoverPlan{tuning: Tuned, fault: PowerLoss, sessions: n})
@@ -294,6 +297,9 @@ func (r failoverResult) brief() string {
 	fmt.Fprintf(&b, " survived %v takeover %s", r.Survived, fmtDur(r.Takeover))
 	if r.Sessions > 0 {
 		fmt.Fprintf(&b, " usable %s bulk %s rss %.1f/%.1f MB", fmtDur(r.Usable), fmtDur(r.Bulk), float64(r.RSS[0])/1e6, float64(r.RSS[1])/1e6)
+	}
+	if r.Trace.Network == "udp" {
+		fmt.Fprintf(&b, " lost %d of %d datagrams, idle CPU %.3f s/s", r.Trace.Lost, r.Trace.Sent, r.IdleCPU)
 	}
 	if len(r.Trace.Errors) > 0 {
 		fmt.Fprintf(&b, " [%s]", strings.Join(r.Trace.Errors, "; "))
