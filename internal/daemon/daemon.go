@@ -406,7 +406,9 @@ func (d *Daemon) handOver() {
 // step feeds one event to the state machine and carries out its actions.
 func (d *Daemon) step(ev cluster.Event) {
 	for _, a := range d.node.Step(ev) {
+		start := time.Now()
 		d.perform(a)
+		d.timeAction(a, time.Since(start))
 	}
 	d.stepMetrics(ev)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hagate/hagate/internal/cluster"
 	"github.com/hagate/hagate/internal/heartbeat"
 )
 
@@ -75,5 +76,14 @@ func (d *Daemon) heartbeatSent(now time.Time, _ bool) {
 		// late) and the largest of the window so far: a few lines a
 		// minute at most, the record of the gauge's peaks.
 		d.log.Info("heartbeat sent late", "late", late.Round(time.Millisecond), "interval", interval)
+	}
+}
+
+// timeAction says when carrying out one action held the loop up for more
+// than a heartbeat interval: the loop reads no heartbeat and judges no
+// silence meanwhile, and the sender only copies the last heartbeat.
+func (d *Daemon) timeAction(a cluster.Action, took time.Duration) {
+	if took > d.cfg.Heartbeat.Interval {
+		d.log.Info("an action held the loop up", "action", fmt.Sprintf("%T", a), "took", took.Round(time.Millisecond), "interval", d.cfg.Heartbeat.Interval)
 	}
 }
