@@ -44,7 +44,7 @@ type failoverResult struct {
 	// (datagram runs only: the cost of 10 ms heartbeats).
 	IdleCPU float64 `json:",omitempty"`
 	Err     string  // what went wrong, if the run is incomplete
-	Note    string // the system's note (System.Note)
+	Note    string  // the system's note (System.Note)
 }
 
 // failoverPlan is the shape of one failover run.
