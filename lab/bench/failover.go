@@ -43,8 +43,12 @@ type failoverResult struct {
 	// gateways, per second, while the cluster idles before the fault
 	// (datagram runs only: the cost of 10 ms heartbeats).
 	IdleCPU float64 `json:",omitempty"`
-	Err     string  // what went wrong, if the run is incomplete
-	Note    string  // the system's note (System.Note)
+	// FalseFailovers counts the additions of the LAN virtual IP by any
+	// gateway between the settled start and the fault (datagram runs
+	// only: 10 ms heartbeats on a busy machine).
+	FalseFailovers int    `json:",omitempty"`
+	Err            string // what went wrong, if the run is incomplete
+	Note           string // the system's note (System.Note)
 }
 
 // failoverPlan is the shape of one failover run.
@@ -97,11 +101,16 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 	if err != nil {
 		return res, err
 	}
+	var vw *vipWatch
 	if p.sessions == 0 {
 		if err := r.startAll(20 * time.Second); err != nil {
 			return res, err
 		}
 		if p.datagrams > 0 {
+			if vw, err = watchVIP(r.l); err != nil {
+				return res, err
+			}
+			defer vw.stop()
 			if res.IdleCPU, err = r.idleCPU(idleFor); err != nil {
 				return res, err
 			}
@@ -116,6 +125,10 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 		return res, err
 	}
 	time.Sleep(warmup)
+	if vw != nil {
+		moves, _ := vw.stop()
+		res.FalseFailovers = len(moves)
+	}
 	fault := time.Now()
 	res.FaultNS = fault.UnixNano()
 	switch p.fault {

@@ -145,6 +145,7 @@ var scenarioTitles = map[string]string{
 // what the 10 ms heartbeats cost while nothing fails.
 func datagramRows(runs map[string][]failoverResult) []Row {
 	lost := Row{Scenario: "↳ datagrams lost (count x 2 ms)", Unit: "s", Values: map[string][]float64{}}
+	flaps := Row{Scenario: "↳ false failovers while idle before the fault (the LAN virtual IP added, 11.5 s)", Unit: "", Values: map[string][]float64{}}
 	cpu := Row{Scenario: "↳ CPU of every daemon of the stack, both gateways, idle before the fault (seconds per second)", Unit: "s", Values: map[string][]float64{}}
 	for _, sys := range systemNames {
 		for _, fr := range runs[sys] {
@@ -152,9 +153,10 @@ func datagramRows(runs map[string][]failoverResult) []Row {
 				lost.Values[sys] = append(lost.Values[sys], float64(fr.Trace.Lost)*datagramInterval.Seconds())
 			}
 			cpu.Values[sys] = append(cpu.Values[sys], fr.IdleCPU)
+			flaps.Values[sys] = append(flaps.Values[sys], float64(fr.FalseFailovers))
 		}
 	}
-	return []Row{lost, cpu}
+	return []Row{lost, flaps, cpu}
 }
 
 // rows builds the table.

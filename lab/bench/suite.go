@@ -299,7 +299,7 @@ func (r failoverResult) brief() string {
 		fmt.Fprintf(&b, " usable %s bulk %s rss %.1f/%.1f MB", fmtDur(r.Usable), fmtDur(r.Bulk), float64(r.RSS[0])/1e6, float64(r.RSS[1])/1e6)
 	}
 	if r.Trace.Network == "udp" {
-		fmt.Fprintf(&b, " lost %d of %d datagrams, idle CPU %.3f s/s", r.Trace.Lost, r.Trace.Sent, r.IdleCPU)
+		fmt.Fprintf(&b, " lost %d of %d datagrams, idle CPU %.3f s/s, false failovers before the fault %d", r.Trace.Lost, r.Trace.Sent, r.IdleCPU, r.FalseFailovers)
 	}
 	if len(r.Trace.Errors) > 0 {
 		fmt.Fprintf(&b, " [%s]", strings.Join(r.Trace.Errors, "; "))
