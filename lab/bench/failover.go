@@ -250,8 +250,10 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 		time.Sleep(time.Second + time.Duration(n)*time.Microsecond)
 	}
 	start := time.Now()
-	if err := r.start("gw2"); err != nil {
-		return err
+	for _, gw := range r.l.Gateways()[1:] {
+		if err := r.start(gw); err != nil {
+			return err
+		}
 	}
 	timeout := 20*time.Second + time.Duration(n)*40*time.Microsecond
 	if h, ok := r.sys.(*hg); ok {
@@ -262,12 +264,18 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 			timeout = 0
 		}
 	}
-	bulk, pts, err := r.waitSynced("gw2", n, start, timeout)
-	res.BulkPts = pts
-	if err != nil {
-		res.Bulk = -1
-		res.Err = err.Error()
-	} else {
+	// Every late subordinate (more than one with -members): the bulk is
+	// done when the last holds every session.
+	for _, gw := range r.l.Gateways()[1:] {
+		bulk, pts, err := r.waitSynced(gw, n, start, timeout)
+		if gw == "gw2" {
+			res.BulkPts = pts
+		}
+		if err != nil {
+			res.Bulk = -1
+			res.Err = err.Error()
+			break
+		}
 		res.Bulk = bulk
 	}
 	for i, gw := range []string{"gw1", "gw2"} {

@@ -28,6 +28,7 @@ type env struct {
 	realtime int
 	// hbRealtime: hagate's heartbeat.realtime_priority, 0 unset.
 	hbRealtime int
+	members    int // gateways in the lab
 	logf       func(format string, args ...any)
 }
 
@@ -54,7 +55,7 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := netlab.New(netlab.Options{Prefix: "hgbench", Gateways: 2, Logf: e.logf})
+	l, err := netlab.New(netlab.Options{Prefix: "hgbench", Gateways: max(e.members, 2), Logf: e.logf})
 	if err != nil {
 		return nil, err
 	}
