@@ -85,6 +85,9 @@ type Heartbeat struct {
 	LostThreshold int             `yaml:"lost_threshold"` // default 6, 1..60
 	Port          int             `yaml:"port"`           // UDP, default 703
 	Links         []HeartbeatLink `yaml:"links"`          // at least one
+	// RealtimePriority is the SCHED_FIFO priority of the one thread that
+	// sends heartbeats (1..99); 0, the default, keeps normal scheduling.
+	RealtimePriority int `yaml:"realtime_priority"`
 }
 
 // HeartbeatLink is one HA interface and the peers reached over it.

@@ -179,6 +179,7 @@ func checkHeartbeat(ck *checker, c *Config) {
 	ck.durRange("heartbeat.interval", hb.Interval, minHeartbeatInterval, maxHeartbeatInterval)
 	ck.intRange("heartbeat.lost_threshold", hb.LostThreshold, 1, maxLostThreshold)
 	ck.intRange("heartbeat.port", hb.Port, 1, 65535)
+	ck.intRange("heartbeat.realtime_priority", hb.RealtimePriority, 0, 99)
 	if validInterval(hb.Interval) && validLostThreshold(hb.LostThreshold) && c.HelloHolddown < c.DeadInterval() {
 		ck.add("hello_holddown", "must be at least the dead interval (heartbeat.interval x heartbeat.lost_threshold = %v), got %v",
 			c.DeadInterval(), c.HelloHolddown)

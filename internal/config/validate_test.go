@@ -124,6 +124,8 @@ func TestRules(t *testing.T) {
 		{"lost_threshold too big", "heartbeat: {lost_threshold: 61}", map[string]string{"heartbeat.lost_threshold": "between 1 and 60"}},
 		{"heartbeat port zero", "heartbeat: {port: 0}", map[string]string{"heartbeat.port": "must be between 1 and 65535, got 0"}},
 		{"heartbeat port too big", "heartbeat: {port: 65536}", map[string]string{"heartbeat.port": "between 1 and 65535"}},
+		{"heartbeat realtime priority too big", "heartbeat: {realtime_priority: 100}", map[string]string{"heartbeat.realtime_priority": "between 0 and 99"}},
+		{"heartbeat realtime priority negative", "heartbeat: {realtime_priority: -1}", map[string]string{"heartbeat.realtime_priority": "between 0 and 99, got -1"}},
 		{"no links", "heartbeat: {links: []}", map[string]string{"heartbeat.links": "at least one link"}},
 		{"links absent", "heartbeat: {links: ~}", map[string]string{"heartbeat.links": "at least one link"}},
 		{"link interface missing", "heartbeat: {links: [{peers: [198.51.100.2]}]}", map[string]string{"heartbeat.links[0].interface": "interface name required"}},

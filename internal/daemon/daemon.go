@@ -41,6 +41,7 @@ type Daemon struct {
 	log    *slog.Logger
 	node   *cluster.Node
 	tr     *heartbeat.Transport
+	sender *heartbeat.Sender // sends what the loop decides, from its own thread
 	nif    *netif.Handle
 	bridge *bridgeFDB // transparent mode's relearning (transparent.go)
 	ann    *netif.Announcer
@@ -219,6 +220,9 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	}
 	cleanup.push(d.tr.Close)
 	d.tr.Configure(heartbeat.Options{DeadInterval: cfg.DeadInterval(), Log: d.log})
+	if err := d.newSender(); err != nil {
+		return err
+	}
 	if d.hist, err = history.Open(cfg.StateDir, historyEntries); err != nil {
 		return err
 	}
@@ -240,6 +244,7 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 		return err
 	}
 	d.spawn("heartbeat transport", func() error { d.tr.Run(bg); return nil })
+	d.spawn("heartbeat sender", func() error { return d.sender.Run(bg) })
 	d.spawn("control socket", func() error { return d.serveControl(bg, ctl) })
 	d.notify = newNotifier(cfg.NodeID, d.log, d.met)
 	d.spawn("notify", func() error { return d.notify.run(bg) })
@@ -411,7 +416,9 @@ func (d *Daemon) handOver() {
 // step feeds one event to the state machine and carries out its actions.
 func (d *Daemon) step(ev cluster.Event) {
 	for _, a := range d.node.Step(ev) {
+		start := time.Now()
 		d.perform(a)
+		d.timeAction(a, time.Since(start))
 	}
 	d.stepMetrics(ev)
 }
@@ -427,10 +434,7 @@ func boolFloat(b bool) float64 {
 func (d *Daemon) perform(a cluster.Action) {
 	switch a := a.(type) {
 	case cluster.Send:
-		if err := d.tr.Send(a.HB); err != nil {
-			d.log.Debug("heartbeat send", "err", err)
-		}
-		d.heartbeatSent(time.Now())
+		d.sender.Send(a.HB)
 	case cluster.RoleChange:
 		d.roleChange(a)
 	case cluster.PrimaryChange:
@@ -492,7 +496,9 @@ func (d *Daemon) record(e history.Entry) {
 	}
 	e.Time = time.Now()
 	e.Node = d.cfg.NodeID
-	if err := d.hist.Append(e); err != nil {
+	// Queued: the disk's sync is not the loop's to wait for (a role
+	// change would hold the heartbeats up behind it).
+	if err := d.hist.Queue(e, func(err error) { d.log.Error("history", "err", err) }); err != nil {
 		d.log.Error("history", "err", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -37,14 +38,20 @@ type Entry struct {
 // Log is the history file and the newest entries in memory. Safe for
 // concurrent use.
 type Log struct {
-	mu      sync.Mutex
-	dir     string
-	path    string
-	max     int
-	f       *os.File // opened for append
-	lines   int      // lines in the file, corrupt ones included
-	entries []Entry  // the newest max entries, oldest first
-	corrupt int      // corrupt lines skipped since Open
+	dir  string
+	path string
+	max  int
+
+	mu      sync.Mutex // the memory: every field below but f
+	entries []Entry    // the newest max entries, oldest first
+	pending [][]byte   // lines of entries not yet written (see Queue)
+	lines   int        // lines in the file, corrupt ones included
+	corrupt int        // corrupt lines skipped since Open
+	closed  bool
+	w       *writer // Queue's writer; nil until the first Queue
+
+	fileMu sync.Mutex // the file: writes, syncs, trims; taken before mu
+	f      *os.File   // opened for append
 }
 
 // Open opens (creating if needed) the history in dir, keeping at most max
@@ -81,9 +88,18 @@ func Open(dir string, max int) (*Log, error) {
 	}, nil
 }
 
-// Append adds e to the history and syncs it to disk. When the file has grown
-// past twice max lines it is rewritten with the newest max entries.
+// Append adds e to the history and syncs it to disk, after the entries
+// queued before it. When the file has grown past twice max lines it is
+// rewritten with the newest max entries.
 func (l *Log) Append(e Entry) error {
+	if err := l.add(e); err != nil {
+		return err
+	}
+	return l.flush()
+}
+
+// add checks e and adds it to the memory and the lines to write.
+func (l *Log) add(e Entry) error {
 	if e.Event == "" {
 		return errors.New("history: entry without event")
 	}
@@ -98,44 +114,69 @@ func (l *Log) Append(e Entry) error {
 	if len(b) > maxLine {
 		return fmt.Errorf("history: entry of %d bytes is over the %d byte limit", len(b), maxLine)
 	}
-
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return errors.New("history: log is closed")
 	}
-	if _, err := l.f.Write(b); err != nil {
-		return fmt.Errorf("history %s: %w", l.path, err)
-	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("history %s: %w", l.path, err)
-	}
-	l.lines++
+	l.pending = append(l.pending, b)
 	l.entries = append(l.entries, e)
 	if n := len(l.entries) - l.max; n > 0 {
 		// Shift in place rather than reslice, so the backing array does not
 		// creep forward and grow without bound.
 		l.entries = append(l.entries[:0], l.entries[n:]...)
 	}
-	if l.lines > 2*l.max {
-		if err := l.rewrite(); err != nil {
-			return err
-		}
+	return nil
+}
+
+// flush writes and syncs the lines not yet written, in the order they were
+// added, and trims the file when it has grown past twice max lines.
+func (l *Log) flush() error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
+	l.mu.Lock()
+	batch := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	if l.f == nil {
+		return errors.New("history: log is closed")
+	}
+	if _, err := l.f.Write(bytes.Join(batch, nil)); err != nil {
+		return fmt.Errorf("history %s: %w", l.path, err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("history %s: %w", l.path, err)
+	}
+	l.mu.Lock()
+	l.lines += len(batch)
+	var keep []Entry
+	trim := l.lines > 2*l.max
+	if trim {
+		// The entries written so far: the newest, still pending, follow
+		// in the next flush.
+		keep = slices.Clone(l.entries[:max(len(l.entries)-len(l.pending), 0)])
+	}
+	l.mu.Unlock()
+	if trim {
+		return l.rewrite(keep)
 	}
 	return nil
 }
 
-// rewrite replaces the file with the entries in memory: written to a
-// temporary file, synced, renamed over the old one, and the directory synced,
-// so a crash leaves either the old file or the new one.
-func (l *Log) rewrite() error {
+// rewrite replaces the file with entries: written to a temporary file,
+// synced, renamed over the old one, and the directory synced, so a crash
+// leaves either the old file or the new one. The caller holds fileMu.
+func (l *Log) rewrite(entries []Entry) error {
 	tmp, err := os.CreateTemp(l.dir, FileName+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("history: trim: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // no-op once renamed
 	w := bufio.NewWriter(tmp)
-	for _, e := range l.entries {
+	for _, e := range entries {
 		b, err := json.Marshal(e)
 		if err != nil {
 			tmp.Close()
@@ -172,7 +213,9 @@ func (l *Log) rewrite() error {
 	}
 	l.f.Close()
 	l.f = f
-	l.lines = len(l.entries)
+	l.mu.Lock()
+	l.lines = len(entries)
+	l.mu.Unlock()
 	return nil
 }
 
@@ -199,19 +242,24 @@ func (l *Log) Corrupt() int {
 // Path returns the history file's path.
 func (l *Log) Path() string { return l.path }
 
-// Close closes the file. Append fails after Close; Last still answers.
+// Close writes what Queue left and closes the file. Append and Queue fail
+// after Close; Last still answers.
 func (l *Log) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.closed = true
+	l.mu.Unlock()
+	l.stopWriter()
+	err := l.flush()
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	if l.f == nil {
-		return nil
+		return err
 	}
-	err := l.f.Close()
+	if cerr := l.f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("history %s: %w", l.path, cerr)
+	}
 	l.f = nil
-	if err != nil {
-		return fmt.Errorf("history %s: %w", l.path, err)
-	}
-	return nil
+	return err
 }
 
 // ReadResult is what Read found in a history file.
@@ -302,13 +350,18 @@ func parseLine(line []byte, ok bool) (Entry, bool) {
 // ha history delete`). The file is replaced the way a trim replaces it, so
 // a crash leaves either the old history or none.
 func (l *Log) Clear() error {
+	l.fileMu.Lock()
+	defer l.fileMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f == nil {
+	closed := l.closed || l.f == nil
+	if !closed {
+		l.entries, l.pending = l.entries[:0], nil
+	}
+	l.mu.Unlock()
+	if closed {
 		return errors.New("history: log is closed")
 	}
-	l.entries = l.entries[:0]
-	if err := l.rewrite(); err != nil {
+	if err := l.rewrite(nil); err != nil {
 		return fmt.Errorf("history: clear: %w", err)
 	}
 	return nil

@@ -129,7 +129,7 @@ func New() *Metrics {
 		}, []string{"link", "peer"}),
 		HeartbeatSendJitter: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "heartbeat_send_jitter_seconds",
-			Help: "Largest lateness of a heartbeat sent in the last one to two minutes: the time between two heartbeats less the interval (up to a quarter interval is the daemon's tick; more is the daemon held up, the warning sign of a false failover).",
+			Help: "Largest lateness of a heartbeat sent in the last one to two minutes: the time between two heartbeats less the interval (up to a quarter interval is the daemon's tick, half an interval a copy the sender thread sent for a late loop; more is the sender held up, the warning sign of a false failover).",
 		}),
 		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "frames_dropped_total",

@@ -39,8 +39,16 @@ type failoverResult struct {
 	RSS     [2]int64
 	Trace   echo.Report // the echo client's, with a sample per record
 	FaultNS int64
-	Err     string // what went wrong, if the run is incomplete
-	Note    string // the system's note (System.Note)
+	// IdleCPU is the CPU time of every daemon of the stack on both
+	// gateways, per second, while the cluster idles before the fault
+	// (datagram runs only: the cost of 10 ms heartbeats).
+	IdleCPU float64 `json:",omitempty"`
+	// FalseFailovers counts the additions of the LAN virtual IP by any
+	// gateway between the settled start and the fault (datagram runs
+	// only: 10 ms heartbeats on a busy machine).
+	FalseFailovers int    `json:",omitempty"`
+	Err            string // what went wrong, if the run is incomplete
+	Note           string // the system's note (System.Note)
 }
 
 // failoverPlan is the shape of one failover run.
@@ -49,7 +57,16 @@ type failoverPlan struct {
 	tuning   Tuning
 	fault    Fault
 	sessions int
+	// datagrams, when not 0: the client sends a UDP datagram this often
+	// instead of its TCP records.
+	datagrams time.Duration
 }
+
+// Datagram runs: one every 2 ms, FGCP's 10 ms heartbeat mode's subject.
+const datagramInterval = 2 * time.Millisecond
+
+// idleFor is how long a datagram run measures the daemons' CPU time.
+const idleFor = 10 * time.Second
 
 // windows returns how long the client runs after the fault and after how
 // long without echo it gives a connection up. Both grow with the table:
@@ -57,6 +74,9 @@ type failoverPlan struct {
 // retransmission backoff doubles each time.
 func (p failoverPlan) windows() (post, stall time.Duration) {
 	post = 6 * time.Second
+	if p.datagrams > 0 {
+		post = 3 * time.Second // no retransmissions to wait for
+	}
 	if p.tuning == Defaults && p.fault == PowerLoss {
 		post = 12 * time.Second
 	}
@@ -81,20 +101,34 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 	if err != nil {
 		return res, err
 	}
+	var vw *vipWatch
 	if p.sessions == 0 {
 		if err := r.startAll(20 * time.Second); err != nil {
 			return res, err
+		}
+		if p.datagrams > 0 {
+			if vw, err = watchVIP(r.l); err != nil {
+				return res, err
+			}
+			defer vw.stop()
+			if res.IdleCPU, err = r.idleCPU(idleFor); err != nil {
+				return res, err
+			}
 		}
 	} else if err := e.lateSubordinate(ctx, r, p.sessions, &res); err != nil {
 		return res, err
 	}
 
 	post, stall := p.windows()
-	c, err := r.startClient(warmup+post, stall)
+	c, err := r.startClient(warmup+post, stall, p.datagrams)
 	if err != nil {
 		return res, err
 	}
 	time.Sleep(warmup)
+	if vw != nil {
+		moves, _ := vw.stop()
+		res.FalseFailovers = len(moves)
+	}
 	fault := time.Now()
 	res.FaultNS = fault.UnixNano()
 	switch p.fault {
@@ -144,6 +178,33 @@ func (e *env) runFailover(ctx context.Context, p failoverPlan) (res failoverResu
 	return res, nil
 }
 
+// idleCPU is the CPU time every daemon of the stack on every gateway
+// spends per second over d.
+func (r *run) idleCPU(d time.Duration) (float64, error) {
+	total := func() (float64, error) {
+		sum := 0.0
+		for _, gw := range r.l.Gateways() {
+			_, all, err := r.sys.Daemons(gw)
+			if err != nil {
+				return 0, err
+			}
+			_, cpu := sumProcs(all)
+			sum += cpu
+		}
+		return sum, nil
+	}
+	before, err := total()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	after, err := total()
+	if err != nil {
+		return 0, err
+	}
+	return (after - before) / d.Seconds(), nil
+}
+
 // sessionsIn counts the synthetic sessions in gw's kernel table: exactly
 // (a dump by mark) when pool is given, otherwise the whole table less
 // base.
@@ -189,8 +250,10 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 		time.Sleep(time.Second + time.Duration(n)*time.Microsecond)
 	}
 	start := time.Now()
-	if err := r.start("gw2"); err != nil {
-		return err
+	for _, gw := range r.l.Gateways()[1:] {
+		if err := r.start(gw); err != nil {
+			return err
+		}
 	}
 	timeout := 20*time.Second + time.Duration(n)*40*time.Microsecond
 	if h, ok := r.sys.(*hg); ok {
@@ -201,12 +264,18 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 			timeout = 0
 		}
 	}
-	bulk, pts, err := r.waitSynced("gw2", n, start, timeout)
-	res.BulkPts = pts
-	if err != nil {
-		res.Bulk = -1
-		res.Err = err.Error()
-	} else {
+	// Every late subordinate (more than one with -members): the bulk is
+	// done when the last holds every session.
+	for _, gw := range r.l.Gateways()[1:] {
+		bulk, pts, err := r.waitSynced(gw, n, start, timeout)
+		if gw == "gw2" {
+			res.BulkPts = pts
+		}
+		if err != nil {
+			res.Bulk = -1
+			res.Err = err.Error()
+			break
+		}
 		res.Bulk = bulk
 	}
 	for i, gw := range []string{"gw1", "gw2"} {

@@ -32,13 +32,19 @@ var hgTimings = map[Tuning]struct {
 }{
 	Defaults: {200 * time.Millisecond, 6},
 	Tuned:    {50 * time.Millisecond, 3},
+	Fast:     {10 * time.Millisecond, 3},
 }
 
-func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool) (*hg, error) {
+func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool, hbRealtime int) (*hg, error) {
 	tm := hgTimings[t]
-	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1))}
+	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1)),
+		HeartbeatRealtime: hbRealtime}
 	if pickup {
-		o.Extra = pickupSection + harness.MetricsExtra() // the lag per change (lag.go)
+		o.Extra = pickupSection
+		if t == Fast {
+			o.Extra += "  connectionless: true\n"
+		}
+		o.Extra += harness.MetricsExtra() // the lag per change (lag.go)
 	}
 	c, err := harness.New(l, bin, dir, len(l.Gateways()), o)
 	if err != nil {

@@ -38,9 +38,14 @@ func keepalivedConf(dir string, idx, other int, advert string) string {
 
 // conntrackdConf renders gateway idx's conntrackd.conf: FTFW over UDP
 // unicast on the HA link, the external cache on (committed at takeover),
-// TCP only, the gateway's own and the virtual addresses ignored (as the
-// FTFW example does), and tables big enough for the benchmark's millions.
-func conntrackdConf(dir string, idx, other int) string {
+// TCP only (UDP too if udp), the gateway's own and the virtual addresses
+// ignored (as the FTFW example does), and tables big enough for the
+// benchmark's millions.
+func conntrackdConf(dir string, idx, other int, udp bool) string {
+	protocols := "TCP"
+	if udp {
+		protocols = "TCP\n\t\t\tUDP"
+	}
 	ha := func(k int) string {
 		p, _ := netlab.GatewayAddr(k, netlab.HA)
 		return p.Addr().String()
@@ -78,7 +83,7 @@ General {
 	NetlinkOverrunResync on
 	Filter From Userspace {
 		Protocol Accept {
-			TCP
+			%s
 		}
 		Address Ignore {
 			IPv4_address 127.0.0.1
@@ -91,7 +96,7 @@ General {
 	}
 }
 `, ha(idx), ha(other), netlab.HA,
-		filepath.Join(dir, "conntrackd.log"), filepath.Join(dir, "conntrackd.lock"), filepath.Join(dir, "conntrackd.ctl"),
+		filepath.Join(dir, "conntrackd.log"), filepath.Join(dir, "conntrackd.lock"), filepath.Join(dir, "conntrackd.ctl"), protocols,
 		netlab.LANVIP.Addr(), netlab.WANVIP.Addr(), own(netlab.LAN), own(netlab.WAN), ha(idx))
 }
 

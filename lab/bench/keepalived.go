@@ -25,6 +25,7 @@ type kad struct {
 	l      *netlab.Lab
 	dir    string
 	advert string // advert_int, seconds
+	udp    bool   // conntrackd syncs UDP as well as TCP
 	mu     sync.Mutex
 	procs  map[string][]*exec.Cmd
 	logs   map[string][]io.Closer
@@ -37,14 +38,13 @@ type kad struct {
 const (
 	advertDefault = "1"
 	advertTuned   = "0.05"
+	advertFast    = "0.01" // VRRPv3's smallest: one centisecond
 )
 
 func newKAD(l *netlab.Lab, dir string, t Tuning) *kad {
-	adv := advertDefault
-	if t == Tuned {
-		adv = advertTuned
-	}
-	return &kad{l: l, dir: dir, advert: adv, procs: map[string][]*exec.Cmd{}, logs: map[string][]io.Closer{}}
+	adv := map[Tuning]string{Defaults: advertDefault, Tuned: advertTuned, Fast: advertFast}[t]
+	// Datagrams are the fast tuning's subject: conntrackd syncs UDP too.
+	return &kad{l: l, dir: dir, advert: adv, udp: t == Fast, procs: map[string][]*exec.Cmd{}, logs: map[string][]io.Closer{}}
 }
 
 func (k *kad) Name() string { return "keepalived+conntrackd" }
@@ -66,7 +66,7 @@ func (k *kad) Start(gw string) error {
 	}
 	files := map[string]string{
 		"keepalived.conf": keepalivedConf(d, idx, other, k.advert),
-		"conntrackd.conf": conntrackdConf(d, idx, other),
+		"conntrackd.conf": conntrackdConf(d, idx, other, k.udp),
 		"notify.sh":       notifyScript(k.ctdConf(gw), filepath.Join(d, "notify.log")),
 	}
 	for name, text := range files {

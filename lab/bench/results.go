@@ -138,6 +138,25 @@ var scenarioTitles = map[string]string{
 	scPowerDefaults: "Power loss of the primary, defaults (hagate 200 ms x 6, VRRP advert_int 1 s): largest echo gap",
 	scPowerTuned:    "Power loss of the primary, same detection time (hagate 50 ms x 3, VRRPv3 advert_int 0.05 s): largest echo gap",
 	scLink:          "Link failover (the primary's WAN link down), defaults: largest echo gap",
+	scDatagrams:     "Datagrams: a UDP flow (one every 2 ms, SNAT, connectionless pickup), power loss at hagate 10 ms x 3, VRRPv3 advert_int 0.01 s: largest echo gap",
+}
+
+// datagramRows are the datagram scenario's own: what the flow lost, and
+// what the 10 ms heartbeats cost while nothing fails.
+func datagramRows(runs map[string][]failoverResult) []Row {
+	lost := Row{Scenario: "↳ datagrams lost (count x 2 ms)", Unit: "s", Values: map[string][]float64{}}
+	flaps := Row{Scenario: "↳ false failovers while idle before the fault (the LAN virtual IP added, 11.5 s)", Unit: "", Values: map[string][]float64{}}
+	cpu := Row{Scenario: "↳ CPU of every daemon of the stack, both gateways, idle before the fault (seconds per second)", Unit: "s", Values: map[string][]float64{}}
+	for _, sys := range systemNames {
+		for _, fr := range runs[sys] {
+			if fr.Trace.Sent > 0 {
+				lost.Values[sys] = append(lost.Values[sys], float64(fr.Trace.Lost)*datagramInterval.Seconds())
+			}
+			cpu.Values[sys] = append(cpu.Values[sys], fr.IdleCPU)
+			flaps.Values[sys] = append(flaps.Values[sys], float64(fr.FalseFailovers))
+		}
+	}
+	return []Row{lost, flaps, cpu}
 }
 
 // rows builds the table.
@@ -188,6 +207,9 @@ func (r *Results) rows() []Row {
 			gap.Notes = strings.Join(notes, "; ")
 		}
 		rows = append(rows, gap, takeover)
+		if key == scDatagrams {
+			rows = append(rows, datagramRows(runs)...)
+		}
 		if n > 0 {
 			rows = append(rows, usable, bulk)
 		}

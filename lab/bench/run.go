@@ -26,7 +26,10 @@ type env struct {
 	pickup bool // turn hagate's session pickup on
 	// realtime: the daemons' SCHED_RR priority, 0 for normal scheduling.
 	realtime int
-	logf     func(format string, args ...any)
+	// hbRealtime: hagate's heartbeat.realtime_priority, 0 unset.
+	hbRealtime int
+	members    int // gateways in the lab
+	logf       func(format string, args ...any)
 }
 
 // Systems in the order of the table's columns.
@@ -52,7 +55,7 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := netlab.New(netlab.Options{Prefix: "hgbench", Gateways: 2, Logf: e.logf})
+	l, err := netlab.New(netlab.Options{Prefix: "hgbench", Gateways: max(e.members, 2), Logf: e.logf})
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +72,7 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	}
 	switch system {
 	case sysHG:
-		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup)
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime)
 	case sysKAD:
 		r.sys = newKAD(l, dir, t)
 	default:
@@ -142,10 +145,16 @@ type clientResult struct {
 // startClient starts the echo client (hagate-echo, one TCP connection
 // that it replaces if it breaks or stalls for stall, a sample per record)
 // for duration and waits until its session works.
-func (r *run) startClient(duration, stall time.Duration) (*client, error) {
-	cmd := r.l.Command(netlab.Client, harness.EchoBin(r.e.hgBin), "client",
-		"-for", duration.String(), "-stall", stall.String(), "-drain", "3s", "-reconnect", "-samples", "-ready",
-		netlab.ServerAddr.Addr().String()+":7000")
+//
+// With a datagram interval (not 0), the client sends one UDP flow, a
+// datagram every interval, instead.
+func (r *run) startClient(duration, stall, datagrams time.Duration) (*client, error) {
+	args := []string{harness.EchoBin(r.e.hgBin), "client", "-for", duration.String(), "-stall", stall.String(), "-drain", "3s", "-reconnect", "-samples", "-ready"}
+	if datagrams > 0 {
+		args = append(args, "-udp", "-interval", datagrams.String())
+	}
+	args = append(args, netlab.ServerAddr.Addr().String()+":7000")
+	cmd := r.l.Command(netlab.Client, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -209,6 +209,7 @@ func (vw *vipWatch) stop() (moves []vipEvent, dual int) {
 	for _, s := range vw.stops {
 		s()
 	}
+	vw.stops = nil // stopping twice is harmless
 	vw.mu.Lock()
 	defer vw.mu.Unlock()
 	for _, ev := range vw.events {

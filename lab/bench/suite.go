@@ -26,9 +26,10 @@ const (
 	scSessions      = "sessions"       // many sessions: bulk sync, memory, then power loss
 	scChurn         = "churn"          // create/destroy rate the subordinate keeps up with
 	scStress        = "cpu-stress"     // tuned, nothing wrong, CPU hog: false failovers
+	scDatagrams     = "datagrams"      // power loss, 10 ms heartbeats, a UDP flow
 )
 
-var allScenarios = []string{scPowerDefaults, scPowerTuned, scLink, scSessions, scChurn, scStress}
+var allScenarios = []string{scPowerDefaults, scPowerTuned, scLink, scSessions, scChurn, scStress, scDatagrams}
 
 // Config is what the command line chose.
 type Config struct {
@@ -52,6 +53,12 @@ type Config struct {
 	// priority (hagate's unit CPUSchedulingPolicy=rr, keepalived's
 	// vrrp_rt_priority).
 	Realtime int
+	// HBRealtime is hagate's heartbeat.realtime_priority (the sending
+	// thread only); 0 leaves it unset.
+	HBRealtime int
+	// Members is the number of gateways (2, or up to 4 for hagate alone:
+	// the primary streams to every subordinate).
+	Members int
 }
 
 func parseFlags(args []string, stderr io.Writer) (Config, error) {
@@ -70,13 +77,21 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	stressFor := fs.Duration("stress-for", stressDefault, "length of each cpu-stress run (-quick: "+stressQuick.String()+")")
 	stressRuns := fs.Int("stress-runs", 1, "cpu-stress runs per system")
 	realtime := fs.Int("realtime", 0, "run every system's daemons at this SCHED_RR priority (1..99; 0: normal scheduling)")
+	members := fs.Int("members", 2, "gateways in the lab: 2, or 3-4 with -systems hagate (keepalived+conntrackd's FTFW pairs two)")
+	hbRealtime := fs.Int("hb-realtime", 0, "hagate's heartbeat.realtime_priority: its heartbeat sending thread alone at this SCHED_FIFO priority (1..99; 0: normal scheduling)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom,
-		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime}
+		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members}
 	if c.Realtime < 0 || c.Realtime > 99 {
 		return c, fmt.Errorf("-realtime %d: want 1..99, or 0 for normal scheduling", c.Realtime)
+	}
+	if c.Members < 2 || c.Members > 4 {
+		return c, fmt.Errorf("-members %d: want 2..4", c.Members)
+	}
+	if c.HBRealtime < 0 || c.HBRealtime > 99 {
+		return c, fmt.Errorf("-hb-realtime %d: want 1..99, or 0 for normal scheduling", c.HBRealtime)
 	}
 	for _, s := range strings.Split(*scen, ",") {
 		s = strings.TrimSpace(s)
@@ -94,6 +109,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 			return c, fmt.Errorf("unknown system %q (have %s)", s, strings.Join(systemNames, ", "))
 		}
 		c.Systems = append(c.Systems, s)
+	}
+	if c.Members > 2 && containsStr(c.Systems, sysKAD) {
+		return c, fmt.Errorf("-members %d: keepalived+conntrackd runs with 2 only (use -systems hagate)", c.Members)
 	}
 	if c.Quick {
 		c.Runs = 1
@@ -171,7 +189,7 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 	if err != nil {
 		return err
 	}
-	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
+	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, hbRealtime: cfg.HBRealtime, members: cfg.Members, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
 	if n := maxSize(cfg); n > 0 {
 		// nf_conntrack_max is host-wide and covers every namespace: the
 		// primary and the subordinate each hold the table, plus slack.
@@ -179,7 +197,7 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 		if err != nil {
 			return err
 		}
-		err = nstest.RaiseConntrackMax(2*n + 65536)
+		err = nstest.RaiseConntrackMax(cfg.Members*n + 65536)
 		l.Close()
 		if err != nil {
 			return err
@@ -245,6 +263,8 @@ func (e *env) failoverScenario(ctx context.Context, cfg Config, sc string, res *
 		plans = []failoverPlan{{tuning: Tuned, fault: PowerLoss}}
 	case scLink:
 		plans = []failoverPlan{{tuning: Defaults, fault: WANDown}}
+	case scDatagrams:
+		plans = []failoverPlan{{tuning: Fast, fault: PowerLoss, datagrams: datagramInterval}}
 	case scSessions:
 		for _, n := range cfg.Sizes {
 			plans = append(plans, failoverPlan{tuning: Tuned, fault: PowerLoss, sessions: n})
@@ -287,6 +307,9 @@ func (r failoverResult) brief() string {
 	fmt.Fprintf(&b, " survived %v takeover %s", r.Survived, fmtDur(r.Takeover))
 	if r.Sessions > 0 {
 		fmt.Fprintf(&b, " usable %s bulk %s rss %.1f/%.1f MB", fmtDur(r.Usable), fmtDur(r.Bulk), float64(r.RSS[0])/1e6, float64(r.RSS[1])/1e6)
+	}
+	if r.Trace.Network == "udp" {
+		fmt.Fprintf(&b, " lost %d of %d datagrams, idle CPU %.3f s/s, false failovers before the fault %d", r.Trace.Lost, r.Trace.Sent, r.IdleCPU, r.FalseFailovers)
 	}
 	if len(r.Trace.Errors) > 0 {
 		fmt.Fprintf(&b, " [%s]", strings.Join(r.Trace.Errors, "; "))

@@ -17,14 +17,21 @@ type Tuning int
 // The two tunings of the issue: each system's defaults, and both tuned to
 // about the same detection time (hagate 50 ms x 3 against VRRPv3 adverts
 // every 0.05 s, whose master-down interval is 3 adverts plus a skew).
+// Fast is FGCP's 10 ms heartbeats for datagrams (hagate 10 ms x 3 with
+// connectionless session pickup, VRRPv3 adverts every 0.01 s with
+// conntrackd syncing UDP too).
 const (
 	Defaults Tuning = iota
 	Tuned
+	Fast
 )
 
 func (t Tuning) String() string {
-	if t == Tuned {
+	switch t {
+	case Tuned:
 		return "tuned"
+	case Fast:
+		return "fast"
 	}
 	return "defaults"
 }

@@ -56,6 +56,8 @@ type Options struct {
 	Keys map[string]string
 	// Env is added to the daemons' environment ("NAME=value").
 	Env []string
+	// HeartbeatRealtime is heartbeat.realtime_priority (0: not set).
+	HeartbeatRealtime int
 }
 
 // Cluster is the set of daemons in one lab.
@@ -183,7 +185,11 @@ func (c *Cluster) writeConfig(k, n int) error {
 	fmt.Fprintf(&b, "uptime_margin: %s\nhello_holddown: %s\n", c.opts.UptimeMargin, c.opts.Holddown)
 	fmt.Fprintf(&b, "key_file: %s\ncontrol_socket: %s\nstate_dir: %s\n", filepath.Join(dir, "cluster.key"), c.Socket(gw), dir)
 	fmt.Fprintf(&b, "notify: %s\n", c.notifyScript(dir))
-	fmt.Fprintf(&b, "heartbeat:\n  interval: %s\n  lost_threshold: %d\n  links:\n", c.opts.Interval, c.opts.LostThreshold)
+	fmt.Fprintf(&b, "heartbeat:\n  interval: %s\n  lost_threshold: %d\n", c.opts.Interval, c.opts.LostThreshold)
+	if c.opts.HeartbeatRealtime != 0 {
+		fmt.Fprintf(&b, "  realtime_priority: %d\n", c.opts.HeartbeatRealtime)
+	}
+	b.WriteString("  links:\n")
 	fmt.Fprintf(&b, "    - interface: %s\n      priority: 100\n      peers: %s\n", netlab.HA, peers(netlab.HA))
 	if c.opts.HA2 {
 		fmt.Fprintf(&b, "    - interface: %s\n      priority: 50\n      peers: %s\n", netlab.HA2, peers(netlab.HA2))
