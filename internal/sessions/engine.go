@@ -241,6 +241,9 @@ type subordinateState struct {
 	lastSeq  uint64    // of the last batch received on inbound
 	lastBulk BulkStats // the last bulk received
 	lag      lagHistogram
+	// reserved counts the new sessions admitted to the batch being
+	// installed, not yet recorded in the table (max_sessions).
+	reserved int
 	// purge: this node stepped down from primary; the sessions it
 	// forwarded are removed when the new primary's first bulk begins
 	// (see BecomeSubordinate).

@@ -435,9 +435,14 @@ func (r *inboundReader) stop() {
 func (s sessionStore) admitLocked(c *session.Change) bool {
 	e := s.e
 	ok := e.tab.has(c.Session.Key)
-	if c.Op == session.Upsert && !ok && e.tab.max > 0 && e.tab.len() >= e.tab.max {
-		e.fullLocked()
-		return false
+	if c.Op == session.Upsert && !ok && e.tab.max > 0 {
+		// The batch is recorded after the kernel has it: count the
+		// places it takes already, or one batch passes the bound.
+		if e.tab.len()+e.sub.reserved >= e.tab.max {
+			e.fullLocked()
+			return false
+		}
+		e.sub.reserved++
 	}
 	c.Exists = ok
 	if c.Op == session.Upsert && c.Session.Proto == session.ProtoTCP && !e.cfg.TCPWindowTracking {
@@ -452,6 +457,7 @@ func (s sessionStore) install(ctx context.Context, cs []session.Change) error {
 }
 
 func (s sessionStore) recordLocked(cs []session.Change) {
+	s.e.sub.reserved = 0 // the places taken are the table's now
 	for i := range cs {
 		c := &cs[i]
 		if c.Op == session.Delete {
