@@ -434,6 +434,16 @@ func boolFloat(b bool) float64 {
 func (d *Daemon) perform(a cluster.Action) {
 	switch a := a.(type) {
 	case cluster.Send:
+		if a.HB.Leaving {
+			// The last heartbeat, at shutdown: sent here, before the
+			// parts stop (the transport closes its sockets when they
+			// do, and the sender thread could find them closed); the
+			// others take over at once instead of after a dead interval.
+			if err := d.tr.Send(a.HB); err != nil {
+				d.log.Warn("leaving heartbeat not sent on every link", "err", err)
+			}
+			return
+		}
 		d.sender.Send(a.HB)
 	case cluster.RoleChange:
 		d.roleChange(a)
