@@ -42,9 +42,21 @@ func setup(t *testing.T, n int, o Options, lo netlab.Options) *Cluster {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	// The scratch directory goes last, once the lab and every process
+	// in it are gone (t.TempDir's would go before the lab, while a
+	// process started in a namespace may still write there).
+	dir, err := os.MkdirTemp("", "hagate-lab-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("scratch directory: %v", err)
+		}
+	})
 	lo.Gateways = n
 	l := netlab.ForTest(t, lo)
-	c, err := New(l, binPath, t.TempDir(), n, o)
+	c, err := New(l, binPath, dir, n, o)
 	if err != nil {
 		t.Fatal(err)
 	}
