@@ -490,9 +490,7 @@ func udpStats(t *testing.T, c *Cluster) map[string]int64 {
 // holderWatch records every moment the virtual IP holders were not the
 // expected set.
 type holderWatch struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
+	stop func()
 	bad  []string
 	n    int
 }
@@ -500,58 +498,61 @@ type holderWatch struct {
 // watchHolders polls the holders every 10 ms until check.
 func watchHolders(t *testing.T, c *Cluster, want []string) *holderWatch {
 	t.Helper()
-	aw, err := c.NewAddrWatch()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &holderWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	w := &holderWatch{}
 	start := time.Now()
-	go func() {
-		defer close(w.done)
-		defer aw.Close()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			h, err := aw.Holders()
-			w.mu.Lock()
-			w.n++
-			if err != nil {
-				w.bad = append(w.bad, err.Error())
-			} else if !slices.Equal(h, want) && len(w.bad) < 20 {
-				w.bad = append(w.bad, time.Since(start).Round(time.Millisecond).String()+": "+strings.Join(h, ",")+"")
-			}
-			w.mu.Unlock()
+	w.stop = sampleHolders(t, c, 10*time.Millisecond, func(h []string, err error) {
+		w.n++
+		if err != nil {
+			w.bad = append(w.bad, err.Error())
+		} else if !slices.Equal(h, want) && len(w.bad) < 20 {
+			w.bad = append(w.bad, time.Since(start).Round(time.Millisecond).String()+": "+strings.Join(h, ",")+"")
 		}
-	}()
-	t.Cleanup(func() { w.halt() })
+	})
 	return w
-}
-
-func (w *holderWatch) halt() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
 }
 
 func (w *holderWatch) check(t *testing.T) {
 	t.Helper()
-	w.halt()
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.stop()
 	if len(w.bad) > 0 {
 		t.Fatalf("virtual IP holders changed (%d of %d polls shown as time: holders): %v", len(w.bad), w.n, w.bad)
 	}
 	if w.n < 10 {
 		t.Fatalf("holders polled only %d times", w.n)
 	}
+}
+
+// sampleHolders calls fn with the virtual IP holders (err: they could not
+// be read) every period, from one goroutine, until the returned stop is
+// called; stop waits for the last call, and the test's cleanup calls it.
+func sampleHolders(t *testing.T, c *Cluster, period time.Duration, fn func(held []string, err error)) (stop func()) {
+	t.Helper()
+	aw, err := c.NewAddrWatch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		defer aw.Close()
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			fn(aw.Holders())
+		}
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(quit) })
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // TestStalledSyncPeer connects to the session-sync listener of a

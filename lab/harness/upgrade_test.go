@@ -40,8 +40,7 @@ func previousRelease(t *testing.T) string {
 // netlink in each gateway's namespace) and counts the samples where more
 // than one did.
 type dualWatch struct {
-	stop    chan struct{}
-	done    chan struct{}
+	stop    func()
 	samples int
 	dual    int
 	first   string // the first dual sample, for the failure message
@@ -49,47 +48,25 @@ type dualWatch struct {
 
 func watchDual(t *testing.T, c *Cluster) *dualWatch {
 	t.Helper()
-	aw, err := c.NewAddrWatch()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &dualWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		defer aw.Close()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-tick.C:
-			}
-			held, err := aw.Holders()
-			if err != nil {
-				continue // a namespace going away at the end
-			}
-			w.samples++
-			if len(held) > 1 {
-				w.dual++
-				if w.first == "" {
-					w.first = fmt.Sprintf("%s: %v", time.Now().Format("15:04:05.000"), held)
-				}
+	w := &dualWatch{}
+	w.stop = sampleHolders(t, c, 50*time.Millisecond, func(held []string, err error) {
+		if err != nil {
+			return // a namespace going away at the end
+		}
+		w.samples++
+		if len(held) > 1 {
+			w.dual++
+			if w.first == "" {
+				w.first = fmt.Sprintf("%s: %v", time.Now().Format("15:04:05.000"), held)
 			}
 		}
-	}()
-	t.Cleanup(func() { w.finish() })
+	})
 	return w
 }
 
 // finish stops sampling; it reports the samples taken and the dual ones.
 func (w *dualWatch) finish() (samples, dual int, first string) {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
+	w.stop()
 	return w.samples, w.dual, w.first
 }
 
