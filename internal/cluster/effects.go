@@ -114,7 +114,3 @@ func (n *Node) routeSync(now time.Time) {
 	n.routes, n.absent = out, absent
 	n.emit(SyncRoutes{Peers: slices.Clone(out), Absent: slices.Clone(absent)})
 }
-
-// Holding reports whether this member has asked for the virtual addresses
-// (and not given them up since).
-func (n *Node) Holding() bool { return n.holding }
