@@ -23,15 +23,7 @@ const pickupOff = "session_pickup:\n  enabled: false\n"
 // it).
 func startSession(t *testing.T, c *Cluster) *Session {
 	t.Helper()
-	if err := c.StartEchoServer(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.OpenSession(50*time.Millisecond, 5*time.Second)
-	if err != nil {
-		t.Fatalf("echo session never started: %v", err)
-	}
-	time.Sleep(time.Second)
-	return s
+	return openSessions(t, c, 1)[0]
 }
 
 // finish lets the session run on after the failover and returns its report.
@@ -43,6 +35,24 @@ func finish(t *testing.T, s *Session) (survived bool, report string) {
 		t.Fatal(err)
 	}
 	return r.Survived, r.String()
+}
+
+// openSessions starts the echo server and n sessions through the cluster.
+func openSessions(t *testing.T, c *Cluster, n int) []*Session {
+	t.Helper()
+	if err := c.StartEchoServer(); err != nil {
+		t.Fatal(err)
+	}
+	var ss []*Session
+	for range n {
+		s, err := c.OpenSession(50*time.Millisecond, 5*time.Second)
+		if err != nil {
+			t.Fatalf("echo session never started: %v", err)
+		}
+		ss = append(ss, s)
+	}
+	time.Sleep(time.Second)
+	return ss
 }
 
 // The test: a long-lived TCP session through the virtual IP with
@@ -194,6 +204,12 @@ func TestSessionSurvivesWithManySessions(t *testing.T) {
 // dies (the soak found this: one session lost out of eight, the one that
 // sent through the subordinate just after a preemption). With the fence
 // (the default) the subordinate drops the stray segments instead.
+//
+// Three sessions, all of which must survive where the test wants them to,
+// and not all where it does not: whether one session with a stale window
+// dies depends on which side retransmits first after the failover (the
+// server's first segment sets its direction afresh in gw2's entry, which
+// makes the client's next one valid), and CI once saw a single one live.
 func TestSessionSurvivesStraySegmentThroughSubordinate(t *testing.T) {
 	t.Parallel() // a lab of its own; nothing timed tightly
 	for _, tc := range []struct {
@@ -215,7 +231,7 @@ func TestSessionSurvivesStraySegmentThroughSubordinate(t *testing.T) {
 			c := setup(t, 2, Options{Extra: tc.extra}, netlab.Options{})
 			c.StartAll()
 			mustHolder(t, c, 15*time.Second, "gw1")
-			s := startSession(t, c)
+			ss := openSessions(t, c, 3)
 			mac, err := c.Lab.Exec("gw2", "cat", "/sys/class/net/"+netlab.LAN+"/address")
 			if err != nil {
 				t.Fatal(err)
@@ -231,18 +247,30 @@ func TestSessionSurvivesStraySegmentThroughSubordinate(t *testing.T) {
 			}
 			// The session runs on through gw1 while gw2's window ages.
 			time.Sleep(3 * time.Second)
-			if r, _ := s.Progress(); r.Err != "" || !s.Alive() {
-				t.Fatalf("session broke before the failover: %s", r)
+			for _, s := range ss {
+				if r, _ := s.Progress(); r.Err != "" || !s.Alive() {
+					t.Fatalf("session broke before the failover: %s", r)
+				}
 			}
 			faultAt := time.Now()
 			if err := c.PowerOff("gw1"); err != nil {
 				t.Fatal(err)
 			}
 			mustHolder(t, c, 10*time.Second, "gw2")
-			survived, rep := finish(t, s)
-			t.Logf("session: %s; stray segments at 0, power loss at %s", rep, faultAt.Sub(strayAt).Round(time.Millisecond))
-			if survived != tc.want {
-				t.Fatalf("survived %v, want %v: %s", survived, tc.want, rep)
+			time.Sleep(3 * time.Second)
+			survivors := 0
+			for i, s := range ss {
+				r, err := s.Stop()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Survived {
+					survivors++
+				}
+				t.Logf("session %d: survived %v: %s; stray segments at 0, power loss at %s", i, r.Survived, r, faultAt.Sub(strayAt).Round(time.Millisecond))
+			}
+			if tc.want && survivors < len(ss) || !tc.want && survivors == len(ss) {
+				t.Fatalf("%d of %d sessions survived, want %s", survivors, len(ss), map[bool]string{true: "all", false: "fewer"}[tc.want])
 			}
 		})
 	}
