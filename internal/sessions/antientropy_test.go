@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,6 +127,46 @@ func TestAntiEntropyRepairsLosses(t *testing.T) {
 			t.Errorf("anti-entropy off, %d sessions repaired", st.Repaired)
 		}
 	})
+}
+
+// TestRefusedInstallsAreRepaired: the subordinate's kernel refuses a share
+// of the sessions it is given (as it does when its table is full or an
+// entry conflicts). The subordinate does not count them as held, so its
+// digest differs from the primary's, and once the kernel takes them again
+// anti-entropy installs exactly those. Recorded as held, they would never
+// be found: the tables' digests would agree while the kernels differ.
+func TestRefusedInstallsAreRepaired(t *testing.T) {
+	ctx, p, s := pair(t, func(c *EngineConfig) { c.AntiEntropy = time.Hour }) // rounds only when the test asks
+	var refusing atomic.Bool
+	refusing.Store(true)
+	refused := map[session.Key]bool{} // guarded by s.mem's lock, then read once refusing ends
+	s.mem.Refuse = func(c *session.Change) bool {
+		if !refusing.Load() || c.Op != session.Upsert || c.Session.Key.Orig.SrcPort%7 != 0 {
+			return false
+		}
+		refused[c.Session.Key] = true
+		return true
+	}
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 700 {
+		p.mem.Inject(upsert(synthSession(i)))
+	}
+	quiesce(t, p)
+	refusing.Store(false)
+	lost := keyDiff(p.mem.Snapshot(), s.mem.Snapshot())
+	if lost == 0 || lost != len(refused) {
+		t.Fatalf("%d sessions differ, %d refused: the schedule proves nothing", lost, len(refused))
+	}
+	if st := s.e.Stats(); st.NotInstalled != uint64(lost) || st.Sessions != 700-lost {
+		t.Errorf("not installed %d, held %d; want %d and %d", st.NotInstalled, st.Sessions, lost, 700-lost)
+	}
+	p.e.CheckNow()
+	waitFor(t, "the repair", func() bool { return keyDiff(p.mem.Snapshot(), s.mem.Snapshot()) == 0 })
+	if got := s.e.Stats().Repaired; got != uint64(lost) {
+		t.Errorf("repaired %d sessions, %d were refused", got, lost)
+	}
 }
 
 // TestAntiEntropyPeriodic: with rounds every 100 ms and the losses going on

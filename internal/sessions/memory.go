@@ -2,7 +2,9 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/hagate/hagate/internal/sessions/session"
@@ -21,6 +23,10 @@ type Memory struct {
 	xevents fanout[session.ExpectEvent]
 	// ApplyErr, when set, makes Apply fail (for tests).
 	ApplyErr error
+	// Refuse, when set, makes Apply refuse the changes it picks, as the
+	// kernel refuses one entry of a batch and takes the others (for
+	// tests). Called with mu held.
+	Refuse func(*session.Change) bool
 	// dumps and lookups count the calls of Dump and the keys found by
 	// Lookup (Reads).
 	dumps, lookups int
@@ -194,8 +200,30 @@ func (m *Memory) Apply(ctx context.Context, changes []session.Change) error {
 	if m.ApplyErr != nil {
 		return m.ApplyErr
 	}
-	m.Inject(changes...)
-	return nil
+	m.mu.Lock()
+	refuse := m.Refuse
+	var ae session.ApplyError
+	if refuse != nil {
+		for i := range changes {
+			if refuse(&changes[i]) {
+				ae.Failed = append(ae.Failed, i)
+			}
+		}
+	}
+	m.mu.Unlock()
+	if len(ae.Failed) == 0 {
+		m.Inject(changes...)
+		return nil
+	}
+	taken := make([]session.Change, 0, len(changes)-len(ae.Failed))
+	for i, c := range changes {
+		if _, no := slices.BinarySearch(ae.Failed, i); !no {
+			taken = append(taken, c)
+		}
+	}
+	m.Inject(taken...)
+	ae.Err = errors.New("refused (test)")
+	return &ae
 }
 
 // Flush implements Backend.

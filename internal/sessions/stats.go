@@ -10,6 +10,7 @@ import (
 type counters struct {
 	overflows, queueOverflows, resyncs, frameErrors, applyErrors, errors, full, refused uint64
 	divergentRanges, repaired                                                           uint64    // anti-entropy
+	notInstalled                                                                        uint64    // received changes the kernel refused (subordinate)
 	fullLoggedAt                                                                        time.Time // when max_sessions was last logged (once a minute)
 	screened                                                                            uint64    // synced changes refused on receipt (screen)
 	screenedLoggedAt                                                                    time.Time // when screen last logged (once a minute)
@@ -52,6 +53,7 @@ type Stats struct {
 	QueueOverflows uint64         `json:"queue_overflows"`
 	FrameErrors    uint64         `json:"frame_errors"`
 	ApplyErrors    uint64         `json:"apply_errors"`
+	NotInstalled   uint64         `json:"not_installed"` // received changes the kernel refused; anti-entropy resends them
 	Refused        uint64         `json:"refused_connections"`
 	Screened       uint64         `json:"refused_sessions"` // synced changes refused on receipt
 	TableFull      uint64         `json:"max_sessions_hits"`
@@ -74,7 +76,7 @@ func (e *Engine) Stats() Stats {
 	st := Stats{
 		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
 		LastBulk: e.sub.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
-		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, Refused: e.st.refused, Screened: e.st.screened, TableFull: e.st.full, Errors: e.st.errors,
+		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, NotInstalled: e.st.notInstalled, Refused: e.st.refused, Screened: e.st.screened, TableFull: e.st.full, Errors: e.st.errors,
 		Lag: e.sub.lag.stats(), DivergentRanges: e.st.divergentRanges, Repaired: e.st.repaired,
 	}
 	if e.role == roleSubordinate {

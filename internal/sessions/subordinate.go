@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/hagate/hagate/internal/seal"
@@ -468,14 +469,39 @@ func (s sessionStore) recordLocked(cs []session.Change) {
 	}
 }
 
+// report counts the outcome of an install and forgets the upserts the
+// kernel did not take (recordLocked recorded them while it worked): the
+// table then says what the kernel holds, its digest differs from the
+// primary's, and anti-entropy resends them. A delete the kernel refused
+// is not undone; its entry expires on the subordinate's capped timeout.
 func (s sessionStore) report(cs []session.Change, err error) {
 	e := s.e
-	if err != nil {
-		e.count(&e.st.applyErrors)
-		e.obs.ApplyErrors(1)
-		e.log.Warn("session pickup: install", "err", err)
+	if err == nil {
+		e.obs.SessionsApplied(len(cs))
+		return
 	}
-	e.obs.SessionsApplied(len(cs))
+	failed := len(cs) // another error leaves every change in doubt
+	var ae *session.ApplyError
+	if errors.As(err, &ae) {
+		failed = len(ae.Failed)
+	}
+	e.mu.Lock()
+	for i := range cs {
+		if ae != nil {
+			if _, ok := slices.BinarySearch(ae.Failed, i); !ok {
+				continue
+			}
+		}
+		if cs[i].Op == session.Upsert {
+			e.tab.del(cs[i].Session.Key)
+		}
+	}
+	e.st.applyErrors++
+	e.st.notInstalled += uint64(failed)
+	e.mu.Unlock()
+	e.obs.ApplyErrors(1)
+	e.obs.SessionsApplied(len(cs) - failed)
+	e.log.Warn("session pickup: install", "changes", len(cs), "not_installed", failed, "err", err)
 }
 
 func (s sessionStore) staleLocked() []session.Change {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -21,7 +22,21 @@ const (
 
 type op struct {
 	kind opKind
+	i    int // the change's index in the batch Apply was given
 	s    *session.Session
+}
+
+// outcome gathers the per-change failures of one socket's work.
+type outcome struct {
+	first  error // the first failure's cause
+	failed []int // the failed changes' indices
+}
+
+func (o *outcome) fail(x op, err error) {
+	if o.first == nil {
+		o.first = err
+	}
+	o.failed = append(o.failed, x.i)
 }
 
 // maxPasses bounds the retries of one change (create -> update -> delete +
@@ -31,8 +46,9 @@ const maxPasses = 4
 // Apply installs, updates and deletes a batch of entries. It is idempotent:
 // an upsert creates or updates, deleting a missing entry succeeds. Changes to
 // one key are applied in order; changes to different keys run in parallel
-// over Options.Workers sockets. It returns the first failure, after trying
-// every change.
+// over Options.Workers sockets. After trying every change, it returns a
+// *session.ApplyError naming those the kernel refused, or another error if
+// a socket failed (and with it, for all the caller knows, any change).
 func (k *Kernel) Apply(ctx context.Context, changes []session.Change) error {
 	if len(changes) == 0 {
 		return nil
@@ -50,31 +66,48 @@ func (k *Kernel) Apply(ctx context.Context, changes []session.Change) error {
 		}
 		switch c.Op {
 		case session.Delete:
-			parts[w] = append(parts[w], op{opDelete, &c.Session})
+			parts[w] = append(parts[w], op{opDelete, i, &c.Session})
 		case session.Upsert:
 			kind := opCreate
 			if c.Exists {
 				kind = opUpdate
 			}
-			parts[w] = append(parts[w], op{kind, &c.Session})
+			parts[w] = append(parts[w], op{kind, i, &c.Session})
 		default:
 			return fmt.Errorf("conntrack apply: unknown op %d", c.Op)
 		}
 	}
-	if workers == 1 {
-		return k.applyOps(ctx, parts[0])
-	}
-	var wg sync.WaitGroup
+	outs := make([]outcome, workers)
 	errs := make([]error, workers)
-	for i := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = k.applyOps(ctx, parts[i])
-		}()
+	if workers == 1 {
+		errs[0] = k.applyOps(ctx, parts[0], &outs[0])
+	} else {
+		var wg sync.WaitGroup
+		for i := range parts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = k.applyOps(ctx, parts[i], &outs[i])
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	var ae session.ApplyError
+	for _, o := range outs {
+		ae.Failed = append(ae.Failed, o.failed...)
+		if ae.Err == nil {
+			ae.Err = o.first
+		}
+	}
+	if len(ae.Failed) == 0 {
+		return nil
+	}
+	slices.Sort(ae.Failed)
+	ae.Failed = slices.Compact(ae.Failed) // a remedy's two requests may both fail
+	return &ae
 }
 
 // keyHash spreads keys over workers; changes to one key stay on one socket,
@@ -98,30 +131,27 @@ func keyHash(k *session.Key) uint32 {
 // applyOps runs ops over one socket, in passes: the failures of a pass that
 // have a remedy (create of an existing entry -> update, update of a missing
 // one -> create, update refused -> delete and create) form the next pass.
-func (k *Kernel) applyOps(ctx context.Context, ops []op) error {
+func (k *Kernel) applyOps(ctx context.Context, ops []op, out *outcome) error {
 	s, err := k.get()
 	if err != nil {
 		return fmt.Errorf("conntrack apply: %w", err)
 	}
 	healthy := true
 	defer func() { k.put(s, healthy) }()
-	var first error
 	for pass := 0; len(ops) > 0 && pass < maxPasses; pass++ {
 		var next []op
-		next, err = k.pass(ctx, s, ops, &first)
+		next, err = k.pass(ctx, s, ops, out)
 		if err != nil {
 			healthy = false
 			return err
 		}
 		ops = next
 	}
-	if len(ops) > 0 {
-		k.failed.Add(uint64(len(ops)))
-		if first == nil {
-			first = fmt.Errorf("conntrack apply %s: no progress after %d passes", ops[0].s.Key, maxPasses)
-		}
+	k.failed.Add(uint64(len(ops)))
+	for _, o := range ops {
+		out.fail(o, fmt.Errorf("conntrack apply %s: no progress after %d passes", o.s.Key, maxPasses))
 	}
-	return first
+	return nil
 }
 
 // sendBatch is one sendmsg's worth of requests: ops[start:end], carrying
@@ -171,7 +201,7 @@ const pipelineMin = 1024
 // where the kernel installs the current one: a bulk install then costs the
 // kernel's time alone. An error other than a per-request one leaves the
 // socket unusable.
-func (k *Kernel) pass(ctx context.Context, s *socket, ops []op, first *error) ([]op, error) {
+func (k *Kernel) pass(ctx context.Context, s *socket, ops []op, out *outcome) ([]op, error) {
 	var next []op
 	if len(ops) < pipelineMin {
 		var b sendBatch
@@ -181,7 +211,7 @@ func (k *Kernel) pass(ctx context.Context, s *socket, ops []op, first *error) ([
 			}
 			start = k.fill(&b, s, ops, start)
 			var err error
-			if next, err = k.send(ctx, s, &b, ops, next, first); err != nil {
+			if next, err = k.send(ctx, s, &b, ops, next, out); err != nil {
 				return nil, err
 			}
 		}
@@ -217,7 +247,7 @@ func (k *Kernel) pass(ctx context.Context, s *socket, ops []op, first *error) ([
 		if ferr == nil {
 			ferr = ctx.Err()
 			if ferr == nil {
-				next, ferr = k.send(ctx, s, b, ops, next, first)
+				next, ferr = k.send(ctx, s, b, ops, next, out)
 			}
 			if ferr != nil {
 				close(stop)
@@ -233,8 +263,8 @@ func (k *Kernel) pass(ctx context.Context, s *socket, ops []op, first *error) ([
 }
 
 // send exchanges one batch and sorts its failures: counted, remedied in
-// next, or recorded in first.
-func (k *Kernel) send(ctx context.Context, s *socket, b *sendBatch, ops, next []op, first *error) ([]op, error) {
+// next, or recorded in out.
+func (k *Kernel) send(ctx context.Context, s *socket, b *sendBatch, ops, next []op, out *outcome) ([]op, error) {
 	errs, err := k.exchange(ctx, s, b.w.b, b.first, b.last)
 	if err != nil {
 		k.failed.Add(uint64(len(ops) - b.start))
@@ -257,19 +287,17 @@ func (k *Kernel) send(ctx context.Context, s *socket, b *sendBatch, ops, next []
 		case e == 0:
 			k.count(o.kind)
 		case o.kind == opCreate && e == unix.EEXIST:
-			next = append(next, op{opUpdate, o.s})
+			next = append(next, op{opUpdate, o.i, o.s})
 		case o.kind == opUpdate && e == unix.ENOENT:
-			next = append(next, op{opCreate, o.s})
+			next = append(next, op{opCreate, o.i, o.s})
 		case o.kind == opUpdate && e == unix.EBUSY:
 			// A status bit the kernel will not clear (ASSURED,
 			// SEEN_REPLY) or a changed NAT: start the entry afresh.
-			next = append(next, op{opDelete, o.s}, op{opCreate, o.s})
+			next = append(next, op{opDelete, o.i, o.s}, op{opCreate, o.i, o.s})
 		case o.kind == opDelete && e == unix.ENOENT:
 		default:
 			k.failed.Add(1)
-			if *first == nil {
-				*first = fmt.Errorf("conntrack apply %s: %w", o.s.Key, e)
-			}
+			out.fail(o, fmt.Errorf("conntrack apply %s: %w", o.s.Key, e))
 		}
 	}
 	return next, nil

@@ -2,9 +2,11 @@ package conntrack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -391,5 +393,26 @@ func BenchmarkKernelBulkInstall(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "sessions/s")
 		})
+	}
+}
+
+// TestKernelApplyNamesRefused: the kernel refuses one entry of a batch (a
+// helper it does not have) and takes the others; Apply names the refused
+// one by its index, so the caller can tell what the kernel holds.
+func TestKernelApplyNamesRefused(t *testing.T) {
+	_, k := openNS(t)
+	ss := testSessions()[:3]
+	var ok bool
+	if ss[1].Helper, ok = session.MakeName("hagate-none"); !ok {
+		t.Fatal("helper name")
+	}
+	err := k.Apply(context.Background(), upserts(ss))
+	var ae *session.ApplyError
+	if !errors.As(err, &ae) || !slices.Equal(ae.Failed, []int{1}) {
+		t.Fatalf("Apply: %v, want the second change named as refused", err)
+	}
+	got := dumpMap(t, k)
+	if _, held := got[ss[1].Key]; held || len(got) != 2 {
+		t.Errorf("the kernel holds %d entries (the refused one: %v), want the 2 others", len(got), held)
 	}
 }

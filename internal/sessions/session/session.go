@@ -251,6 +251,21 @@ type Change struct {
 	Session Session
 }
 
+// ApplyError is a backend's report that some changes of a batch were not
+// applied while the others were: Failed holds their indices in the batch
+// (ascending), Err the first cause. Any other error from Apply leaves
+// every change of the batch in doubt.
+type ApplyError struct {
+	Failed []int
+	Err    error
+}
+
+func (e *ApplyError) Error() string {
+	return fmt.Sprintf("%d of the changes not applied: %v", len(e.Failed), e.Err)
+}
+
+func (e *ApplyError) Unwrap() error { return e.Err }
+
 // EventKind says what happened to an entry in a backend's table.
 type EventKind uint8
 
