@@ -188,6 +188,12 @@ func printSessions(w io.Writer, data json.RawMessage) error {
 	if st.Pending > 0 {
 		fmt.Fprintf(w, " (%d younger than session_pickup.delay, not sent yet)", st.Pending)
 	}
+	if st.HeldBack > 0 {
+		fmt.Fprintf(w, " (%d held back by session_pickup.install_delay, not in the kernel yet)", st.HeldBack)
+	}
+	if st.NotInstalled > 0 {
+		fmt.Fprintf(w, "\nNot installed:    %d refused by the kernel (anti-entropy resends them)", st.NotInstalled)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "By protocol:      %s\n", countList(st.ByProtocol))
 	if len(st.TCPStates) > 0 {

@@ -143,6 +143,11 @@ type SessionPickup struct {
 	// with each subordinate's and resends what differs; 0 turns it off.
 	AntiEntropy    time.Duration `yaml:"anti_entropy"`    // default 5s
 	ReliableEvents bool          `yaml:"reliable_events"` // NETLINK_BROADCAST_ERROR on the event socket; default false
+	// InstallDelay is how long a subordinate holds a new session in memory
+	// before installing it in its kernel table; a session that ends
+	// sooner never costs a kernel install. At a takeover the held ones
+	// are installed before the addresses are claimed. Default 0 (at once).
+	InstallDelay time.Duration `yaml:"install_delay"`
 }
 
 // SessionFilter limits which sessions are synced. Empty lists match everything.

@@ -23,6 +23,9 @@ const (
 	minARPInterval    = 10 * time.Millisecond
 	maxARPInterval    = 60 * time.Second
 	maxSessionsLimit  = 100_000_000
+	// maxInstallDelay bounds session_pickup.install_delay: what is held
+	// back is installed during a takeover, so its size is takeover time.
+	maxInstallDelay = time.Minute
 	minPingInterval   = 100 * time.Millisecond
 	maxPingInterval   = 60 * time.Second
 	maxPingFailures   = 100
@@ -298,6 +301,7 @@ func checkSessionPickup(ck *checker, c *Config) {
 	sp := &c.SessionPickup
 	ck.nonNegative("session_pickup.delay", sp.Delay)
 	ck.nonNegative("session_pickup.anti_entropy", sp.AntiEntropy)
+	ck.durRange("session_pickup.install_delay", sp.InstallDelay, 0, maxInstallDelay)
 	ck.intRange("session_pickup.port", sp.Port, 1, 65535)
 	ck.intRange("session_pickup.max_sessions", sp.MaxSessions, 1, maxSessionsLimit)
 	switch sp.Backend {

@@ -60,6 +60,7 @@ var restartOnly = []struct {
 	{"config_sync.max_size", func(c *config.Config) any { return c.ConfigSync.MaxSize }},
 	{"session_pickup.anti_entropy", func(c *config.Config) any { return c.SessionPickup.AntiEntropy }},
 	{"session_pickup.reliable_events", func(c *config.Config) any { return c.SessionPickup.ReliableEvents }},
+	{"session_pickup.install_delay", func(c *config.Config) any { return c.SessionPickup.InstallDelay }},
 }
 
 // ReloadResult says what a reload changed.

@@ -212,6 +212,7 @@ func (e *Engine) compareDigest(fc *frameConn, m syncproto.Digest) error {
 func (e *Engine) startRepair(r *repairing, m syncproto.RepairStart) {
 	e.mu.Lock()
 	e.gen++
+	e.sub.repair = true
 	e.mu.Unlock()
 	*r = repairing{in: rangeSet(m.Index), ranges: len(m.Index)}
 }
@@ -249,6 +250,7 @@ func (e *Engine) endRepair(ctx context.Context, r *repairing) {
 	n := r.added + len(dels)
 	e.mu.Lock()
 	e.st.repaired += uint64(n)
+	e.sub.repair = false
 	e.mu.Unlock()
 	e.obs.SessionsRepaired(n)
 	e.log.Warn("session pickup: anti-entropy repaired the table", "ranges", r.ranges, "sessions", n, "added", r.added, "stale_removed", len(dels))

@@ -47,7 +47,7 @@ func lossyPair(t *testing.T, seed uint64, antiEntropy time.Duration) (p, s *node
 	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the subordinate's bulk", func() bool { return s.e.Stats().LastBulk.At != (time.Time{}) })
+	waitBulk(t, s)
 	return p, s, func() { mu.Lock(); losing = false; mu.Unlock() }
 }
 

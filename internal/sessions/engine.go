@@ -84,6 +84,9 @@ type EngineConfig struct {
 	Filter      Filter
 	MaxSessions int           // 0: unbounded
 	Delay       time.Duration // sync a session once it is this old
+	// InstallDelay holds a new session received as subordinate out of
+	// the kernel for this long (heldback.go); 0 installs at once.
+	InstallDelay time.Duration
 	// Refresh is how often the primary re-sends the sessions whose copies
 	// near expiry (traffic refreshes a kernel timeout without an event):
 	// it looks them up by key when the backend can (Looker), else dumps
@@ -244,6 +247,11 @@ type subordinateState struct {
 	// reserved counts the new sessions admitted to the batch being
 	// installed, not yet recorded in the table (max_sessions).
 	reserved int
+	// held: new sessions not yet in the kernel (heldback.go); bulk and
+	// repair say the batches being received are not the stream of
+	// changes, whose new sessions alone are held back.
+	held         heldBack
+	bulk, repair bool
 	// purge: this node stepped down from primary; the sessions it
 	// forwarded are removed when the new primary's first bulk begins
 	// (see BecomeSubordinate).

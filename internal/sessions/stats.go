@@ -44,6 +44,7 @@ type Stats struct {
 	Primary        string         `json:"primary,omitempty"`
 	Sessions       int            `json:"sessions"`
 	Pending        int            `json:"pending_delay"`
+	HeldBack       int            `json:"install_held_back"` // subordinate: held in the table, not yet in the kernel (install_delay)
 	ByProtocol     map[string]int `json:"by_protocol"`
 	TCPStates      map[string]int `json:"tcp_states"`
 	LastBulk       BulkStats      `json:"last_bulk"`
@@ -77,7 +78,7 @@ func (e *Engine) Stats() Stats {
 		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
 		LastBulk: e.sub.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
 		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, NotInstalled: e.st.notInstalled, Refused: e.st.refused, Screened: e.st.screened, TableFull: e.st.full, Errors: e.st.errors,
-		Lag: e.sub.lag.stats(), DivergentRanges: e.st.divergentRanges, Repaired: e.st.repaired,
+		HeldBack: e.sub.held.len(), Lag: e.sub.lag.stats(), DivergentRanges: e.st.divergentRanges, Repaired: e.st.repaired,
 	}
 	if e.role == roleSubordinate {
 		st.Primary = e.primaryID

@@ -218,12 +218,28 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 	var bulkN int
 	var ack []byte
 	var rep repairing
+	var tick <-chan time.Time
+	if e.cfg.InstallDelay > 0 {
+		t := time.NewTicker(heldBackTick(e.cfg.InstallDelay))
+		defer t.Stop()
+		tick = t.C
+	}
+	// Whatever is held back goes to the kernel when the connection ends:
+	// before a promotion (BecomePrimary waits for this), or for a new
+	// primary's bulk.
+	defer e.endStream(ctx)
 	acknowledge := func(seq uint64) error {
 		ack = syncproto.AppendAck(ack[:0], syncproto.Ack{Seq: seq})
 		return fc.write(ack, e.cfg.IOTimeout)
 	}
 	for {
-		r := <-ra.msgs
+		var r decoded
+		select {
+		case r = <-ra.msgs:
+		case <-tick:
+			e.installHeldBack(ctx, false)
+			continue
+		}
 		if r.err != nil {
 			return r.err
 		}
@@ -240,6 +256,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			}
 			e.mu.Lock()
 			e.gen++
+			e.sub.bulk = true
 			e.mu.Unlock()
 			bulkStart, bulkN = e.now(), 0
 		case syncproto.Batch:
@@ -261,6 +278,7 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			sweep(ctx, e, e.expectations())
 			d := e.now().Sub(bulkStart)
 			e.mu.Lock()
+			e.sub.bulk = false
 			e.sub.lastBulk = BulkStats{Sessions: bulkN, Removed: swept, Duration: d, At: e.now()}
 			e.mu.Unlock()
 			e.obs.BulkDone(bulkN, d)
@@ -436,19 +454,23 @@ func (r *inboundReader) stop() {
 func (s sessionStore) admitLocked(c *session.Change) bool {
 	e := s.e
 	ok := e.tab.has(c.Session.Key)
-	if c.Op == session.Upsert && !ok && e.tab.max > 0 {
-		// The batch is recorded after the kernel has it: count the
-		// places it takes already, or one batch passes the bound.
-		if e.tab.len()+e.sub.reserved >= e.tab.max {
-			e.fullLocked()
-			return false
-		}
-		e.sub.reserved++
+	adds := c.Op == session.Upsert && !ok && e.tab.max > 0
+	if adds && e.tab.len()+e.sub.reserved >= e.tab.max {
+		e.fullLocked()
+		return false
 	}
 	c.Exists = ok
 	if c.Op == session.Upsert && c.Session.Proto == session.ProtoTCP && !e.cfg.TCPWindowTracking {
 		c.Session.TCP.FlagsOrig |= session.TCPFlagBeLiberal
 		c.Session.TCP.FlagsReply |= session.TCPFlagBeLiberal
+	}
+	if e.holdBackLocked(c) {
+		return false // recorded, not for the kernel yet
+	}
+	if adds {
+		// The batch is recorded after the kernel has it: count the
+		// places it takes already, or one batch passes the bound.
+		e.sub.reserved++
 	}
 	return true
 }

@@ -66,7 +66,14 @@ func TestSessionSurvivesPowerLoss(t *testing.T) {
 		name  string
 		extra string
 		want  bool
-	}{{"pickup", pickupOn, true}, {"no-pickup", pickupOff, false}} {
+	}{
+		{"pickup", pickupOn, true},
+		{"no-pickup", pickupOff, false},
+		// The subordinates hold the session in memory only (an install
+		// delay far longer than the test): the new primary installs it
+		// as it takes over, before it claims the addresses.
+		{"pickup-install-delay", pickupOn + "  install_delay: 1m\n", true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := setup(t, 3, Options{Extra: tc.extra}, netlab.Options{})
@@ -79,6 +86,9 @@ func TestSessionSurvivesPowerLoss(t *testing.T) {
 					t.Fatalf("hagate sessions on gw2: %v\n%s", err, out)
 				}
 				t.Logf("hagate sessions on gw2:\n%s", out)
+				if strings.Contains(tc.extra, "install_delay") && !strings.Contains(string(out), "1 held back") {
+					t.Fatalf("gw2 does not hold the session back from its kernel:\n%s", out)
+				}
 			}
 			if err := c.PowerOff("gw1"); err != nil {
 				t.Fatal(err)
