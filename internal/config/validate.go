@@ -19,13 +19,13 @@ const (
 	maxHeartbeatInterval = 10 * time.Second
 	maxLostThreshold     = 60
 
-	maxARPCount       = 100
-	minARPInterval    = 10 * time.Millisecond
-	maxARPInterval    = 60 * time.Second
-	maxSessionsLimit  = 100_000_000
+	maxARPCount      = 100
+	minARPInterval   = 10 * time.Millisecond
+	maxARPInterval   = 60 * time.Second
+	maxSessionsLimit = 100_000_000
 	// maxInstallDelay bounds session_pickup.install_delay: what is held
 	// back is installed during a takeover, so its size is takeover time.
-	maxInstallDelay = time.Minute
+	maxInstallDelay   = time.Minute
 	minPingInterval   = 100 * time.Millisecond
 	maxPingInterval   = 60 * time.Second
 	maxPingFailures   = 100
