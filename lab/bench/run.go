@@ -28,6 +28,8 @@ type env struct {
 	realtime int
 	// hbRealtime: hagate's heartbeat.realtime_priority, 0 unset.
 	hbRealtime int
+	// installDelay: hagate's session_pickup.install_delay, 0 unset.
+	installDelay time.Duration
 	members    int // gateways in the lab
 	logf       func(format string, args ...any)
 }
@@ -72,7 +74,7 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	}
 	switch system {
 	case sysHG:
-		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime)
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime, e.installDelay)
 	case sysKAD:
 		r.sys = newKAD(l, dir, t)
 	default:

@@ -21,6 +21,7 @@ import (
 
 	"github.com/hagate/hagate/internal/control"
 	"github.com/hagate/hagate/internal/daemon"
+	"github.com/hagate/hagate/internal/sessions"
 	"github.com/hagate/hagate/lab/netlab"
 )
 
@@ -344,16 +345,28 @@ func (c *Cluster) Running(gw string) bool {
 // Status asks gw's daemon for its status.
 func (c *Cluster) Status(gw string) (daemon.Status, error) {
 	var st daemon.Status
+	return st, c.ask(gw, "status", &st)
+}
+
+// Sessions asks gw's daemon for its session pickup's state (`hagate
+// sessions`).
+func (c *Cluster) Sessions(gw string) (sessions.Stats, error) {
+	var st sessions.Stats
+	return st, c.ask(gw, "sessions", &st)
+}
+
+// ask sends gw's daemon a command and decodes its answer into v.
+func (c *Cluster) ask(gw, command string, v any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	resp, err := control.Call(ctx, c.Socket(gw), control.Request{Command: "status"})
+	resp, err := control.Call(ctx, c.Socket(gw), control.Request{Command: command})
 	if err != nil {
-		return st, err
+		return err
 	}
 	if !resp.OK {
-		return st, errors.New(resp.Error)
+		return errors.New(resp.Error)
 	}
-	return st, resp.Decode(&st)
+	return resp.Decode(v)
 }
 
 // PowerOff cuts every link of gw (heartbeat link first) and kills its
