@@ -129,7 +129,7 @@ func (e *env) runChurn(ctx context.Context, system string, rates []int, dur time
 	if err := r.startAll(20 * time.Second); err != nil {
 		return res, err
 	}
-	gen, err := openChurnGen(r.l.NS("gw1"))
+	gen, err := openChurnGen(r.l.NS("gw1"), churnWorkers)
 	if err != nil {
 		return res, err
 	}
@@ -275,10 +275,12 @@ type churnGen struct {
 	changes []session.Change
 }
 
-func openChurnGen(ns string) (*churnGen, error) {
-	k, err := conntrack.Open(conntrack.Options{NetNSPath: filepath.Join("/var/run/netns", ns), Workers: churnWorkers})
+// openChurnGen opens the generator on the table of namespace ns, writing
+// over workers sockets.
+func openChurnGen(ns string, workers int) (*churnGen, error) {
+	k, err := conntrack.Open(conntrack.Options{NetNSPath: filepath.Join("/var/run/netns", ns), Workers: workers})
 	if err != nil {
-		return nil, fmt.Errorf("churn generator in %s: %w", ns, err)
+		return nil, fmt.Errorf("session generator in %s: %w", ns, err)
 	}
 	return &churnGen{k: k}, nil
 }
@@ -289,8 +291,21 @@ func (g *churnGen) Close() { g.k.Close() }
 // span del ([from, to); empty spans do nothing), in one batch, and returns
 // how many of each succeeded (deleting a missing session succeeds).
 func (g *churnGen) churn(ctx context.Context, create, del [2]int) (created, deleted int, err error) {
+	if err := g.prepare(create, del); err != nil {
+		return 0, 0, fmt.Errorf("churn: %w", err)
+	}
+	created, deleted, err = g.apply(ctx)
+	if err != nil {
+		err = fmt.Errorf("churn: %w", err)
+	}
+	return created, deleted, err
+}
+
+// prepare makes the batch that apply sends: the creates of span create,
+// then the deletes of span del.
+func (g *churnGen) prepare(create, del [2]int) error {
 	if create[1] > maxSynthSession || del[1] > maxSynthSession {
-		return 0, 0, fmt.Errorf("churn: at most %d synthetic sessions", maxSynthSession)
+		return fmt.Errorf("at most %d synthetic sessions", maxSynthSession)
 	}
 	g.changes = g.changes[:0]
 	for i := create[0]; i < create[1]; i++ {
@@ -300,14 +315,17 @@ func (g *churnGen) churn(ctx context.Context, create, del [2]int) (created, dele
 		s := syntheticSession(i)
 		g.changes = append(g.changes, session.Change{Op: session.Delete, Session: session.Session{Key: s.Key}})
 	}
+	return nil
+}
+
+// apply sends the prepared batch in one Apply and returns how many creates
+// (or updates) and deletes succeeded.
+func (g *churnGen) apply(ctx context.Context) (created, deleted int, err error) {
 	c0, u0, _, f0 := g.k.Counters()
 	err = g.k.Apply(ctx, g.changes)
 	c1, u1, _, f1 := g.k.Counters()
 	created = int(c1 - c0 + u1 - u0)
 	deleted = len(g.changes) - int(f1-f0) - created
-	if err != nil {
-		err = fmt.Errorf("churn: %w", err)
-	}
 	return created, deleted, err
 }
 

@@ -34,6 +34,10 @@ type failoverResult struct {
 	// (sessions runs only), with the samples seen.
 	Bulk    time.Duration
 	BulkPts []Point
+	// BareCreate is the kernel's own time to create as many sessions, in
+	// the same run just before the bulk (bareCreate; hagate with session
+	// pickup only, 0: not measured).
+	BareCreate time.Duration `json:",omitempty"`
 	// RSS of the session-sync daemons on the primary and the subordinate
 	// after the bulk sync.
 	RSS     [2]int64
@@ -248,6 +252,15 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 		}
 	} else {
 		time.Sleep(time.Second + time.Duration(n)*time.Microsecond)
+	}
+	if _, ok := r.sys.(*hg); ok && r.e.pickup {
+		// The reference the bulk is judged by, under the same load: the
+		// primary's n entries in the host-wide table.
+		bare, err := bareCreate(ctx, r.l, n)
+		if err != nil {
+			r.e.logf("%v", err)
+		}
+		res.BareCreate = bare
 	}
 	start := time.Now()
 	for _, gw := range r.l.Gateways()[1:] {

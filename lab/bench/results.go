@@ -212,6 +212,9 @@ func (r *Results) rows() []Row {
 		}
 		if n > 0 {
 			rows = append(rows, usable, bulk)
+			if row, ok := bareRow(n, runs); ok {
+				rows = append(rows, row)
+			}
 		}
 	}
 	if containsStr(r.cfg.Scenarios, scSessions) {
@@ -235,6 +238,44 @@ func (r *Results) rows() []Row {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// bulkTarget is the most a late subordinate's bulk should take, as a
+// multiple of the kernel's own create of as many sessions.
+const bulkTarget = 1.15
+
+// bareRow: hagate's bulk over the kernel's own create of as many sessions,
+// each run's bulk against the reference measured in that run.
+func bareRow(n int, runs map[string][]failoverResult) (Row, bool) {
+	sockets := "one netlink socket"
+	if bareWorkers > 1 {
+		sockets = fmt.Sprintf("%d netlink sockets", bareWorkers)
+	}
+	row := Row{Scenario: fmt.Sprintf("↳ hagate's bulk of %s sessions over the kernel's own create of as many (a bare batched-create loop on %s, same run)", count(n), sockets),
+		Unit: "x", Values: map[string][]float64{}, Extra: map[string]string{},
+		Notes: fmt.Sprintf("target: %.2f or less; the subordinate installs over %s too; keepalived+conntrackd's bulk does not reach the kernel", bulkTarget, sockets)}
+	var bare, bulk []float64
+	for _, fr := range runs[sysHG] {
+		if fr.BareCreate <= 0 {
+			continue
+		}
+		bare = append(bare, fr.BareCreate.Seconds())
+		if fr.Bulk > 0 {
+			bulk = append(bulk, fr.Bulk.Seconds())
+			row.Values[sysHG] = append(row.Values[sysHG], fr.Bulk.Seconds()/fr.BareCreate.Seconds())
+		}
+	}
+	if len(bare) == 0 {
+		return Row{}, false
+	}
+	median := func(v []float64) string {
+		if s := Summarize(v); s.N > 0 {
+			return formatValue(s.Median, "s")
+		}
+		return "n/a"
+	}
+	row.Extra[sysHG] = fmt.Sprintf("medians: bulk %s, kernel's own create %s", median(bulk), median(bare))
+	return row, true
 }
 
 // stressRow: false failovers of the CPU stress runs. A run that ended in

@@ -310,6 +310,9 @@ func (r failoverResult) brief() string {
 	fmt.Fprintf(&b, " survived %v takeover %s", r.Survived, fmtDur(r.Takeover))
 	if r.Sessions > 0 {
 		fmt.Fprintf(&b, " usable %s bulk %s rss %.1f/%.1f MB", fmtDur(r.Usable), fmtDur(r.Bulk), float64(r.RSS[0])/1e6, float64(r.RSS[1])/1e6)
+		if r.BareCreate > 0 {
+			fmt.Fprintf(&b, " (kernel's own create %s)", fmtDur(r.BareCreate))
+		}
 	}
 	if r.Trace.Network == "udp" {
 		fmt.Fprintf(&b, " lost %d of %d datagrams, idle CPU %.3f s/s, false failovers before the fault %d", r.Trace.Lost, r.Trace.Sent, r.IdleCPU, r.FalseFailovers)
