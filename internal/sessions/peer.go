@@ -18,6 +18,7 @@ type peer struct {
 	cancel context.CancelFunc
 	wake   chan struct{}
 	heard  chan struct{} // the member stopped being absent: dial now
+	acked  chan struct{} // an ack arrived (gather)
 
 	absent bool // its member is not heard: not dialled
 
@@ -46,7 +47,7 @@ type peer struct {
 }
 
 func newPeer(a netip.AddrPort) *peer {
-	return &peer{addr: a, cancel: func() {}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1)}
+	return &peer{addr: a, cancel: func() {}, wake: make(chan struct{}, 1), heard: make(chan struct{}, 1), acked: make(chan struct{}, 1)}
 }
 
 func (p *peer) wakeUp() { signal(p.wake) }
@@ -251,6 +252,7 @@ func (e *Engine) readAcks(fc *frameConn, p *peer) error {
 				e.obs.SyncLag(p.lag)
 			}
 			e.mu.Unlock()
+			signal(p.acked)
 		case syncproto.Resync:
 			e.mu.Lock()
 			p.resyncReq = true
@@ -293,7 +295,7 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 				continue
 			}
 		case <-p.wake:
-			if !gather(ctx) {
+			if !e.gather(ctx, p) {
 				return ctx.Err()
 			}
 		}
