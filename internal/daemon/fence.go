@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hagate/hagate/internal/fence"
 	"github.com/hagate/hagate/internal/history"
@@ -58,12 +59,14 @@ func (d *Daemon) raiseFence() {
 	if d.fence == nil {
 		return
 	}
+	start := time.Now()
 	if err := d.fence.Raise(); err != nil {
 		d.log.Error("fence: this member may forward stray traffic while not primary", "err", err)
 		return
 	}
+	took := time.Since(start)
 	d.setLearning(false)
-	d.log.Info("fence raised: not forwarding on the data interfaces", "interfaces", d.fence.Interfaces(), "bridge_ports", d.cfg.Transparent.Ports)
+	d.log.Info("fence raised: not forwarding on the data interfaces", "interfaces", d.fence.Interfaces(), "bridge_ports", d.cfg.Transparent.Ports, "took", took)
 }
 
 // setLearning turns MAC learning on a transparent bridge's ports on (the
@@ -82,13 +85,16 @@ func (d *Daemon) lowerFence() {
 		return
 	}
 	d.setLearning(true)
+	// Timed: it lies between the sessions being usable and the addresses
+	// being claimed, so it adds to a takeover's gap.
+	start := time.Now()
 	if err := d.fence.Lower(); err != nil {
 		// The addresses still come up: a primary that cannot forward is
 		// no worse than no primary, and the error says why.
 		d.log.Error("fence: not lowered, this primary does not forward", "err", err)
 		return
 	}
-	d.log.Info("fence lowered: forwarding")
+	d.log.Info("fence lowered: forwarding", "took", time.Since(start))
 	d.relearn()
 }
 

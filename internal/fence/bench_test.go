@@ -1,0 +1,52 @@
+package fence
+
+import (
+	"os"
+	"testing"
+
+	"github.com/hagate/hagate/internal/nstest"
+)
+
+// benchFence is a fence over two interfaces in a namespace of the
+// benchmark's own.
+func benchFence(b *testing.B) *Fence {
+	nstest.RequireRoot(b, "nft")
+	ns := nstest.New(b)
+	f, err := os.Open(ns.Path())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return NewAt(int(f.Fd()), []string{"lan", "wan"})
+}
+
+// BenchmarkUnfence times lowering a raised fence: what a takeover waits
+// for between its sessions being usable and its addresses being claimed.
+func BenchmarkUnfence(b *testing.B) {
+	f := benchFence(b)
+	for b.Loop() {
+		b.StopTimer()
+		if err := f.Raise(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := f.Lower(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFence times raising a lowered fence (a step down).
+func BenchmarkFence(b *testing.B) {
+	f := benchFence(b)
+	for b.Loop() {
+		b.StopTimer()
+		if err := f.Lower(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := f.Raise(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
