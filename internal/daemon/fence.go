@@ -15,39 +15,49 @@ import (
 type fencer interface {
 	Raise() error
 	Lower() error
+	Remove() error
+	Close()
 	Interfaces() []string
 	Ports() []string
 }
 
 // startFence prepares the fence over the configured interfaces. The node
-// raises it with its first actions; the daemon lowers it when it stops
-// (a member that is no longer running hagate is a plain router again), so
-// a crash leaves it raised until hagate starts again. With fencing off, a
-// fence a crashed run left behind is lowered now.
+// raises it with its first actions, which writes the fence's table (over
+// whatever table a crashed run left); the daemon removes the table when it
+// stops (a member that is no longer running hagate is a plain router
+// again), so a crash leaves it as it was, raised on a member that was not
+// primary, until hagate starts again. With fencing off, a table a crashed
+// run left behind is removed now.
 func (d *Daemon) startFence(cleanup *undo) {
 	ifaces := d.cfg.FenceInterfaces()
 	if !d.cfg.Fenced() {
-		if err := fence.New(nil).Lower(); err != nil {
+		f := fence.New(nil)
+		if err := f.Remove(); err != nil {
 			d.log.Error("fence: removing a table an earlier run left", "err", err)
 		}
+		f.Close()
 		return
 	}
 	d.fence = fence.New(ifaces).Bridged(d.cfg.Transparent.Ports)
 	cleanup.push(func() {
 		d.setLearning(true)
-		if err := d.fence.Lower(); err != nil {
-			d.log.Error("fence: lowering at stop", "err", err)
+		if err := d.fence.Remove(); err != nil {
+			d.log.Error("fence: removing at stop", "err", err)
 		}
+		d.fence.Close()
 	})
 }
 
 // refitFence moves the fence to the interfaces of a reloaded
-// configuration (fence.enabled itself needs a restart); a raised fence is
-// rewritten whole, in one transaction, over the new ones.
+// configuration (fence.enabled itself needs a restart). The new fence
+// writes its table whole, in one transaction, at its first change: now if
+// the member is fenced, else when it is next fenced (until then the old
+// table stays, lowered).
 func (d *Daemon) refitFence() {
 	if d.fence == nil {
 		return
 	}
+	d.fence.Close()
 	d.fence = fence.New(d.cfg.FenceInterfaces()).Bridged(d.cfg.Transparent.Ports)
 	if d.node.Fenced() {
 		d.raiseFence()
