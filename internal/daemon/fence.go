@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hagate/hagate/internal/fence"
 	"github.com/hagate/hagate/internal/history"
@@ -14,39 +15,49 @@ import (
 type fencer interface {
 	Raise() error
 	Lower() error
+	Remove() error
+	Close()
 	Interfaces() []string
 	Ports() []string
 }
 
 // startFence prepares the fence over the configured interfaces. The node
-// raises it with its first actions; the daemon lowers it when it stops
-// (a member that is no longer running hagate is a plain router again), so
-// a crash leaves it raised until hagate starts again. With fencing off, a
-// fence a crashed run left behind is lowered now.
+// raises it with its first actions, which writes the fence's table (over
+// whatever table a crashed run left); the daemon removes the table when it
+// stops (a member that is no longer running hagate is a plain router
+// again), so a crash leaves it as it was, raised on a member that was not
+// primary, until hagate starts again. With fencing off, a table a crashed
+// run left behind is removed now.
 func (d *Daemon) startFence(cleanup *undo) {
 	ifaces := d.cfg.FenceInterfaces()
 	if !d.cfg.Fenced() {
-		if err := fence.New(nil).Lower(); err != nil {
+		f := fence.New(nil)
+		if err := f.Remove(); err != nil {
 			d.log.Error("fence: removing a table an earlier run left", "err", err)
 		}
+		f.Close()
 		return
 	}
 	d.fence = fence.New(ifaces).Bridged(d.cfg.Transparent.Ports)
 	cleanup.push(func() {
 		d.setLearning(true)
-		if err := d.fence.Lower(); err != nil {
-			d.log.Error("fence: lowering at stop", "err", err)
+		if err := d.fence.Remove(); err != nil {
+			d.log.Error("fence: removing at stop", "err", err)
 		}
+		d.fence.Close()
 	})
 }
 
 // refitFence moves the fence to the interfaces of a reloaded
-// configuration (fence.enabled itself needs a restart); a raised fence is
-// rewritten whole, in one transaction, over the new ones.
+// configuration (fence.enabled itself needs a restart). The new fence
+// writes its table whole, in one transaction, at its first change: now if
+// the member is fenced, else when it is next fenced (until then the old
+// table stays, lowered).
 func (d *Daemon) refitFence() {
 	if d.fence == nil {
 		return
 	}
+	d.fence.Close()
 	d.fence = fence.New(d.cfg.FenceInterfaces()).Bridged(d.cfg.Transparent.Ports)
 	if d.node.Fenced() {
 		d.raiseFence()
@@ -58,12 +69,14 @@ func (d *Daemon) raiseFence() {
 	if d.fence == nil {
 		return
 	}
+	start := time.Now()
 	if err := d.fence.Raise(); err != nil {
 		d.log.Error("fence: this member may forward stray traffic while not primary", "err", err)
 		return
 	}
+	took := time.Since(start)
 	d.setLearning(false)
-	d.log.Info("fence raised: not forwarding on the data interfaces", "interfaces", d.fence.Interfaces(), "bridge_ports", d.cfg.Transparent.Ports)
+	d.log.Info("fence raised: not forwarding on the data interfaces", "interfaces", d.fence.Interfaces(), "bridge_ports", d.cfg.Transparent.Ports, "took", took)
 }
 
 // setLearning turns MAC learning on a transparent bridge's ports on (the
@@ -82,13 +95,16 @@ func (d *Daemon) lowerFence() {
 		return
 	}
 	d.setLearning(true)
+	// Timed: it lies between the sessions being usable and the addresses
+	// being claimed, so it adds to a takeover's gap.
+	start := time.Now()
 	if err := d.fence.Lower(); err != nil {
 		// The addresses still come up: a primary that cannot forward is
 		// no worse than no primary, and the error says why.
 		d.log.Error("fence: not lowered, this primary does not forward", "err", err)
 		return
 	}
-	d.log.Info("fence lowered: forwarding")
+	d.log.Info("fence lowered: forwarding", "took", time.Since(start))
 	d.relearn()
 }
 

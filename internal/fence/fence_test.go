@@ -4,6 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,33 +42,76 @@ func (r *router) fence(t *testing.T, ifaces ...string) *Fence {
 	return NewAt(int(f.Fd()), ifaces)
 }
 
-// reaches reports whether one ping from ns to addr is answered.
-func reaches(ns *nstest.NS, addr string) bool {
-	return exec.Command("ip", "netns", "exec", ns.Name, "ping", "-c1", "-W1", "-q", addr).Run() == nil
+// reaches reports whether one ping from ns to addr is answered; extra
+// are more ping options.
+func reaches(ns *nstest.NS, addr string, extra ...string) bool {
+	args := append([]string{"netns", "exec", ns.Name, "ping", "-c1", "-W1", "-q"}, extra...)
+	return exec.Command("ip", append(args, addr)...).Run() == nil
 }
+
+// list is `nft list table inet hagate_fence` in the member, "" when there
+// is no such table.
+func (r *router) list(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", r.member.Name, "nft", "-a", "list", "table", "inet", Table).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// tracked is how many packets of the client's pings with identifier
+// pingID to the server the member's conntrack has seen (accounting on).
+func (r *router) tracked(t *testing.T) int {
+	t.Helper()
+	out := r.member.Run(t, "conntrack", "-L", "-p", "icmp", "-s", "192.0.2.2", "-d", "198.51.100.2")
+	m := regexp.MustCompile(`id=` + pingID + ` packets=(\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no conntrack entry of the client's pings:\n%s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// pingID is the identifier of the pings whose conntrack entry a test
+// follows: every such ping is of one entry.
+const pingID = "4242"
+
+var (
+	preDrops = regexp.MustCompile(`(?s)chain fence_prerouting \{.*?packets [1-9]`)
+	handles  = regexp.MustCompile(`# handle \d+`)
+)
 
 func TestFenceDropsForwardedOnly(t *testing.T) {
 	r := newRouter(t)
-	// The operator's own table, which the fence must leave as it is.
+	nstest.RequireRoot(t, "conntrack")
+	// The operator's own table, which the fence must leave as it is; its
+	// ct rule also makes conntrack track the member's forwarded traffic.
 	r.member.Run(t, "nft", "add table inet ops; add chain inet ops through { type filter hook forward priority 0; policy accept; }; add rule inet ops through ct state invalid counter")
+	r.member.Run(t, "sysctl", "-qw", "net.netfilter.nf_conntrack_acct=1")
 	userBefore := r.member.Run(t, "nft", "-s", "list", "table", "inet", "ops")
-	if !reaches(r.client, "198.51.100.2") {
+	// One ping makes the entry that the fenced ones would update if
+	// conntrack saw them (as a stray segment would a synced session's).
+	if !reaches(r.client, "198.51.100.2", "-e", pingID) || r.tracked(t) != 1 {
 		t.Fatal("no forwarding before the fence: the scene is wrong")
 	}
 	f := r.fence(t, r.lan, r.wan)
+	t.Cleanup(f.Close)
 	if err := f.Raise(); err != nil {
 		t.Fatal(err)
 	}
-	if reaches(r.client, "198.51.100.2") {
+	if reaches(r.client, "198.51.100.2", "-e", pingID) {
 		t.Error("client reaches the server through a fenced member")
 	}
 	// Dropped before conntrack, in prerouting: a stray segment must not
 	// move the TCP window of a synced session's entry (which the forward
 	// hook, after conntrack, would be too late for; the lab's
 	// TestSessionSurvivesStraySegmentThroughSubordinate shows the effect).
-	pre := r.member.Run(t, "nft", "list", "chain", "inet", Table, "prerouting")
-	if !regexp.MustCompile(`packets [1-9]`).MatchString(pre) {
-		t.Errorf("nothing dropped before conntrack:\n%s", pre)
+	if !preDrops.MatchString(r.list(t)) {
+		t.Errorf("nothing dropped before conntrack:\n%s", r.list(t))
+	}
+	if n := r.tracked(t); n != 1 {
+		t.Errorf("conntrack saw the fenced ping: %d packets counted, want 1", n)
 	}
 	if reaches(r.server, "192.0.2.2") {
 		t.Error("server reaches the client through a fenced member")
@@ -75,28 +120,149 @@ func TestFenceDropsForwardedOnly(t *testing.T) {
 	if !reaches(r.member, "192.0.2.2") || !reaches(r.member, "198.51.100.2") || !reaches(r.client, "192.0.2.1") {
 		t.Error("the fence cut the member's own traffic")
 	}
-	// Raising again replaces, not adds: still three rules per interface.
+	// Raising again adds nothing: still three drops per interface and
+	// one jump per base chain.
 	if err := f.Raise(); err != nil {
 		t.Fatal(err)
 	}
-	listing := r.member.Run(t, "nft", "list", "table", "inet", Table)
-	if n := strings.Count(listing, "drop"); n != 6 {
-		t.Errorf("raised twice: %d drop rules, want 6:\n%s", n, listing)
+	listing := r.list(t)
+	if d, j := strings.Count(listing, "drop"), strings.Count(listing, "jump"); d != 6 || j != 2 {
+		t.Errorf("raised twice: %d drop rules, %d jumps, want 6 and 2:\n%s", d, j, listing)
 	}
 	if err := f.Lower(); err != nil {
 		t.Fatal(err)
 	}
-	if !reaches(r.client, "198.51.100.2") {
+	if !reaches(r.client, "198.51.100.2", "-e", pingID) {
 		t.Error("no forwarding after the fence came down")
 	}
-	if out, err := exec.Command("ip", "netns", "exec", r.member.Name, "nft", "list", "table", "inet", Table).CombinedOutput(); err == nil {
-		t.Errorf("the fence's table is still there after Lower:\n%s", out)
+	// What the count above was worth: the entry counts what it sees.
+	if n := r.tracked(t); n != 2 {
+		t.Errorf("lowered: %d packets counted, want 2 (unless the entry counts what conntrack sees, the count above proves nothing)", n)
+	}
+	// Lowered, the table stays with nothing in the base chains.
+	if listing := r.list(t); listing == "" || strings.Contains(listing, "jump") {
+		t.Errorf("lowered: want the table without jumps:\n%s", listing)
 	}
 	if err := f.Lower(); err != nil {
 		t.Errorf("lowering a lowered fence: %v", err)
 	}
+	if err := f.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if listing := r.list(t); listing != "" {
+		t.Errorf("the fence's table is still there after Remove:\n%s", listing)
+	}
+	if err := f.Remove(); err != nil {
+		t.Errorf("removing a removed fence: %v", err)
+	}
 	if after := r.member.Run(t, "nft", "-s", "list", "table", "inet", "ops"); after != userBefore {
 		t.Errorf("the operator's table changed:\nbefore:\n%s\nafter:\n%s", userBefore, after)
+	}
+}
+
+// TestFenceToggles: raising and lowering after the first only move the
+// jumps; the drop rules (and their counters) stay as written, and each
+// state forwards or not as it should, however often it changes.
+func TestFenceToggles(t *testing.T) {
+	r := newRouter(t)
+	f := r.fence(t, r.lan, r.wan)
+	t.Cleanup(func() { _ = f.Remove(); f.Close() })
+	if err := f.Raise(); err != nil {
+		t.Fatal(err)
+	}
+	drops := func() []string {
+		var out []string
+		for _, line := range strings.Split(r.list(t), "\n") {
+			if strings.Contains(line, "drop") {
+				out = append(out, handles.FindString(line))
+			}
+		}
+		return out
+	}
+	written := drops()
+	for i := range 2 {
+		if err := f.Lower(); err != nil {
+			t.Fatal(err)
+		}
+		if !reaches(r.client, "198.51.100.2") {
+			t.Errorf("round %d: lowered, no forwarding", i)
+		}
+		if err := f.Raise(); err != nil {
+			t.Fatal(err)
+		}
+		if reaches(r.client, "198.51.100.2") {
+			t.Errorf("round %d: raised, forwarding", i)
+		}
+	}
+	if now := drops(); !slices.Equal(now, written) {
+		t.Errorf("the drop rules were rewritten: handles %v, then %v", written, now)
+	}
+}
+
+// TestFenceRestartTakesOverTable: a daemon killed (SIGKILL) leaves its
+// table as it was, raised or lowered; the next run's first change writes
+// it whole, whatever was in it (here an older build's layout over another
+// interface), without adding to it.
+func TestFenceRestartTakesOverTable(t *testing.T) {
+	for _, left := range []string{"raised", "lowered"} {
+		t.Run(left, func(t *testing.T) {
+			r := newRouter(t)
+			killed := r.fence(t, r.lan, r.wan)
+			if err := killed.Raise(); err != nil {
+				t.Fatal(err)
+			}
+			if left == "lowered" {
+				if err := killed.Lower(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			killed.Close() // no Remove: as after SIGKILL
+			if forwards := reaches(r.client, "198.51.100.2"); forwards != (left == "lowered") {
+				t.Fatalf("left %s: forwarding=%v", left, forwards)
+			}
+			// What a build that dropped in the base chains would leave.
+			r.member.Run(t, "nft", "add chain inet "+Table+" old { type filter hook forward priority -10; }; add rule inet "+Table+" old iifname stale0 drop")
+
+			f := r.fence(t, r.wan)
+			t.Cleanup(func() { _ = f.Remove(); f.Close() })
+			if err := f.Raise(); err != nil {
+				t.Fatal(err)
+			}
+			listing := r.list(t)
+			if d, j := strings.Count(listing, "drop"), strings.Count(listing, "jump"); d != 3 || j != 2 || strings.Contains(listing, r.lan) || strings.Contains(listing, "stale0") {
+				t.Errorf("restarted over %s only: %d drops, %d jumps, want 3 and 2, nothing else:\n%s", r.wan, d, j, listing)
+			}
+			if reaches(r.client, "198.51.100.2") {
+				t.Error("restarted and raised: forwarding")
+			}
+			if err := f.Lower(); err != nil {
+				t.Fatal(err)
+			}
+			if !reaches(r.client, "198.51.100.2") {
+				t.Error("restarted and lowered: no forwarding")
+			}
+		})
+	}
+}
+
+// TestFenceTableDeletedUnderIt: an operator's `nft flush ruleset` deletes
+// the table of a written fence; the next change writes it whole again.
+func TestFenceTableDeletedUnderIt(t *testing.T) {
+	r := newRouter(t)
+	f := r.fence(t, r.lan, r.wan)
+	t.Cleanup(func() { _ = f.Remove(); f.Close() })
+	if err := f.Lower(); err != nil {
+		t.Fatal(err)
+	}
+	r.member.Run(t, "nft", "flush", "ruleset")
+	if err := f.Raise(); err != nil {
+		t.Fatal(err)
+	}
+	if listing := r.list(t); strings.Count(listing, "jump") != 2 {
+		t.Errorf("raised after a flush: want the table with its two jumps:\n%s", listing)
+	}
+	if reaches(r.client, "198.51.100.2") {
+		t.Error("raised after a flush: forwarding")
 	}
 }
 
@@ -106,18 +272,17 @@ func TestFenceDropsForwardedOnly(t *testing.T) {
 func TestFenceOnlyListed(t *testing.T) {
 	r := newRouter(t)
 	f := r.fence(t, r.wan)
+	t.Cleanup(func() { _ = f.Remove(); f.Close() })
 	if err := f.Raise(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = f.Lower() })
 	if reaches(r.client, "198.51.100.2") {
 		t.Error("forwarded out of a fenced interface")
 	}
 	if !reaches(r.client, "192.0.2.1") {
 		t.Error("the member's own address on an unfenced interface does not answer")
 	}
-	listing := r.member.Run(t, "nft", "list", "table", "inet", Table)
-	if strings.Contains(listing, r.lan) {
+	if listing := r.list(t); strings.Contains(listing, r.lan) {
 		t.Errorf("an interface not listed is in the fence:\n%s", listing)
 	}
 }
@@ -148,6 +313,7 @@ func TestFenceBridged(t *testing.T) {
 	}
 	defer fd.Close()
 	f := NewAt(int(fd.Fd()), nil).Bridged([]string{p1, p2})
+	defer f.Close()
 	if err := f.Raise(); err != nil {
 		t.Fatal(err)
 	}
@@ -163,8 +329,11 @@ func TestFenceBridged(t *testing.T) {
 	if !eventuallyReaches(client, "192.0.2.3") {
 		t.Error("the bridge does not forward after the fence came down")
 	}
+	if err := f.Remove(); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("ip", "netns", "exec", member.Name, "nft", "list", "tables").CombinedOutput(); err != nil || strings.Contains(string(out), Table) {
-		t.Errorf("tables after Lower: %v\n%s", err, out)
+		t.Errorf("tables after Remove: %v\n%s", err, out)
 	}
 }
 

@@ -68,7 +68,10 @@ func TestSubordinateDoesNotForwardStray(t *testing.T) {
 	}
 }
 
-var packetsRe = regexp.MustCompile(`packets (\d+)`)
+var (
+	packetsRe = regexp.MustCompile(`packets (\d+)`)
+	loweredRe = regexp.MustCompile(`msg="fence lowered: forwarding" took=(\S+)`)
+)
 
 // serverCount reads the server's probe counter.
 func serverCount(t *testing.T, c *Cluster) int {
@@ -106,7 +109,13 @@ func TestFenceFailoverGap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s: longest gap %s (%s)", tc.name, r.MaxGap.Round(time.Millisecond), r)
+			// What lowering the fence took on the new primary, between its
+			// sessions being usable and its addresses claimed.
+			var lowered []string
+			for _, m := range loweredRe.FindAllStringSubmatch(c.Log("gw2"), -1) {
+				lowered = append(lowered, m[1])
+			}
+			t.Logf("%s: longest gap %s (%s); gw2's fence lowered in %v", tc.name, r.MaxGap.Round(time.Millisecond), r, lowered)
 			if !r.Survived {
 				t.Fatalf("session died: %s", r)
 			}
