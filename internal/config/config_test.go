@@ -283,6 +283,28 @@ heartbeat:
 			[]any{0, time.Duration(0), 0, time.Duration(0), time.Duration(0), time.Duration(0), 0},
 		},
 		{
+			// Unset, 0 and a period are three behaviours: unset must not
+			// read as 0 (no periodic dump at all).
+			"dump_interval unset",
+			minimal,
+			func(c *Config) any { return c.SessionPickup.DumpInterval }, (*time.Duration)(nil),
+		},
+		{
+			"dump_interval 0 stays",
+			minimal + "session_pickup: {dump_interval: 0}\n",
+			func(c *Config) any { return c.SessionPickup.DumpInterval }, ptr(time.Duration(0)),
+		},
+		{
+			"dump_interval set",
+			minimal + "session_pickup: {dump_interval: 45s}\n",
+			func(c *Config) any { return c.SessionPickup.DumpInterval }, ptr(45 * time.Second),
+		},
+		{
+			"dump_interval null means unset",
+			minimal + "session_pickup: {dump_interval: ~}\n",
+			func(c *Config) any { return c.SessionPickup.DumpInterval }, (*time.Duration)(nil),
+		},
+		{
 			"cluster size counts the peers of a link",
 			"node_id: a\nkey_file: /k\nheartbeat: {links: [{interface: ha1, peers: [198.51.100.2, 198.51.100.3, 198.51.100.4]}, {interface: ha2, peers: [203.0.113.2, 203.0.113.3, 203.0.113.4]}]}\n",
 			func(c *Config) any { return c.ClusterSize() }, 4,

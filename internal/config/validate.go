@@ -301,6 +301,9 @@ func checkSessionPickup(ck *checker, c *Config) {
 	sp := &c.SessionPickup
 	ck.nonNegative("session_pickup.delay", sp.Delay)
 	ck.nonNegative("session_pickup.anti_entropy", sp.AntiEntropy)
+	if sp.DumpInterval != nil {
+		ck.nonNegative("session_pickup.dump_interval", *sp.DumpInterval)
+	}
 	ck.durRange("session_pickup.install_delay", sp.InstallDelay, 0, maxInstallDelay)
 	ck.intRange("session_pickup.port", sp.Port, 1, 65535)
 	ck.intRange("session_pickup.max_sessions", sp.MaxSessions, 1, maxSessionsLimit)

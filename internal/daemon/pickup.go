@@ -135,7 +135,8 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		Filter:      pickupFilter(cfg),
 		MaxSessions: sp.MaxSessions, Delay: sp.Delay, InstallDelay: sp.InstallDelay, MaxClockSkew: cfg.Security.MaxClockSkew,
 		MinVersion:  uint8(cfg.Security.MinSyncVersion),
-		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking, AntiEntropy: antiEntropy(sp.AntiEntropy),
+		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking, AntiEntropy: offIfZero(sp.AntiEntropy),
+		DumpInterval: dumpInterval(sp.DumpInterval),
 		// A lab test's knob (lab/harness join_test.go), not a setting.
 		BulkOldestFirst: os.Getenv("HAGATE_LAB_BULK_OLDEST_FIRST") == "1",
 		Logger:          log.With("part", "session pickup"), Observer: observer{met},
@@ -151,13 +152,23 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 	return &pickup{e: e, be: be, port: uint16(sp.Port), log: log}, nil
 }
 
-// antiEntropy is session_pickup.anti_entropy as the engine takes it: 0
-// (off) is negative there.
-func antiEntropy(d time.Duration) time.Duration {
+// offIfZero maps a period that the configuration turns off with 0
+// (session_pickup.anti_entropy, dump_interval) to the engine's terms,
+// where 0 is the default and a negative period is off.
+func offIfZero(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
 	}
 	return d
+}
+
+// dumpInterval is session_pickup.dump_interval as the engine takes it:
+// unset is the engine's default, by table size.
+func dumpInterval(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return offIfZero(*d)
 }
 
 // syncLinks are the heartbeat links named in session_pickup.links, highest

@@ -100,6 +100,14 @@ type EngineConfig struct {
 	// instead of dumping every time (default 100,000: a dump of fewer costs
 	// a fraction of a second, and it also repairs what events missed).
 	LookupMin int
+	// DumpInterval, when positive, replaces the two above: a whole-table
+	// dump every DumpInterval whatever the table's size, near-expiry
+	// lookups every Refresh in between. Negative: no periodic dump at all
+	// (an event loss the kernel reports is still answered by one, and
+	// anti-entropy repairs the subordinates). 0: the default, by size.
+	// A backend that cannot look up (no Looker) dumps every Refresh all
+	// the same: it has no other way to re-send near-expiry sessions.
+	DumpInterval time.Duration
 	// AntiEntropy is how often the primary compares its table's digest
 	// with each subordinate's and resends the ranges that differ
 	// (antientropy.go; default 5 s, negative: never).

@@ -108,7 +108,7 @@ func (e *Engine) secs() uint32 { return uint32(e.now().Sub(e.start) / time.Secon
 
 // mirrorLoop keeps the table equal to the backend's and feeds the peers.
 func (e *Engine) mirrorLoop(ctx context.Context, evs <-chan session.Event) {
-	refresh := time.NewTicker(e.cfg.Refresh)
+	refresh := time.NewTicker(e.refreshTick())
 	defer refresh.Stop()
 	tick := time.Second
 	if e.cfg.Delay > 0 && e.cfg.Delay/4 < tick {
@@ -257,11 +257,12 @@ func (e *Engine) expiring(meta entry, now uint32) bool {
 // every FullRefresh once it is large, with a lookup of only the sessions
 // whose copies near expiry in between. In a table of long-lived TCP sessions
 // that is next to none: a primary holding a million of them no longer
-// spends seconds of CPU on a dump every Refresh.
+// spends seconds of CPU on a dump every Refresh. DumpInterval replaces
+// the size rule with a fixed period, or no dump at all.
 func (e *Engine) refresh(ctx context.Context) error {
 	l, ok := e.be.(Looker)
 	e.mu.Lock()
-	full := !ok || e.tab.len() < e.cfg.LookupMin || e.now().Sub(e.pri.lastDump) >= e.cfg.FullRefresh
+	full := !ok || e.dumpDueLocked()
 	var keys []session.Key
 	if !full {
 		now := e.secs()
@@ -292,6 +293,29 @@ func (e *Engine) refresh(ctx context.Context) error {
 	defer e.mu.Unlock()
 	e.forgetLocked(slices.DeleteFunc(keys, func(k session.Key) bool { return found[k] }))
 	return nil
+}
+
+// refreshTick is the period of refresh: Refresh, or DumpInterval when
+// that is shorter, so that its dumps are not rounded up to Refresh.
+func (e *Engine) refreshTick() time.Duration {
+	if d := e.cfg.DumpInterval; d > 0 && d < e.cfg.Refresh {
+		return d
+	}
+	return e.cfg.Refresh
+}
+
+// dumpDueLocked reports whether this refresh dumps the whole table.
+func (e *Engine) dumpDueLocked() bool {
+	switch d := e.cfg.DumpInterval; {
+	case d < 0:
+		return false
+	case d > 0:
+		// Half a tick's slack: a dump's round begins a little after its
+		// tick, and the next tick must not find it a hair too recent
+		// and put the dump off by a whole tick.
+		return e.now().Sub(e.pri.lastDump) >= d-e.refreshTick()/2
+	}
+	return e.tab.len() < e.cfg.LookupMin || e.now().Sub(e.pri.lastDump) >= e.cfg.FullRefresh
 }
 
 // forgetLocked folds the ends of sessions the backend no longer holds into

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -113,4 +114,73 @@ func TestRefreshLooksUpOnlyExpiring(t *testing.T) {
 	// After FullRefresh, a whole dump all the same.
 	clk.Advance(2 * time.Minute)
 	waitFor(t, "a whole-table dump", func() bool { d, _ := p.mem.Reads(); return d > dumps0 })
+}
+
+// session_pickup.dump_interval. Unset, a table below LookupMin is dumped
+// every Refresh and a larger one every FullRefresh; negative (the
+// setting's 0), never, the copies near expiry being looked up instead; a
+// period, a dump every period whatever the table's size.
+func TestDumpInterval(t *testing.T) {
+	dumps := func(n *node) int { d, _ := n.mem.Reads(); return d }
+	// More dumps than the mirroring's one, by up to 5 s (waitFor).
+	dumpsAfter := func(t *testing.T, n *node, want int) {
+		t.Helper()
+		d0 := dumps(n)
+		waitFor(t, fmt.Sprintf("%d periodic dumps", want), func() bool { return dumps(n)-d0 >= want })
+	}
+	const ticks = 300 * time.Millisecond // six refreshes of 50 ms
+	t.Run("unset dumps a small table every refresh", func(t *testing.T) {
+		ctx, p, _ := pair(t, func(c *EngineConfig) { c.Refresh = 50 * time.Millisecond })
+		if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		dumpsAfter(t, p, 3)
+	})
+	t.Run("off never dumps and still re-sends copies near expiry", func(t *testing.T) {
+		clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+		ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh, c.DumpInterval, c.Now = 50*time.Millisecond, -1, clk.Now })
+		if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		u := synthSession(3)
+		u.Proto, u.TCP, u.Timeout = session.ProtoUDP, session.TCPInfo{}, 30
+		u.Reply = u.Orig.Invert(u.Proto)
+		p.mem.Inject(session.Change{Op: session.Upsert, Session: u})
+		waitFor(t, "the flow synced", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+		d0, l0 := p.mem.Reads()
+		time.Sleep(ticks)
+		clk.Advance(2 * time.Hour) // long past any FullRefresh
+		s.mem.Inject(session.Change{Op: session.Delete, Session: u})
+		waitFor(t, "the flow re-sent", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+		time.Sleep(ticks)
+		if d, l := p.mem.Reads(); d != d0 || l == l0 {
+			t.Fatalf("dump_interval off: %d periodic dumps and %d lookups, want 0 dumps and the flow looked up", d-d0, l-l0)
+		}
+	})
+	t.Run("a period longer than refresh holds a small table's dumps", func(t *testing.T) {
+		clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+		ctx, p, _ := pair(t, func(c *EngineConfig) { c.Refresh, c.DumpInterval, c.Now = 50*time.Millisecond, time.Minute, clk.Now })
+		if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d0 := dumps(p)
+		time.Sleep(ticks)
+		if d := dumps(p); d != d0 {
+			t.Fatalf("%d dumps within dump_interval of the mirroring one", d-d0)
+		}
+		clk.Advance(time.Minute)
+		dumpsAfter(t, p, 1)
+	})
+	t.Run("a period dumps a large table", func(t *testing.T) {
+		// Refresh an hour: the dumps' tick is the shorter dump_interval.
+		ctx, p, s := pair(t, func(c *EngineConfig) { c.Refresh, c.LookupMin, c.DumpInterval = time.Hour, 10, 50*time.Millisecond })
+		if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			p.mem.Inject(session.Change{Op: session.Upsert, Session: synthSession(100 + i)})
+		}
+		waitFor(t, "the sessions synced", func() bool { return s.mem.Len() == 20 })
+		dumpsAfter(t, p, 3)
+	})
 }
