@@ -19,9 +19,9 @@ type hg struct {
 	// heldBack: subordinates hold new sessions back from their kernel
 	// (install_delay), so Synced counts what they hold in memory.
 	heldBack bool
-	mu     sync.Mutex
-	base   map[string]int
-	pools  map[string]*ctPool
+	mu       sync.Mutex
+	base     map[string]int
+	pools    map[string]*ctPool
 }
 
 // pickupSection turns session pickup on (TCP only, over the heartbeat

@@ -30,8 +30,8 @@ type env struct {
 	hbRealtime int
 	// installDelay: hagate's session_pickup.install_delay, 0 unset.
 	installDelay time.Duration
-	members    int // gateways in the lab
-	logf       func(format string, args ...any)
+	members      int // gateways in the lab
+	logf         func(format string, args ...any)
 }
 
 // Systems in the order of the table's columns.
