@@ -247,12 +247,15 @@ func (e *Engine) endRepair(ctx context.Context, r *repairing) {
 	}
 	e.mu.Unlock()
 	installAll(ctx, e, e.sessions(), dels)
-	n := r.added + len(dels)
 	e.mu.Lock()
+	refused := e.sub.repairRefused
+	added := max(r.added-refused, 0)
+	n := added + len(dels)
 	e.st.repaired += uint64(n)
-	e.sub.repair = false
+	e.sub.repair, e.sub.repairRefused = false, 0
 	e.mu.Unlock()
 	e.obs.SessionsRepaired(n)
-	e.log.Warn("session pickup: anti-entropy repaired the table", "ranges", r.ranges, "sessions", n, "added", r.added, "stale_removed", len(dels))
+	e.log.Warn("session pickup: anti-entropy repaired the table", "ranges", r.ranges, "sessions", n, "added", added,
+		"stale_removed", len(dels), "refused_by_kernel", refused)
 	*r = repairing{}
 }

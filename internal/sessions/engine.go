@@ -260,6 +260,9 @@ type subordinateState struct {
 	// changes, whose new sessions alone are held back.
 	held         heldBack
 	bulk, repair bool
+	// repairRefused counts the sessions a repair brought that the kernel
+	// refused: they are not counted as repaired.
+	repairRefused int
 	// purge: this node stepped down from primary; the sessions it
 	// forwarded are removed when the new primary's first bulk begins
 	// (see BecomeSubordinate).

@@ -516,6 +516,9 @@ func (s sessionStore) report(cs []session.Change, err error) {
 		}
 		if cs[i].Op == session.Upsert {
 			e.tab.del(cs[i].Session.Key)
+			if e.sub.repair && !cs[i].Exists {
+				e.sub.repairRefused++ // not repaired after all
+			}
 		}
 	}
 	e.st.applyErrors++
