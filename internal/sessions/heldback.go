@@ -75,10 +75,10 @@ func (e *Engine) holdBackLocked(c *session.Change) bool {
 	return false
 }
 
-// installHeldBack installs the held sessions that are due, or all of them.
-// Each is installed as the table holds it now, its timeout shortened by
-// the time it was held.
-func (e *Engine) installHeldBack(ctx context.Context, all bool) {
+// installHeldBack installs the held sessions that are due, or all of them,
+// and returns how many. Each is installed as the table holds it now, its
+// timeout shortened by the time it was held.
+func (e *Engine) installHeldBack(ctx context.Context, all bool) int {
 	e.mu.Lock()
 	h := &e.sub.held
 	now := e.now()
@@ -106,6 +106,7 @@ func (e *Engine) installHeldBack(ctx context.Context, all bool) {
 		part := cs[i:min(i+sweepBatch, len(cs))]
 		e.sessions().report(part, e.be.Apply(ctx, part))
 	}
+	return len(cs)
 }
 
 // endStream is the end of a connection from the primary: what is held
@@ -113,7 +114,10 @@ func (e *Engine) installHeldBack(ctx context.Context, all bool) {
 // connection starts outside a bulk or repair.
 func (e *Engine) endStream(ctx context.Context) {
 	if ctx.Err() == nil {
-		e.installHeldBack(ctx, true)
+		start := e.now()
+		if n := e.installHeldBack(ctx, true); n > 0 {
+			e.log.Info("session pickup: installed the sessions held back (install_delay)", "sessions", n, "took", e.now().Sub(start))
+		}
 	}
 	e.mu.Lock()
 	e.sub.bulk, e.sub.repair = false, false
