@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -81,8 +82,12 @@ func (e *env) churnScenario(ctx context.Context, cfg Config, res *Results, w io.
 	if err := nstest.RaiseConntrackMax(4*rates[len(rates)-1] + 65536); err != nil {
 		fmt.Fprintf(w, "    churn: %v\n", err)
 	}
+	systems := cfg.Systems
+	if cfg.ChurnHeld > 0 && containsStr(systems, sysHG) {
+		systems = append(slices.Clone(systems), sysHGHeld)
+	}
 	for i := range cfg.Runs {
-		for _, sys := range cfg.Systems {
+		for _, sys := range systems {
 			if ctx.Err() != nil {
 				return
 			}

@@ -88,7 +88,7 @@ const methodNotes = `## How each figure is measured
 - **Link failover**: the switch port of the primary's WAN link goes down (the gateway sees carrier loss).
 - **Many sessions**: the primary starts alone; once it holds the virtual IPs the sessions are made in its conntrack table through netlink (established, source-NATed TCP entries); then the subordinate starts late (**bulk sync**: until it holds every session; keepalived+conntrackd: in conntrackd's external cache, which reaches the kernel only when the notify script commits it at takeover), the daemons' resident memory is read, and the primary loses power with the echo session running. "Every session in the new primary's kernel table" is timed from the fault.
 - **The kernel's own create rate**, the reference for hagate's bulk: in each hagate run of many sessions, once the primary holds its table and just before the subordinate starts, the same number of sessions (the same established, source-NATed TCP entries, with the liberal TCP flags a hagate subordinate sets) are created in a fresh namespace by session pickup's own ctnetlink layer with nothing of hagate around it: one batched call (many requests per sendmsg, one acknowledgement per batch, the next batch encoded while the kernel installs the current one) over one socket, as many as the subordinate installs over. It is timed from the first send to the last acknowledgement, the requests' sessions made beforehand; then the table is flushed and the namespace removed. The conntrack hash table is host-wide (the benchmark raises its bucket count to twice the largest table for the run, and restores it afterwards), so the bare creates and the bulk's walk the same chains, the primary's entries included. The row gives the median of each run's bulk over that run's own reference.
-- **Churn**: sessions are created on the primary at a steady rate and each destroyed one second later, for a few seconds per rate; a rate passes when the generator keeps up and, within a second of the churn ending, the subordinate holds exactly the primary's sessions (hagate: in its kernel table; conntrackd: in its external cache). CPU time is that of the sync daemons on both gateways (hagate; conntrackd) over the whole step.
+- **Churn**: sessions are created on the primary at a steady rate and each destroyed one second later, for a few seconds per rate; a rate passes when the generator keeps up and, within a second of the churn ending, the subordinate holds exactly the primary's sessions (hagate: in its kernel table, or with -install-delay in its table, kernel or memory, as hagate sessions counts them; conntrackd: in its external cache). CPU time is that of the sync daemons on both gateways (hagate; conntrackd) over the whole step.
 - **CPU stress**: both systems tuned as for the power loss (hagate 50 ms x 3, with session pickup; keepalived VRRPv3 with advert_int 0.05 s, with conntrackd), the cluster settled with an empty table, and nothing fails; a CPU hog (one busy thread per core plus one, at normal priority, started by the benchmark inside the lab) runs for the whole run, 10 minutes unless ` + "`-stress-for`" + ` says otherwise. Every time a gateway adds the LAN virtual IP (seen with ` + "`ip monitor address`" + `, so a flap however short counts) is a false failover: the primary never failed. Beside the count: how often both gateways held the address at once, and the hog's share of the machine's CPU time. Other load on the machine adds to the hog's.
 - **Memory**: resident set size (VmRSS) of the sync daemon (hagate; conntrackd) after the bulk sync, less the same with the smallest table, per session.
 `
@@ -176,7 +176,7 @@ func (r *Results) charts() map[string]Chart {
 	return out
 }
 
-var sysColor = map[string]string{sysHG: colorHagate, sysKAD: colorKAD}
+var sysColor = map[string]string{sysHG: colorHagate, sysHGHeld: colorHagateHeld, sysKAD: colorKAD}
 
 // medianRun picks the run whose gap is the median, to show as typical.
 func medianRun(runs []failoverResult) (failoverResult, bool) {
@@ -293,7 +293,10 @@ func (r *Results) memoryChart() Chart {
 func (r *Results) churnChart() Chart {
 	ch := Chart{Title: "Churn: how far the subordinate lags after a few seconds at each rate", XLabel: "sessions created (and destroyed) per second, offered", YLabel: "lag (s); 5 = never caught up", XLog: true,
 		Marks: nil}
-	for _, sys := range systemNames {
+	for _, sys := range []string{sysHG, sysHGHeld, sysKAD} {
+		if len(r.churn[sys]) == 0 {
+			continue
+		}
 		s := Series{Name: sys, Color: sysColor[sys], Dots: true}
 		for _, cr := range r.churn[sys] {
 			for _, st := range cr.Steps {

@@ -221,23 +221,35 @@ func (r *Results) rows() []Row {
 		rows = append(rows, r.memoryRows()...)
 	}
 	if len(r.churn) > 0 {
-		rate := Row{Scenario: "Churn: highest create+destroy rate with the subordinate < 1 s behind and nothing lost", Unit: "sessions/s", Higher: true, Values: map[string][]float64{}, Plot: "churn.svg"}
-		cpu := Row{Scenario: "Churn: CPU seconds of the sync daemons (both gateways) per 100k updates, at that rate", Unit: "s", Values: map[string][]float64{}}
-		for _, sys := range systemNames {
-			for _, cr := range r.churn[sys] {
-				rate.Values[sys] = append(rate.Values[sys], float64(cr.Best))
-				if cr.Best > 0 {
-					cpu.Values[sys] = append(cpu.Values[sys], cr.CPUPer100k)
-				}
-			}
+		rows = append(rows, r.churnRows(sysHG, "")...)
+		if len(r.churn[sysHGHeld]) > 0 {
+			rows = append(rows, r.churnRows(sysHGHeld, fmt.Sprintf(", hagate's subordinate holding new sessions in memory for %s (session_pickup.install_delay) as conntrackd's external cache holds them", r.cfg.ChurnHeld))...)
 		}
-		rate.Notes = fmt.Sprintf("rates tried: %v; each session lives %s; the generator batches creates and deletes through netlink (about 32k/s here); a step it could not keep up with is marked", churnRates(r.cfg.Quick), churnLife)
-		rows = append(rows, rate, cpu)
 	}
 	if row, ok := r.stressRow(); ok {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// churnRows are the churn scenario's rate and CPU rows, with hg's runs in
+// hagate's column (sysHG, or sysHGHeld) and keepalived+conntrackd's beside.
+func (r *Results) churnRows(hg, variant string) []Row {
+	rate := Row{Scenario: "Churn" + variant + ": highest create+destroy rate with the subordinate < 1 s behind and nothing lost", Unit: "sessions/s", Higher: true, Values: map[string][]float64{}}
+	cpu := Row{Scenario: "Churn" + variant + ": CPU seconds of the sync daemons (both gateways) per 100k updates, at that rate", Unit: "s", Values: map[string][]float64{}}
+	if hg == sysHG {
+		rate.Plot = "churn.svg"
+	}
+	for col, sys := range map[string]string{sysHG: hg, sysKAD: sysKAD} {
+		for _, cr := range r.churn[sys] {
+			rate.Values[col] = append(rate.Values[col], float64(cr.Best))
+			if cr.Best > 0 {
+				cpu.Values[col] = append(cpu.Values[col], cr.CPUPer100k)
+			}
+		}
+	}
+	rate.Notes = fmt.Sprintf("rates tried: %v; each session lives %s; the generator batches creates and deletes through netlink (about 32k/s here); a step it could not keep up with is marked", churnRates(r.cfg.Quick), churnLife)
+	return []Row{rate, cpu}
 }
 
 // bulkTarget is the most a late subordinate's bulk should take, as a

@@ -28,16 +28,20 @@ type env struct {
 	realtime int
 	// hbRealtime: hagate's heartbeat.realtime_priority, 0 unset.
 	hbRealtime int
-	// installDelay: hagate's session_pickup.install_delay, 0 unset.
-	installDelay time.Duration
-	members      int // gateways in the lab
-	logf         func(format string, args ...any)
+	// churnHeld: session_pickup.install_delay of sysHGHeld.
+	churnHeld time.Duration
+	members   int // gateways in the lab
+	logf      func(format string, args ...any)
 }
 
 // Systems in the order of the table's columns.
 const (
 	sysHG  = "hagate"
 	sysKAD = "keepalived+conntrackd"
+	// sysHGHeld is hagate whose subordinates hold new sessions back from
+	// their kernel (session_pickup.install_delay): the churn scenario's
+	// second hagate, like for like with conntrackd's external cache.
+	sysHGHeld = "hagate+install_delay"
 )
 
 var systemNames = []string{sysHG, sysKAD}
@@ -74,7 +78,9 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	}
 	switch system {
 	case sysHG:
-		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime, e.installDelay)
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime, 0)
+	case sysHGHeld:
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime, e.churnHeld)
 	case sysKAD:
 		r.sys = newKAD(l, dir, t)
 	default:

@@ -56,8 +56,9 @@ type Config struct {
 	// HBRealtime is hagate's heartbeat.realtime_priority (the sending
 	// thread only); 0 leaves it unset.
 	HBRealtime int
-	// InstallDelay is hagate's session_pickup.install_delay (0: unset).
-	InstallDelay time.Duration
+	// ChurnHeld, when not 0, runs the churn scenario's hagate a second
+	// time with session_pickup.install_delay at this value.
+	ChurnHeld time.Duration
 	// Members is the number of gateways (2, or up to 4 for hagate alone:
 	// the primary streams to every subordinate).
 	Members int
@@ -81,12 +82,12 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	realtime := fs.Int("realtime", 0, "run every system's daemons at this SCHED_RR priority (1..99; 0: normal scheduling)")
 	members := fs.Int("members", 2, "gateways in the lab: 2, or 3-4 with -systems hagate (keepalived+conntrackd's FTFW pairs two)")
 	hbRealtime := fs.Int("hb-realtime", 0, "hagate's heartbeat.realtime_priority: its heartbeat sending thread alone at this SCHED_FIFO priority (1..99; 0: normal scheduling)")
-	installDelay := fs.Duration("install-delay", 0, "hagate's session_pickup.install_delay: subordinates hold new sessions in memory this long before their kernel (0: at once)")
+	churnHeld := fs.Duration("churn-held", 2*time.Second, "churn: run hagate a second time with session_pickup.install_delay at this value, its subordinate holding new sessions in memory as conntrackd's external cache does (0: not)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom,
-		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members, InstallDelay: *installDelay}
+		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members, ChurnHeld: *churnHeld}
 	if c.Realtime < 0 || c.Realtime > 99 {
 		return c, fmt.Errorf("-realtime %d: want 1..99, or 0 for normal scheduling", c.Realtime)
 	}
@@ -192,7 +193,7 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 	if err != nil {
 		return err
 	}
-	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, hbRealtime: cfg.HBRealtime, installDelay: cfg.InstallDelay, members: cfg.Members, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
+	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, hbRealtime: cfg.HBRealtime, churnHeld: cfg.ChurnHeld, members: cfg.Members, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
 	if n := maxSize(cfg); n > 0 {
 		// nf_conntrack_max is host-wide and covers every namespace: the
 		// primary and the subordinate each hold the table, plus slack.

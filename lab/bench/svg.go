@@ -47,8 +47,9 @@ type Mark struct {
 
 // Colours of the two systems, the same on every chart.
 const (
-	colorHagate = "#1f77b4"
-	colorKAD    = "#d62728"
+	colorHagate     = "#1f77b4"
+	colorHagateHeld = "#17becf"
+	colorKAD        = "#d62728"
 )
 
 const (
