@@ -253,7 +253,7 @@ func (e *env) lateSubordinate(ctx context.Context, r *run, n int, res *failoverR
 	} else {
 		time.Sleep(time.Second + time.Duration(n)*time.Microsecond)
 	}
-	if _, ok := r.sys.(*hg); ok && r.e.pickup {
+	if _, ok := r.sys.(*hg); ok && r.e.hg.pickup {
 		// The reference the bulk is judged by, under the same load: the
 		// primary's n entries in the host-wide table.
 		bare, err := bareCreate(ctx, r.l, n)

@@ -38,10 +38,19 @@ var hgTimings = map[Tuning]struct {
 	Fast:     {10 * time.Millisecond, 3},
 }
 
-func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool, hbRealtime int, installDelay time.Duration) (*hg, error) {
+// hgSettings are the run's choices for hagate beside the tuning.
+type hgSettings struct {
+	pickup         bool
+	hbRealtime     int           // heartbeat.realtime_priority, 0 unset
+	installDelay   time.Duration // session_pickup.install_delay, 0 unset
+	reliableEvents bool          // session_pickup.reliable_events
+}
+
+func newHG(l *netlab.Lab, bin, dir string, t Tuning, set hgSettings) (*hg, error) {
 	tm := hgTimings[t]
 	o := harness.Options{Interval: tm.interval, LostThreshold: tm.lost, Holddown: max(time.Second, tm.interval*time.Duration(tm.lost+1)),
-		HeartbeatRealtime: hbRealtime}
+		HeartbeatRealtime: set.hbRealtime}
+	pickup, installDelay := set.pickup, set.installDelay
 	if pickup {
 		o.Extra = pickupSection
 		if t == Fast {
@@ -49,6 +58,9 @@ func newHG(l *netlab.Lab, bin, dir string, t Tuning, pickup bool, hbRealtime int
 		}
 		if installDelay > 0 {
 			o.Extra += fmt.Sprintf("  install_delay: %s\n", installDelay)
+		}
+		if set.reliableEvents {
+			o.Extra += "  reliable_events: true\n"
 		}
 		o.Extra += harness.MetricsExtra() // the lag per change (lag.go)
 	}

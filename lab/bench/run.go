@@ -20,14 +20,12 @@ import (
 
 // env is what every run shares: the binaries and a scratch directory.
 type env struct {
-	self   string // this program, re-executed in the namespaces
-	hgBin  string // the hagate daemon
-	dir    string
-	pickup bool // turn hagate's session pickup on
+	self  string // this program, re-executed in the namespaces
+	hgBin string // the hagate daemon
+	dir   string
+	hg    hgSettings // hagate's settings (sysHG)
 	// realtime: the daemons' SCHED_RR priority, 0 for normal scheduling.
 	realtime int
-	// hbRealtime: hagate's heartbeat.realtime_priority, 0 unset.
-	hbRealtime int
 	// churnHeld: session_pickup.install_delay of sysHGHeld.
 	churnHeld time.Duration
 	members   int // gateways in the lab
@@ -78,9 +76,11 @@ func (e *env) newRun(system string, t Tuning) (*run, error) {
 	}
 	switch system {
 	case sysHG:
-		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime, 0)
+		r.sys, err = newHG(l, e.hgBin, dir, t, e.hg)
 	case sysHGHeld:
-		r.sys, err = newHG(l, e.hgBin, dir, t, e.pickup, e.hbRealtime, e.churnHeld)
+		held := e.hg
+		held.installDelay = e.churnHeld
+		r.sys, err = newHG(l, e.hgBin, dir, t, held)
 	case sysKAD:
 		r.sys = newKAD(l, dir, t)
 	default:

@@ -59,6 +59,8 @@ type Config struct {
 	// ChurnHeld, when not 0, runs the churn scenario's hagate a second
 	// time with session_pickup.install_delay at this value.
 	ChurnHeld time.Duration
+	// ReliableEvents turns hagate's session_pickup.reliable_events on.
+	ReliableEvents bool
 	// Members is the number of gateways (2, or up to 4 for hagate alone:
 	// the primary streams to every subordinate).
 	Members int
@@ -83,11 +85,12 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	members := fs.Int("members", 2, "gateways in the lab: 2, or 3-4 with -systems hagate (keepalived+conntrackd's FTFW pairs two)")
 	hbRealtime := fs.Int("hb-realtime", 0, "hagate's heartbeat.realtime_priority: its heartbeat sending thread alone at this SCHED_FIFO priority (1..99; 0: normal scheduling)")
 	churnHeld := fs.Duration("churn-held", 2*time.Second, "churn: run hagate a second time with session_pickup.install_delay at this value, its subordinate holding new sessions in memory as conntrackd's external cache does (0: not)")
+	reliable := fs.Bool("reliable-events", false, "hagate's session_pickup.reliable_events (NETLINK_BROADCAST_ERROR on its event socket)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom,
-		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members, ChurnHeld: *churnHeld}
+		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members, ChurnHeld: *churnHeld, ReliableEvents: *reliable}
 	if c.Realtime < 0 || c.Realtime > 99 {
 		return c, fmt.Errorf("-realtime %d: want 1..99, or 0 for normal scheduling", c.Realtime)
 	}
@@ -193,7 +196,7 @@ func runSuite(ctx context.Context, cfg Config, args []string, w io.Writer) error
 	if err != nil {
 		return err
 	}
-	e := &env{self: self, hgBin: hgBin, dir: dir, pickup: cfg.Pickup, realtime: cfg.Realtime, hbRealtime: cfg.HBRealtime, churnHeld: cfg.ChurnHeld, members: cfg.Members, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
+	e := &env{self: self, hgBin: hgBin, dir: dir, hg: hgSettings{pickup: cfg.Pickup, hbRealtime: cfg.HBRealtime, reliableEvents: cfg.ReliableEvents}, realtime: cfg.Realtime, churnHeld: cfg.ChurnHeld, members: cfg.Members, logf: func(f string, a ...any) { fmt.Fprintf(w, "    "+f+"\n", a...) }}
 	if n := maxSize(cfg); n > 0 {
 		// nf_conntrack_max is host-wide and covers every namespace: the
 		// primary and the subordinate each hold the table, plus slack.
