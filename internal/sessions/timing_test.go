@@ -48,6 +48,18 @@ func TestDelaySyncsOnlyOlderSessions(t *testing.T) {
 	}
 }
 
+// syncedUDPFlow makes a UDP flow with a 30 s timeout on p and waits until
+// s holds it.
+func syncedUDPFlow(t *testing.T, p, s *node) session.Session {
+	t.Helper()
+	u := synthSession(3)
+	u.Proto, u.TCP, u.Timeout = session.ProtoUDP, session.TCPInfo{}, 30
+	u.Reply = u.Orig.Invert(u.Proto)
+	p.mem.Inject(session.Change{Op: session.Upsert, Session: u})
+	waitFor(t, "the flow synced", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+	return u
+}
+
 // Traffic refreshes a timeout on the primary without an event; the refresh
 // dump must re-send the session before the subordinate's copy expires.
 func TestRefreshResendsExpiringSessions(t *testing.T) {
@@ -56,11 +68,7 @@ func TestRefreshResendsExpiringSessions(t *testing.T) {
 	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
 	}
-	u := synthSession(3)
-	u.Proto, u.TCP, u.Timeout = session.ProtoUDP, session.TCPInfo{}, 30
-	u.Reply = u.Orig.Invert(u.Proto)
-	p.mem.Inject(session.Change{Op: session.Upsert, Session: u})
-	waitFor(t, "the flow synced", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+	u := syncedUDPFlow(t, p, s)
 	// The subordinate's copy times out (its kernel saw no traffic)...
 	s.mem.Inject(session.Change{Op: session.Delete, Session: u})
 	time.Sleep(200 * time.Millisecond)
@@ -142,11 +150,7 @@ func TestDumpInterval(t *testing.T) {
 		if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 			t.Fatal(err)
 		}
-		u := synthSession(3)
-		u.Proto, u.TCP, u.Timeout = session.ProtoUDP, session.TCPInfo{}, 30
-		u.Reply = u.Orig.Invert(u.Proto)
-		p.mem.Inject(session.Change{Op: session.Upsert, Session: u})
-		waitFor(t, "the flow synced", func() bool { _, ok := s.mem.Get(u.Key); return ok })
+		u := syncedUDPFlow(t, p, s)
 		d0, l0 := p.mem.Reads()
 		time.Sleep(ticks)
 		clk.Advance(2 * time.Hour) // long past any FullRefresh
