@@ -70,7 +70,7 @@ func (d *Daemon) metricsSnapshot() (metrics.Snapshot, error) {
 	if p != nil {
 		st := p.e.Stats()
 		ss := &metrics.Sessions{
-			SyncPending: syncPending, Synced: st.Sessions, MaxSessions: d.cfg.SessionPickup.MaxSessions,
+			SyncPending: syncPending, Synced: st.Sessions, HeldBack: st.HeldBack, MaxSessions: d.cfg.SessionPickup.MaxSessions,
 			LastBulk: st.LastBulk.Duration, LastBulkAt: st.LastBulk.At,
 			InstallErrors: st.ApplyErrors, FrameErrors: st.FrameErrors, Overflows: st.EventOverflows + st.QueueOverflows,
 		}

@@ -68,6 +68,7 @@ type Probe struct {
 type Sessions struct {
 	SyncPending  bool // a subordinate still waits for the primary's bulk sync
 	Synced       int  // sessions in the pickup table
+	HeldBack     int  // of them, held out of the kernel (install_delay)
 	MaxSessions  int
 	LastBulk     time.Duration
 	LastBulkAt   time.Time
@@ -152,6 +153,7 @@ var snapshotDescs = []desc{
 	{"virtual_ips_held", "Virtual IPs this member holds (all on the primary, none elsewhere).", nil},
 	{"sessions_synced", "Sessions in the session pickup table: on the primary the sessions it syncs, on a subordinate those it holds.", nil},
 	{"sessions_max", "session_pickup.max_sessions: the table's limit.", nil},
+	{"sessions_held_back", "On a subordinate: sessions held in memory, not yet in its kernel table (session_pickup.install_delay); a takeover installs them before it claims the addresses.", nil},
 	{"sync_pending", "1 while this subordinate waits for the primary's bulk session sync.", nil},
 	{"bulk_sync_duration_seconds", "Duration of the last full session sync this member received.", nil},
 	{"bulk_sync_timestamp_seconds", "Unix time the last full session sync received ended, 0 if none.", nil},
@@ -253,6 +255,7 @@ func (c *snapshotCollector) collectSessions(ss *Sessions, gauge func(string, flo
 	}
 	gauge("sessions_synced", float64(ss.Synced))
 	gauge("sessions_max", float64(ss.MaxSessions))
+	gauge("sessions_held_back", float64(ss.HeldBack))
 	gauge("sync_pending", b2f(ss.SyncPending))
 	gauge("bulk_sync_duration_seconds", ss.LastBulk.Seconds())
 	at := 0.0

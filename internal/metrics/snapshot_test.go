@@ -22,7 +22,7 @@ func pair() Snapshot {
 		Probes: []Probe{{Check: "ping_server", Target: "192.0.2.1", Interface: "port1", Up: true, RTT: 3 * time.Millisecond, Sent: 10, Answered: 8},
 			{Check: "witness", Target: "198.51.100.9", Up: false, Failures: 4}},
 		VIPs: 2, VIPsHeld: 2,
-		Sessions: &Sessions{Synced: 1200, MaxSessions: 100000, LastBulk: 1500 * time.Millisecond,
+		Sessions: &Sessions{Synced: 1200, HeldBack: 300, MaxSessions: 100000, LastBulk: 1500 * time.Millisecond,
 			Subordinates:  []SyncPeer{{Peer: "fw-b", Connected: true, Queued: 3, Lag: 20 * time.Millisecond, Bulks: 1, LastBulk: 250 * time.Millisecond}},
 			InstallErrors: 1, FrameErrors: 2, Overflows: 3},
 	}
@@ -60,6 +60,7 @@ func TestSnapshotMetrics(t *testing.T) {
 		`hagate_probe_consecutive_failures{check="witness",interface="",target="198.51.100.9"} 4` + "\n",
 		"hagate_virtual_ips_held 2\n",
 		"hagate_sessions_synced 1200\n",
+		"hagate_sessions_held_back 300\n",
 		"hagate_sessions_max 100000\n",
 		"hagate_bulk_sync_duration_seconds 1.5\n",
 		`hagate_sync_errors_total{kind="install"} 1` + "\n",
