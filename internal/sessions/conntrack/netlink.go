@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,7 +52,39 @@ type socket struct {
 	rc   syscall.RawConn
 	seq  uint32
 	rbuf []byte
+	mm   *mmsgs // recvBatch's buffers, made at its first call
 }
+
+// An event is a datagram of its own, so a primary under churn made one
+// system call per event; recvBatch reads up to recvBatchMax of them in one
+// (recvmmsg). Events are a few hundred bytes; a datagram that does not fit
+// its slot is reported as truncated.
+const (
+	recvBatchMax  = 64
+	recvBatchSlot = 8192
+)
+
+type mmsgs struct {
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+	bufs []byte
+	out  [][]byte
+}
+
+func newMmsgs() *mmsgs {
+	m := &mmsgs{hdrs: make([]unix.Mmsghdr, recvBatchMax), iovs: make([]unix.Iovec, recvBatchMax),
+		bufs: make([]byte, recvBatchMax*recvBatchSlot), out: make([][]byte, 0, recvBatchMax)}
+	for i := range m.hdrs {
+		m.iovs[i].Base = &m.bufs[i*recvBatchSlot]
+		m.iovs[i].SetLen(recvBatchSlot)
+		m.hdrs[i].Hdr.Iov = &m.iovs[i]
+		m.hdrs[i].Hdr.SetIovlen(1)
+	}
+	return m
+}
+
+// errTruncated: a datagram was larger than its slot; its messages are lost.
+var errTruncated = errors.New("netlink recv: datagram truncated")
 
 // openSocket opens a socket in the current thread's network namespace (the
 // caller handles namespaces), joined to the given multicast groups bitmask.
@@ -123,6 +156,45 @@ func (s *socket) recv() ([]byte, error) {
 		return nil, rerr
 	}
 	return s.rbuf[:n], nil
+}
+
+// recvBatch reads the datagrams waiting, up to recvBatchMax, after waiting
+// for the first; the returned slices are valid until the next call. As
+// recv, ENOBUFS is returned unwrapped (the kernel reports a loss after the
+// datagrams read before it on the next call); a datagram cut short ends
+// the batch with errTruncated, the datagrams before it returned with it.
+func (s *socket) recvBatch() ([][]byte, error) {
+	if s.mm == nil {
+		s.mm = newMmsgs()
+	}
+	m := s.mm
+	var n int
+	var rerr error
+	err := s.rc.Read(func(fd uintptr) bool {
+		for i := range m.hdrs {
+			m.hdrs[i].Hdr.Flags = 0
+		}
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		n, rerr = int(r), nil
+		if e != 0 {
+			n, rerr = 0, e
+		}
+		return rerr != unix.EAGAIN
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlink recv: %w", err)
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	m.out = m.out[:0]
+	for i := range n {
+		if m.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+			return m.out, errTruncated
+		}
+		m.out = append(m.out, m.bufs[i*recvBatchSlot:i*recvBatchSlot+int(m.hdrs[i].Len)])
+	}
+	return m.out, nil
 }
 
 // setOption sets a SOL_NETLINK option.

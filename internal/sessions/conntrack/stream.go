@@ -80,7 +80,29 @@ func watch[E any](ctx context.Context, s *socket, queue int, subsys uint16, over
 			}
 		}
 		for {
-			b, err := s.recv()
+			bs, err := s.recvBatch()
+			for _, b := range bs {
+				for len(b) > 0 {
+					m, rest, ok := nextMsg(b)
+					if !ok {
+						break
+					}
+					b = rest
+					if m.typ>>8 != subsys {
+						continue
+					}
+					if ev, ok := decode(m); ok && !send(ev) {
+						return
+					}
+				}
+			}
+			if errors.Is(err, errTruncated) {
+				// An event lost, as in an overflow: the caller dumps.
+				if !send(overflow) {
+					return
+				}
+				continue
+			}
 			if errors.Is(err, unix.ENOBUFS) {
 				// The kernel says ENOBUFS once per congestion, and the
 				// congestion lasts until the queue is empty: what is
@@ -96,19 +118,6 @@ func watch[E any](ctx context.Context, s *socket, queue int, subsys uint16, over
 			}
 			if err != nil {
 				return
-			}
-			for len(b) > 0 {
-				m, rest, ok := nextMsg(b)
-				if !ok {
-					break
-				}
-				b = rest
-				if m.typ>>8 != subsys {
-					continue
-				}
-				if ev, ok := decode(m); ok && !send(ev) {
-					return
-				}
 			}
 		}
 	}()
