@@ -150,7 +150,7 @@ func TestNamespacesEventOverflowRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer watched.Close()
+	t.Cleanup(func() { watched.Close() }) // after the engines' own cleanups, which wait for them
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ea, _ := nsSyncing(t, ctx, a, b, watched, kb, -1, func(*EngineConfig) {})

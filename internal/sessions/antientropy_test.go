@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,15 +136,21 @@ func TestAntiEntropyRepairsLosses(t *testing.T) {
 // be found: the tables' digests would agree while the kernels differ.
 func TestRefusedInstallsAreRepaired(t *testing.T) {
 	ctx, p, s := pair(t, func(c *EngineConfig) { c.AntiEntropy = time.Hour }) // rounds only when the test asks
-	var refusing atomic.Bool
-	refusing.Store(true)
-	refused := map[session.Key]bool{} // guarded by s.mem's lock, then read once refusing ends
+	var mu sync.Mutex // guards refusing and refused, written by the subordinate's Apply
+	refusing, refused := true, map[session.Key]bool{}
 	s.mem.Refuse = func(c *session.Change) bool {
-		if !refusing.Load() || c.Op != session.Upsert || c.Session.Key.Orig.SrcPort%7 != 0 {
+		mu.Lock()
+		defer mu.Unlock()
+		if !refusing || c.Op != session.Upsert || c.Session.Key.Orig.SrcPort%7 != 0 {
 			return false
 		}
 		refused[c.Session.Key] = true
 		return true
+	}
+	nRefused := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(refused)
 	}
 	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
 		t.Fatal(err)
@@ -156,15 +161,17 @@ func TestRefusedInstallsAreRepaired(t *testing.T) {
 	quiesce(t, p)
 	// A round while the kernel still refuses repairs nothing, and says so.
 	p.e.CheckNow()
-	waitFor(t, "the refused repair", func() bool { return s.e.Stats().NotInstalled >= uint64(2*len(refused)) })
+	waitFor(t, "the refused repair", func() bool { return s.e.Stats().NotInstalled >= uint64(2*nRefused()) })
 	quiesce(t, p)
 	if got := s.e.Stats().Repaired; got != 0 {
 		t.Errorf("%d sessions counted as repaired while the kernel refused them", got)
 	}
-	refusing.Store(false)
+	mu.Lock()
+	refusing = false
+	mu.Unlock()
 	lost := keyDiff(p.mem.Snapshot(), s.mem.Snapshot())
-	if lost == 0 || lost != len(refused) {
-		t.Fatalf("%d sessions differ, %d refused: the schedule proves nothing", lost, len(refused))
+	if lost == 0 || lost != nRefused() {
+		t.Fatalf("%d sessions differ, %d refused: the schedule proves nothing", lost, nRefused())
 	}
 	if st := s.e.Stats(); st.NotInstalled != uint64(2*lost) || st.Sessions != 700-lost {
 		t.Errorf("not installed %d, held %d; want %d (twice the refused) and %d", st.NotInstalled, st.Sessions, 2*lost, 700-lost)

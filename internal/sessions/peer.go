@@ -44,6 +44,7 @@ type peer struct {
 	ae      peerEntropy            // anti-entropy (antientropy.go)
 	oldest  int64                  // when the oldest queued change was seen (lag.go)
 	sending int64                  // oldest of the changes being sent (owned by streamTo)
+	inHand  int                    // changes taken from the queue and not yet sent (Stats counts them queued)
 }
 
 func newPeer(a netip.AddrPort) *peer {
@@ -308,6 +309,8 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 		if over || req {
 			p.resyncs++
 			e.st.resyncs++
+		} else {
+			p.inHand = len(q)
 		}
 		ae := e.takeEntropyLocked(p, over || req)
 		oldest := p.takeOldestLocked()
@@ -326,6 +329,9 @@ func (e *Engine) streamTo(ctx context.Context, fc *frameConn, p *peer) error {
 		p.sending = oldest
 		buf, err = sessionKind.send(e, fc, p, q, &seq, buf)
 		p.sending = 0
+		e.mu.Lock()
+		p.inHand = 0
+		e.mu.Unlock()
 		if err != nil {
 			return err
 		}

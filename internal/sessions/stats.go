@@ -93,7 +93,7 @@ func (e *Engine) Stats() Stats {
 		}
 	}
 	for _, p := range e.pri.peers {
-		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue),
+		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue) + p.inHand,
 			SentSeq: p.sentSeq, AckedSeq: p.ackedSeq, Lag: p.lag, Bulks: p.bulks, LastBulk: p.lastBulk, Resyncs: p.resyncs})
 	}
 	return st
