@@ -136,7 +136,8 @@ func TestAntiEntropyRepairsLosses(t *testing.T) {
 // be found: the tables' digests would agree while the kernels differ.
 func TestRefusedInstallsAreRepaired(t *testing.T) {
 	ctx, p, s := pair(t, func(c *EngineConfig) { c.AntiEntropy = time.Hour }) // rounds only when the test asks
-	var mu sync.Mutex // guards refusing and refused, written by the subordinate's Apply
+	// mu guards refusing and refused, written by the subordinate's Apply.
+	var mu sync.Mutex
 	refusing, refused := true, map[session.Key]bool{}
 	s.mem.Refuse = func(c *session.Change) bool {
 		mu.Lock()
