@@ -102,7 +102,7 @@ func TestNamespacesAntiEntropyRepairs(t *testing.T) {
 			}
 			waitFor(t, "the primary to send the burst", func() bool {
 				st := ea.Stats()
-				return st.Sessions >= len(want) && len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq
+				return st.Sessions >= len(want) && len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].Sending == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq
 			})
 			losing.Store(false)
 

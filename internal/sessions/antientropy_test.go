@@ -67,7 +67,7 @@ func quiesce(t *testing.T, p *node) {
 		}
 		p.e.mu.Unlock()
 		st := p.e.Stats()
-		return folded && len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq
+		return folded && len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].Sending == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq
 	})
 }
 

@@ -60,7 +60,7 @@ func churnNamespaces(b *testing.B, per int, every, installDelay time.Duration) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := ea.Stats()
-		if len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq && eb.Stats().Sessions == st.Sessions {
+		if len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].Sending == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq && eb.Stats().Sessions == st.Sessions {
 			break
 		}
 		if time.Now().After(deadline) {

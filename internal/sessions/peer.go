@@ -44,7 +44,7 @@ type peer struct {
 	ae      peerEntropy            // anti-entropy (antientropy.go)
 	oldest  int64                  // when the oldest queued change was seen (lag.go)
 	sending int64                  // oldest of the changes being sent (owned by streamTo)
-	inHand  int                    // changes taken from the queue and not yet sent (Stats counts them queued)
+	inHand  int                    // changes taken from the queue and not yet sent (Stats: Sending)
 }
 
 func newPeer(a netip.AddrPort) *peer {

@@ -30,6 +30,7 @@ type PeerStats struct {
 	Node      string        `json:"node,omitempty"`
 	Connected bool          `json:"connected"`
 	Queued    int           `json:"queued"`
+	Sending   int           `json:"sending"` // changes taken from the queue, not yet sent
 	SentSeq   uint64        `json:"sent_seq"`
 	AckedSeq  uint64        `json:"acked_seq"`
 	Lag       time.Duration `json:"lag_ns"`
@@ -93,7 +94,7 @@ func (e *Engine) Stats() Stats {
 		}
 	}
 	for _, p := range e.pri.peers {
-		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue) + p.inHand,
+		st.Peers = append(st.Peers, PeerStats{Addr: p.addr.String(), Node: p.id, Connected: p.connected, Queued: len(p.queue), Sending: p.inHand,
 			SentSeq: p.sentSeq, AckedSeq: p.ackedSeq, Lag: p.lag, Bulks: p.bulks, LastBulk: p.lastBulk, Resyncs: p.resyncs})
 	}
 	return st
