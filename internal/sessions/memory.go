@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"slices"
 	"sync"
 
 	"github.com/hagate/hagate/internal/sessions/session"
@@ -200,28 +199,24 @@ func (m *Memory) Apply(ctx context.Context, changes []session.Change) error {
 	if m.ApplyErr != nil {
 		return m.ApplyErr
 	}
-	m.mu.Lock()
-	refuse := m.Refuse
 	var ae session.ApplyError
-	if refuse != nil {
+	taken := changes
+	m.mu.Lock()
+	if m.Refuse != nil {
+		taken = nil
 		for i := range changes {
-			if refuse(&changes[i]) {
+			if m.Refuse(&changes[i]) {
 				ae.Failed = append(ae.Failed, i)
+			} else {
+				taken = append(taken, changes[i])
 			}
 		}
 	}
 	m.mu.Unlock()
+	m.Inject(taken...)
 	if len(ae.Failed) == 0 {
-		m.Inject(changes...)
 		return nil
 	}
-	taken := make([]session.Change, 0, len(changes)-len(ae.Failed))
-	for i, c := range changes {
-		if _, no := slices.BinarySearch(ae.Failed, i); !no {
-			taken = append(taken, c)
-		}
-	}
-	m.Inject(taken...)
 	ae.Err = errors.New("refused (test)")
 	return &ae
 }

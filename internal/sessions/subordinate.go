@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/hagate/hagate/internal/seal"
@@ -502,18 +501,18 @@ func (s sessionStore) report(cs []session.Change, err error) {
 		e.obs.SessionsApplied(len(cs))
 		return
 	}
-	failed := len(cs) // another error leaves every change in doubt
 	var ae *session.ApplyError
+	var failed []int
 	if errors.As(err, &ae) {
-		failed = len(ae.Failed)
+		failed = ae.Failed
+	} else {
+		failed = make([]int, len(cs)) // another error leaves every change in doubt
+		for i := range failed {
+			failed[i] = i
+		}
 	}
 	e.mu.Lock()
-	for i := range cs {
-		if ae != nil {
-			if _, ok := slices.BinarySearch(ae.Failed, i); !ok {
-				continue
-			}
-		}
+	for _, i := range failed {
 		if cs[i].Op == session.Upsert {
 			e.tab.del(cs[i].Session.Key)
 			if e.sub.repair && !cs[i].Exists {
@@ -522,11 +521,11 @@ func (s sessionStore) report(cs []session.Change, err error) {
 		}
 	}
 	e.st.applyErrors++
-	e.st.notInstalled += uint64(failed)
+	e.st.notInstalled += uint64(len(failed))
 	e.mu.Unlock()
 	e.obs.ApplyErrors(1)
-	e.obs.SessionsApplied(len(cs) - failed)
-	e.log.Warn("session pickup: install", "changes", len(cs), "not_installed", failed, "err", err)
+	e.obs.SessionsApplied(len(cs) - len(failed))
+	e.log.Warn("session pickup: install", "changes", len(cs), "not_installed", len(failed), "err", err)
 }
 
 func (s sessionStore) staleLocked() []session.Change {
