@@ -194,6 +194,9 @@ func printSessions(w io.Writer, data json.RawMessage) error {
 	if st.NotInstalled > 0 {
 		fmt.Fprintf(w, "\nNot installed:    %d refused by the kernel (anti-entropy resends them)", st.NotInstalled)
 	}
+	if st.InstalledEarly > 0 {
+		fmt.Fprintf(w, "\nInstalled early:  %d held back past session_pickup.max_held_back, installed before their install_delay", st.InstalledEarly)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "By protocol:      %s\n", countList(st.ByProtocol))
 	if len(st.TCPStates) > 0 {

@@ -152,6 +152,10 @@ type SessionPickup struct {
 	// sooner never costs a kernel install. At a takeover the held ones
 	// are installed before the addresses are claimed. Default 0 (at once).
 	InstallDelay time.Duration `yaml:"install_delay"`
+	// MaxHeldBack bounds what install_delay holds back, so what a takeover
+	// installs first: beyond it the oldest held sessions are installed at
+	// once. Default 100,000; 0 no bound.
+	MaxHeldBack int `yaml:"max_held_back"`
 }
 
 // SessionFilter limits which sessions are synced. Empty lists match everything.

@@ -307,6 +307,7 @@ func checkSessionPickup(ck *checker, c *Config) {
 	ck.durRange("session_pickup.install_delay", sp.InstallDelay, 0, maxInstallDelay)
 	ck.intRange("session_pickup.port", sp.Port, 1, 65535)
 	ck.intRange("session_pickup.max_sessions", sp.MaxSessions, 1, maxSessionsLimit)
+	ck.intRange("session_pickup.max_held_back", sp.MaxHeldBack, 0, maxSessionsLimit)
 	switch sp.Backend {
 	case "kernel", "memory":
 	default:

@@ -133,7 +133,7 @@ func startPickup(ctx context.Context, cfg *config.Config, kr *seal.Keyring, mode
 		NodeID: cfg.NodeID, Group: uint16(cfg.GroupID), Keyring: kr, Mode: mode, Epoch: epoch,
 		ListenAddrs: listen, Devices: devices, Peers: peers, Virtual: virtual,
 		Filter:      pickupFilter(cfg),
-		MaxSessions: sp.MaxSessions, Delay: sp.Delay, InstallDelay: sp.InstallDelay, MaxClockSkew: cfg.Security.MaxClockSkew,
+		MaxSessions: sp.MaxSessions, Delay: sp.Delay, InstallDelay: sp.InstallDelay, MaxHeldBack: sp.MaxHeldBack, MaxClockSkew: cfg.Security.MaxClockSkew,
 		MinVersion:  uint8(cfg.Security.MinSyncVersion),
 		Expectation: sp.Expectation, TCPWindowTracking: sp.TCPWindowTracking, AntiEntropy: offIfZero(sp.AntiEntropy),
 		DumpInterval: dumpInterval(sp.DumpInterval),

@@ -61,6 +61,7 @@ var restartOnly = []struct {
 	{"session_pickup.anti_entropy", func(c *config.Config) any { return c.SessionPickup.AntiEntropy }},
 	{"session_pickup.reliable_events", func(c *config.Config) any { return c.SessionPickup.ReliableEvents }},
 	{"session_pickup.install_delay", func(c *config.Config) any { return c.SessionPickup.InstallDelay }},
+	{"session_pickup.max_held_back", func(c *config.Config) any { return c.SessionPickup.MaxHeldBack }},
 	{"session_pickup.dump_interval", func(c *config.Config) any { return c.SessionPickup.DumpInterval }},
 }
 

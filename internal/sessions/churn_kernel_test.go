@@ -26,6 +26,8 @@ func BenchmarkNamespacesChurn(b *testing.B) {
 	// The subordinate holds new sessions back (install_delay): what the
 	// sync costs besides the subordinate's kernel.
 	b.Run("flat-out-held-back", func(b *testing.B) { churnNamespaces(b, 1000, 0, time.Minute) })
+	b.Run("burst-held-back", func(b *testing.B) { churnNamespaces(b, 3200, 100*time.Millisecond, time.Minute) })
+	b.Run("burst", func(b *testing.B) { churnNamespaces(b, 1600, 100*time.Millisecond, 0) })
 }
 
 func churnNamespaces(b *testing.B, per int, every, installDelay time.Duration) {

@@ -87,6 +87,9 @@ type EngineConfig struct {
 	// InstallDelay holds a new session received as subordinate out of
 	// the kernel for this long (heldback.go); 0 installs at once.
 	InstallDelay time.Duration
+	// MaxHeldBack bounds the sessions held back (0: no bound): beyond it
+	// the oldest are installed at once.
+	MaxHeldBack int
 	// Refresh is how often the primary re-sends the sessions whose copies
 	// near expiry (traffic refreshes a kernel timeout without an event):
 	// it looks them up by key when the backend can (Looker), else dumps

@@ -17,9 +17,11 @@ import (
 // promotion waits for that, see BecomePrimary, or a new primary's bulk
 // follows) every held session is installed first. What it costs is that
 // takeover time: about the rate of new sessions times the delay, installed
-// before the addresses are claimed. Sessions of a bulk or a repair are
-// installed at once (the primary has held them a while), and so is a held
-// session a bulk or a repair brings again.
+// before the addresses are claimed. MaxHeldBack bounds it whatever the
+// rate: beyond it the oldest held sessions are installed before their
+// delay has passed. Sessions of a bulk or a repair are installed at once
+// (the primary has held them a while), and so is a held session a bulk or
+// a repair brings again.
 
 // heldBack is the new sessions received as subordinate and not yet in the
 // kernel. Guarded by Engine.mu.
@@ -75,21 +77,36 @@ func (e *Engine) holdBackLocked(c *session.Change) bool {
 	return false
 }
 
+// heldOverLocked reports whether more sessions are held back than
+// MaxHeldBack allows.
+func (e *Engine) heldOverLocked() bool {
+	return e.cfg.MaxHeldBack > 0 && e.sub.held.len() > e.cfg.MaxHeldBack
+}
+
 // installHeldBack installs the held sessions that are due, or all of them,
-// and returns how many. Each is installed as the table holds it now, its
-// timeout shortened by the time it was held.
+// and returns how many; while more are held than MaxHeldBack allows, the
+// oldest are due. Each is installed as the table holds it now, its timeout
+// shortened by the time it was held.
 func (e *Engine) installHeldBack(ctx context.Context, all bool) int {
 	e.mu.Lock()
 	h := &e.sub.held
 	now := e.now()
 	var cs []session.Change
-	for len(h.queue) > 0 && (all || !h.queue[0].due.After(now)) {
+	early := 0
+	for len(h.queue) > 0 {
 		q := h.queue[0]
+		over := e.heldOverLocked()
+		if !all && q.due.After(now) && !over {
+			break
+		}
 		h.queue = h.queue[1:]
 		if due, ok := h.due[q.k]; !ok || !due.Equal(q.due) {
 			continue // ended, or released to a bulk or repair
 		}
 		delete(h.due, q.k)
+		if !all && q.due.After(now) {
+			early++
+		}
 		s, _, ok := e.tab.get(q.k)
 		if !ok {
 			continue
@@ -101,6 +118,10 @@ func (e *Engine) installHeldBack(ctx context.Context, all bool) int {
 	if len(h.queue) == 0 {
 		h.queue = nil // let the array go
 	}
+	if early > 0 && e.st.installedEarly == 0 {
+		e.log.Info("session pickup: more sessions held back than max_held_back; installing the oldest before their install_delay", "max_held_back", e.cfg.MaxHeldBack)
+	}
+	e.st.installedEarly += uint64(early)
 	e.mu.Unlock()
 	for i := 0; i < len(cs); i += sweepBatch {
 		part := cs[i:min(i+sweepBatch, len(cs))]

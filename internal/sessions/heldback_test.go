@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -128,5 +129,48 @@ func TestInstallDelayBulkInstallsAtOnce(t *testing.T) {
 	waitFor(t, "the bulk in the kernel", func() bool { return len(s.mem.Snapshot()) == 200 })
 	if st := s.e.Stats(); st.HeldBack != 0 {
 		t.Errorf("%d of a bulk held back", st.HeldBack)
+	}
+}
+
+// TestMaxHeldBackBoundsWhatIsHeld: with a delay of an hour and
+// max_held_back 100, a subordinate receiving 300 new sessions holds back
+// no more than 100 and installs the 200 oldest at once, so a takeover has
+// at most 100 to install first. Without the bound it holds all 300 (the
+// proof that the test can fail).
+func TestMaxHeldBackBoundsWhatIsHeld(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		max       int
+		held      int
+		installed int
+	}{{"bounded", 100, 100, 200}, {"unbounded", 0, 300, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, p, s := pair(t, func(c *EngineConfig) { c.InstallDelay, c.MaxHeldBack = time.Hour, tc.max })
+			if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitBulk(t, s)
+			for i := range 300 {
+				p.mem.Inject(upsert(synthSession(i)))
+			}
+			want := fmt.Sprintf("300 sessions, %d held back, %d in the kernel and counted as installed early", tc.held, tc.installed)
+			waitFor(t, want, func() bool {
+				st := s.e.Stats()
+				return st.Sessions == 300 && st.HeldBack == tc.held && st.InstalledEarly == uint64(tc.installed) && len(s.mem.Snapshot()) == tc.installed
+			})
+			kernel := s.mem.Snapshot()
+			// The oldest went first: the first sessions received.
+			for i := range tc.installed {
+				if _, ok := kernel[synthSession(i).Key]; !ok {
+					t.Fatalf("session %d, among the oldest, is not in the kernel", i)
+				}
+			}
+			if err := s.e.BecomePrimary(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(s.mem.Snapshot()); n != 300 {
+				t.Fatalf("%d sessions in the kernel after the promotion, want 300", n)
+			}
+		})
 	}
 }

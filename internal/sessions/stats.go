@@ -11,6 +11,7 @@ type counters struct {
 	overflows, queueOverflows, resyncs, frameErrors, applyErrors, errors, full, refused uint64
 	divergentRanges, repaired                                                           uint64    // anti-entropy
 	notInstalled                                                                        uint64    // received changes the kernel refused (subordinate)
+	installedEarly                                                                      uint64    // held-back sessions installed before their delay (max_held_back)
 	fullLoggedAt                                                                        time.Time // when max_sessions was last logged (once a minute)
 	screened                                                                            uint64    // synced changes refused on receipt (screen)
 	screenedLoggedAt                                                                    time.Time // when screen last logged (once a minute)
@@ -46,6 +47,7 @@ type Stats struct {
 	Sessions       int            `json:"sessions"`
 	Pending        int            `json:"pending_delay"`
 	HeldBack       int            `json:"install_held_back"` // subordinate: held in the table, not yet in the kernel (install_delay)
+	InstalledEarly uint64         `json:"installed_early"`   // held-back sessions installed before their delay passed, over max_held_back
 	ByProtocol     map[string]int `json:"by_protocol"`
 	TCPStates      map[string]int `json:"tcp_states"`
 	LastBulk       BulkStats      `json:"last_bulk"`
@@ -79,7 +81,7 @@ func (e *Engine) Stats() Stats {
 		Role: e.role.String(), Sessions: e.tab.len(), ByProtocol: map[string]int{}, TCPStates: map[string]int{},
 		LastBulk: e.sub.lastBulk, Resyncs: e.st.resyncs, EventOverflows: e.st.overflows, QueueOverflows: e.st.queueOverflows,
 		FrameErrors: e.st.frameErrors, ApplyErrors: e.st.applyErrors, NotInstalled: e.st.notInstalled, Refused: e.st.refused, Screened: e.st.screened, TableFull: e.st.full, Errors: e.st.errors,
-		HeldBack: e.sub.held.len(), Lag: e.sub.lag.stats(), DivergentRanges: e.st.divergentRanges, Repaired: e.st.repaired,
+		HeldBack: e.sub.held.len(), InstalledEarly: e.st.installedEarly, Lag: e.sub.lag.stats(), DivergentRanges: e.st.divergentRanges, Repaired: e.st.repaired,
 	}
 	if e.role == roleSubordinate {
 		st.Primary = e.primaryID

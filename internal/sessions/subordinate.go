@@ -268,6 +268,12 @@ func (e *Engine) receive(ctx context.Context, fc *frameConn) error {
 			e.noteRepair(&rep, m.Changes)
 			install(ctx, e, e.sessions(), m.Changes)
 			e.changeLag(m.Oldest)
+			e.mu.Lock()
+			over := e.heldOverLocked()
+			e.mu.Unlock()
+			if over {
+				e.installHeldBack(ctx, false)
+			}
 			ra.recycle(m.Changes)
 			if err := acknowledge(m.Seq); err != nil {
 				return err
