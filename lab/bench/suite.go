@@ -45,6 +45,8 @@ type Config struct {
 	// runs of it each system gets.
 	StressFor  time.Duration
 	StressRuns int
+	// StressFast runs the CPU stress at the datagrams' 10 ms tuning.
+	StressFast bool
 	Docs       string
 	Systems    []string
 	Keep       bool
@@ -81,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	systems := fs.String("systems", strings.Join(systemNames, ","), "systems to run")
 	stressFor := fs.Duration("stress-for", stressDefault, "length of each cpu-stress run (-quick: "+stressQuick.String()+")")
 	stressRuns := fs.Int("stress-runs", 1, "cpu-stress runs per system")
+	stressFast := fs.Bool("stress-fast", false, "cpu-stress at the datagrams' tuning (hagate 10 ms x 3, VRRPv3 advert_int 0.01 s) instead of the power loss's")
 	realtime := fs.Int("realtime", 0, "run every system's daemons at this SCHED_RR priority (1..99; 0: normal scheduling)")
 	members := fs.Int("members", 2, "gateways in the lab: 2, or 3-4 with -systems hagate (keepalived+conntrackd's FTFW pairs two)")
 	hbRealtime := fs.Int("hb-realtime", 0, "hagate's heartbeat.realtime_priority: its heartbeat sending thread alone at this SCHED_FIFO priority (1..99; 0: normal scheduling)")
@@ -90,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return Config{}, err
 	}
 	c := Config{Runs: *runs, LargeRuns: *large, Quick: *quick, Pickup: *pickup, Docs: *docs, Keep: *keep, Render: *renderFrom,
-		StressFor: *stressFor, StressRuns: *stressRuns, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members, ChurnHeld: *churnHeld, ReliableEvents: *reliable}
+		StressFor: *stressFor, StressRuns: *stressRuns, StressFast: *stressFast, Realtime: *realtime, HBRealtime: *hbRealtime, Members: *members, ChurnHeld: *churnHeld, ReliableEvents: *reliable}
 	if c.Realtime < 0 || c.Realtime > 99 {
 		return c, fmt.Errorf("-realtime %d: want 1..99, or 0 for normal scheduling", c.Realtime)
 	}
