@@ -129,12 +129,15 @@ func New(cfg Config, now time.Time) *Node {
 		n.linkUp[l.Interface] = false
 	}
 	n.pingUp = cfg.PingServers
-	// Not primary: fenced from the start. The first Step returns it.
-	n.fence()
 	// Take the primary's sessions from the start of the hello holddown: a
 	// member that must take over right after it (the primary leaves, the
-	// others' links are down) then has them. The first Step returns it.
+	// others' links are down) then has them. The first Step returns it,
+	// before the fence: the session pickup starts by purging its table (a
+	// dump of the whole kernel table), in its own goroutine, while the
+	// daemon raises the fence, and the primary's sync waits for that purge.
 	n.acceptSessions()
+	// Not primary: fenced from the start. The first Step returns it.
+	n.fence()
 	return n
 }
 

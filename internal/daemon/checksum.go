@@ -60,17 +60,20 @@ func exclude(cfg *config.Config) checksum.Exclude {
 }
 
 // startConfigSync starts the checksums, the exchange's server and the
-// sync worker; the first checksums are computed before it returns, so
-// the first heartbeats carry them.
-func (d *Daemon) startConfigSync(epoch uint64) error {
+// sync worker. The first checksums are computed in the background (nft
+// runs as a command: about 10 ms) while the rest of the start-up goes on;
+// the channel returned gives them once, and start steps them into the
+// state machine before the loop runs, so that no hello holddown ends on a
+// member that does not know its checksums yet.
+func (d *Daemon) startConfigSync(epoch uint64) (<-chan checksum.Sums, error) {
 	cfg := d.cfg
 	src, err := syncSource(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sealer, err := seal.NewSealer(d.keys, d.mode, seal.ConfigSync, uint16(cfg.GroupID), cfg.NodeID, epoch)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cs := &confSync{
 		stateDir: cfg.StateDir, src: src,
@@ -81,15 +84,18 @@ func (d *Daemon) startConfigSync(epoch uint64) error {
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.ConfigSync.Port)))
 	if err != nil {
-		return fmt.Errorf("config_sync.port: %w", err)
+		return nil, fmt.Errorf("config_sync.port: %w", err)
 	}
 	d.conf = cs
-	cs.compute(d.bg)
+	first := make(chan checksum.Sums, 1)
 	d.spawn("config sync server", func() error { return cs.peer.Serve(d.bg, ln, cs.content) })
-	d.spawn("checksums", func() error { return cs.run(d.bg, d) })
+	d.spawn("checksums", func() error {
+		first <- cs.read(d.bg)
+		return cs.run(d.bg, d)
+	})
 	d.spawn("nft monitor", func() error { return cs.monitor(d.bg) })
 	d.spawn("config sync", func() error { cs.syncLoop(d.bg, d); return nil })
-	return nil
+	return first, nil
 }
 
 // syncSource is what a member checksums beyond its kernel state, from its
@@ -137,8 +143,8 @@ func (cs *confSync) rekey(kr *seal.Keyring) error {
 	return nil
 }
 
-// compute reads every part now and hands the checksums to the loop.
-func (cs *confSync) compute(ctx context.Context) {
+// read reads every part now and returns the checksums.
+func (cs *confSync) read(ctx context.Context) checksum.Sums {
 	var sums checksum.Sums
 	texts, errs := map[checksum.Part][]byte{}, map[checksum.Part]string{}
 	for _, r := range checksum.Compute(ctx, cs.source()) {
@@ -151,6 +157,12 @@ func (cs *confSync) compute(ctx context.Context) {
 	cs.mu.Lock()
 	cs.texts, cs.errs = texts, errs
 	cs.mu.Unlock()
+	return sums
+}
+
+// compute reads every part now and hands the checksums to the loop.
+func (cs *confSync) compute(ctx context.Context) {
+	sums := cs.read(ctx)
 	select {
 	case <-cs.sums: // an older result not yet taken: the newest wins
 	default:

@@ -237,6 +237,10 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	d.bg = bg
 	cleanup.push(func() { stopBG(); d.wg.Wait() })
+	firstSums, err := d.startConfigSync(epoch)
+	if err != nil {
+		return err
+	}
 	if err := d.watchLinks(); err != nil {
 		return err
 	}
@@ -270,9 +274,6 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 		d.refreshLocalAddrs()
 	}
 
-	if err := d.startConfigSync(epoch); err != nil {
-		return err
-	}
 	d.node = cluster.New(clusterConfig(cfg), time.Now())
 	d.log.Info("hagate starting", "node", cfg.NodeID, "group", cfg.GroupID, "priority", cfg.Priority,
 		"override", cfg.Override, "security", d.mode.String(), "hello_holddown", cfg.HelloHolddown,
@@ -286,6 +287,10 @@ func (d *Daemon) start(ctx context.Context, cleanup *undo) error {
 	if d.pings != nil {
 		d.step(d.pingEvent())
 	}
+	// After the first steps, which start the session pickup and the
+	// heartbeats, and before the loop, whose ticks may end the hello
+	// holddown.
+	d.step(cluster.ChecksumsChange{Now: time.Now(), Sums: <-firstSums})
 	return nil
 }
 

@@ -220,8 +220,12 @@ type Engine struct {
 
 	// mu guards everything below, and the fields of every peer but its
 	// address, cancel and wake.
-	mu        sync.Mutex
-	role      role
+	mu   sync.Mutex
+	role role
+	// roleSet is closed while role is not roleNone (setRoleLocked): a
+	// connection that authenticates between two roles waits on it to be
+	// judged (awaitRole).
+	roleSet   chan struct{}
 	tab       *table
 	primaryID string // the primary a subordinate accepts ("": any member)
 	// gen numbers dump rounds (primary) and bulks (subordinate) in one
@@ -332,7 +336,7 @@ func NewEngine(cfg EngineConfig, backend Backend) (*Engine, error) {
 		sel: newSelector(cfg.Filter, cfg.Virtual...), sealer: sealer, peers: addrSet(cfg.Peers),
 		opener: seal.NewOpener(cfg.Keyring, cfg.Mode, seal.Sync, cfg.Group, cfg.NodeID, cfg.MaxClockSkew),
 		now:    cfg.Now, start: cfg.Now(), tab: newTable(cfg.MaxSessions), pri: primaryState{peers: map[netip.AddrPort]*peer{}},
-		cmds: commands{wake: make(chan struct{}, 1)}, events: make(chan Event, 64),
+		cmds: commands{wake: make(chan struct{}, 1)}, events: make(chan Event, 64), roleSet: make(chan struct{}),
 	}, nil
 }
 
@@ -471,7 +475,7 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.role = roleSubordinate
+	e.setRoleLocked(roleSubordinate)
 	e.primaryID = primaryID
 	e.gen++ // what we hold is older than the next bulk: swept at its end
 	e.pri.pending = nil
@@ -510,6 +514,39 @@ func (e *Engine) purgeForwarded(ctx context.Context) error {
 	return e.be.Apply(ctx, changes)
 }
 
+// setRoleLocked sets the role and opens or closes roleSet to match.
+func (e *Engine) setRoleLocked(r role) {
+	e.role = r
+	select {
+	case <-e.roleSet:
+		if r == roleNone {
+			e.roleSet = make(chan struct{})
+		}
+	default:
+		if r != roleNone {
+			close(e.roleSet)
+		}
+	}
+}
+
+// awaitRole waits, at most HandshakeTimeout, while the engine is between
+// roles: becoming subordinate first stops the role it had and, at start,
+// purges the table (a dump of the whole kernel table, tens of
+// milliseconds), which is when a primary dials a joining member, at its
+// first heartbeat.
+func (e *Engine) awaitRole(ctx context.Context) {
+	e.mu.Lock()
+	set := e.roleSet
+	e.mu.Unlock()
+	t := time.NewTimer(e.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-set:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
 // stopRole ends the goroutines of the current role and waits for them.
 func (e *Engine) stopRole() {
 	e.mu.Lock()
@@ -517,7 +554,7 @@ func (e *Engine) stopRole() {
 	e.pri.cancel, e.pri.wg = nil, nil
 	e.pri.serving = false
 	in := e.sub.inbound
-	e.role = roleNone
+	e.setRoleLocked(roleNone)
 	e.mu.Unlock()
 	if cancel != nil {
 		cancel()

@@ -286,6 +286,63 @@ func TestEngineRefusesNonPrimary(t *testing.T) {
 	}
 }
 
+// betweenRoles starts a primary with n sessions and a member whose engine
+// has no role yet (a daemon starting: it becomes subordinate once its
+// table is purged), has the primary dial it, and waits until the primary
+// has either finished its handshake or been refused.
+func betweenRoles(t *testing.T, n int) (context.Context, *node, *node) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	p := startNode(t, ctx, "gw1", nil)
+	s := startNode(t, ctx, "gw2", nil)
+	for i := range n {
+		p.mem.Inject(session.Change{Op: session.Upsert, Session: synthSession(i)})
+	}
+	if err := p.e.becomePrimaryMirrored(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.e.SetPeers([]netip.AddrPort{s.addr(t)})
+	waitFor(t, "the primary's handshake or its refusal", func() bool {
+		st := p.e.Stats()
+		return s.e.Stats().Refused > 0 || len(st.Peers) == 1 && st.Peers[0].Connected
+	})
+	return ctx, p, s
+}
+
+// A primary dials a joining member at its first heartbeat, which may be
+// before the member's engine is subordinate: the connection waits for the
+// role instead of being refused, so the bulk goes over the first dial
+// rather than a redial after the backoff.
+func TestEngineBetweenRolesWaitsForTheRole(t *testing.T) {
+	ctx, p, s := betweenRoles(t, 100)
+	if err := s.e.BecomeSubordinate(ctx, "gw1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the bulk", func() bool { return s.mem.Len() == 100 })
+	if st := s.e.Stats(); st.Refused != 0 {
+		t.Errorf("the subordinate refused %d connections made before it had a role", st.Refused)
+	}
+	p.tap.mu.Lock()
+	dials := len(p.tap.conns)
+	p.tap.mu.Unlock()
+	if dials != 1 {
+		t.Errorf("the primary dialled %d times, want once", dials)
+	}
+}
+
+// ... and is judged once the role is set: a member that becomes primary
+// instead refuses it.
+func TestEngineBetweenRolesJudgedOnceSet(t *testing.T) {
+	ctx, _, s := betweenRoles(t, 100)
+	if err := s.e.BecomePrimary(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refusal", func() bool { return s.e.Stats().Refused > 0 })
+	if n := s.mem.Len(); n != 0 {
+		t.Errorf("a member that became primary installed %d sessions from the other", n)
+	}
+}
+
 // A subordinate installs synced TCP sessions liberal unless
 // TCPWindowTracking is on (the kernel does not sync sequence windows, and
 // one learned from a stray packet goes stale); UDP has no such flags.

@@ -29,13 +29,14 @@ func timeoutClass(s *session.Session) uint16 {
 // last refreshed, against the longest timeout of its class. oldestFirst
 // reverses it (EngineConfig.BulkOldestFirst).
 func (e *Engine) bulkRankLocked() func(*session.Change) int {
-	longest := map[uint16]uint32{}
-	for k, m := range e.tab.all() {
-		if !m.synced {
+	// By class: an array, not a map, as it is read once per session.
+	longest := new([1 << 16]uint32)
+	for proto, r := range e.tab.recs() {
+		if r.flags&flagSynced == 0 {
 			continue
 		}
-		c := uint16(k.Proto)<<8 | uint16(m.tcp.State)
-		longest[c] = max(longest[c], m.timeout)
+		c := uint16(proto)<<8 | uint16(r.tcp.State)
+		longest[c] = max(longest[c], r.timeout)
 	}
 	return func(c *session.Change) int {
 		r := bits.Len32(longest[timeoutClass(&c.Session)] - c.Session.Timeout)

@@ -22,8 +22,8 @@ func (e *Engine) BecomePrimary(ctx context.Context) error {
 		e.mu.Unlock()
 		return nil
 	}
-	e.role = rolePrimary // refuses new inbound connections from here on
-	e.sub.purge = false  // back before a new primary's bulk: what it forwarded is current
+	e.setRoleLocked(rolePrimary) // refuses new inbound connections from here on
+	e.sub.purge = false          // back before a new primary's bulk: what it forwarded is current
 	in := e.sub.inbound
 	e.mu.Unlock()
 	if in != nil {

@@ -106,6 +106,7 @@ func (e *Engine) serveInbound(ctx context.Context, c net.Conn, handshaken func()
 	if err != nil {
 		return fmt.Errorf("%w: %w", errHandshake, err)
 	}
+	e.awaitRole(ctx)
 	in, err := e.takeInbound(c, from)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errHandshake, err)
@@ -168,9 +169,17 @@ func (e *Engine) handshake(fc *frameConn) (string, error) {
 // hello holddown) accepts any authenticated member: refusing would leave it
 // without the sessions until the primary redials. SetPrimary drops the
 // connection if another member turns out to be primary.
+//
+// An engine between roles (becoming subordinate: at start it purges its
+// table first) does not refuse yet: takeInbound judges the member once the
+// role is set (awaitRole). Refused, a joining member's primary, which dials
+// at its first heartbeat, would redial only after a backoff.
 func (e *Engine) acceptsFrom(from string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.role == roleNone {
+		return nil
+	}
 	return e.acceptsFromLocked(from)
 }
 

@@ -382,6 +382,26 @@ func (t *table) all() iter.Seq2[session.Key, entry] {
 	}
 }
 
+// recs yields the protocol and the stored metadata of every session
+// without building its key and reply, for a pass over the table that needs
+// no more (the bulk's ranks): building them is most of all's cost.
+func (t *table) recs() iter.Seq2[uint8, *rec] {
+	return func(yield func(uint8, *rec) bool) {
+		for _, m := range t.m4 {
+			for k4, v := range m {
+				if !yield(k4.proto, &v.r) {
+					return
+				}
+			}
+		}
+		for k, v := range t.m6 {
+			if !yield(k.Proto, &v.r) {
+				return
+			}
+		}
+	}
+}
+
 // sameState reports whether s equals the stored session in what the kernel
 // would install (everything but the timeout).
 func sameState(s *session.Session, e *entry, labels [16]byte) bool {

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ type hg struct {
 	mu       sync.Mutex
 	base     map[string]int
 	pools    map[string]*ctPool
+	counters map[string]*ctCounter
 }
 
 // pickupSection turns session pickup on (TCP only, over the heartbeat
@@ -68,7 +68,8 @@ func newHG(l *netlab.Lab, bin, dir string, t Tuning, set hgSettings) (*hg, error
 	if err != nil {
 		return nil, fmt.Errorf("hagate configuration: %w", err)
 	}
-	return &hg{l: l, c: c, pickup: pickup, heldBack: installDelay > 0, base: map[string]int{}, pools: map[string]*ctPool{}}, nil
+	return &hg{l: l, c: c, pickup: pickup, heldBack: installDelay > 0, base: map[string]int{}, pools: map[string]*ctPool{},
+		counters: map[string]*ctCounter{}}, nil
 }
 
 func (h *hg) Name() string { return "hagate" }
@@ -91,14 +92,27 @@ func (h *hg) Note() string {
 }
 
 func (h *hg) Start(gw string) error {
-	n, err := kernelCount(context.Background(), h.l, gw)
+	h.mu.Lock()
+	n, err := h.countLocked(gw)
+	h.base[gw] = n
+	h.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	h.mu.Lock()
-	h.base[gw] = n
-	h.mu.Unlock()
 	return h.c.Start(gw)
+}
+
+// countLocked is gw's whole kernel table, read through its counter.
+func (h *hg) countLocked(gw string) (int, error) {
+	c := h.counters[gw]
+	if c == nil {
+		var err error
+		if c, err = openCounter(h.l.NS(gw)); err != nil {
+			return 0, err
+		}
+		h.counters[gw] = c
+	}
+	return c.count()
 }
 
 func (h *hg) Kill(gw string) error { return h.c.Kill(gw) }
@@ -138,12 +152,12 @@ func (h *hg) Synced(gw string) (int, error) {
 // approxSynced is gw's whole kernel table less the entries there were
 // when the daemon started: at most a handful ahead of Synced, and cheap.
 func (h *hg) approxSynced(gw string) (int, error) {
-	n, err := kernelCount(context.Background(), h.l, gw)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n, err := h.countLocked(gw)
 	if err != nil {
 		return 0, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	return n - h.base[gw], nil
 }
 
@@ -158,6 +172,9 @@ func (h *hg) Close() {
 	defer h.mu.Unlock()
 	for _, p := range h.pools {
 		p.Close()
+	}
+	for _, c := range h.counters {
+		c.Close()
 	}
 }
 
