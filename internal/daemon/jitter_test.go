@@ -37,3 +37,18 @@ func TestSendClock(t *testing.T) {
 		t.Errorf("after two windows on time: largest %v, want 0", largest)
 	}
 }
+
+// TestCopyWindow: the sender covers a late loop for a dead interval, and
+// for no less than minCopyWindow when the dead interval is shorter (10 ms x
+// 3 under load); the default timings keep their dead interval.
+func TestCopyWindow(t *testing.T) {
+	for _, tc := range []struct{ dead, want time.Duration }{
+		{30 * time.Millisecond, minCopyWindow},
+		{150 * time.Millisecond, 150 * time.Millisecond},
+		{1200 * time.Millisecond, 1200 * time.Millisecond},
+	} {
+		if got := copyWindow(tc.dead); got != tc.want {
+			t.Errorf("copyWindow(%v) = %v, want %v", tc.dead, got, tc.want)
+		}
+	}
+}
