@@ -494,6 +494,14 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 // nothing is lost: the primary's bulk sync installs the sessions afresh, and
 // a fresh entry learns the windows from the next packets.
 func (e *Engine) purgeForwarded(ctx context.Context) error {
+	if c, ok := e.be.(Counter); ok {
+		if n, err := c.Count(ctx); err == nil && n == 0 {
+			e.mu.Lock()
+			e.tab = newTable(e.cfg.MaxSessions)
+			e.mu.Unlock()
+			return nil
+		}
+	}
 	var changes []session.Change
 	err := e.be.Dump(ctx, func(x session.Session) error {
 		if !e.sel.isLocal(&x) {

@@ -240,6 +240,48 @@ func (k *Kernel) lookupBatch(ctx context.Context, s *socket, batch []byte, first
 	})
 }
 
+// ctaStatsGlobalEntries is CTA_STATS_GLOBAL_ENTRIES in the answer to
+// IPCTNL_MSG_CT_GET_STATS: the entries of the namespace.
+const ctaStatsGlobalEntries = 1
+
+// Count returns how many entries the table holds, from the kernel's count
+// (what conntrack -C prints), without walking them.
+func (k *Kernel) Count(ctx context.Context) (int, error) {
+	s, err := k.get()
+	if err != nil {
+		return 0, err
+	}
+	var w builder
+	seq := s.nextSeq()
+	w.end(w.begin(msgCTStats, 0, seq, unix.AF_UNSPEC))
+	n := -1
+	err = k.roundTrip(ctx, s, w.b, seq, seq, func(m nlmsg) (bool, error) {
+		if m.typ == nlmsgError {
+			if e := errnoOf(m.data); e != 0 {
+				return true, e
+			}
+			return false, nil
+		}
+		var family uint8
+		return true, parseMsg(m.data, "conntrack stats", &family, func(typ uint16, v []byte) error {
+			if typ&nlaTypeMsk == ctaStatsGlobalEntries {
+				c, err := be32(v)
+				n = int(c)
+				return err
+			}
+			return nil
+		})
+	})
+	k.put(s, err == nil)
+	if err == nil && n < 0 {
+		err = errors.New("no entry count in the answer")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("conntrack count: %w", err)
+	}
+	return n, nil
+}
+
 // Flush deletes every entry of the table.
 func (k *Kernel) Flush(ctx context.Context) error {
 	s, err := k.get()

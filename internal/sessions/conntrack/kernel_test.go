@@ -416,3 +416,24 @@ func TestKernelApplyNamesRefused(t *testing.T) {
 		t.Errorf("the kernel holds %d entries (the refused one: %v), want the 2 others", len(got), held)
 	}
 }
+
+// TestKernelCount: the kernel's count of the namespace's entries, without a
+// dump: 0 in a fresh namespace, then what was installed, and entries of
+// another namespace do not count.
+func TestKernelCount(t *testing.T) {
+	_, k := openNS(t)
+	_, other := openNS(t)
+	ctx := context.Background()
+	if err := other.Apply(ctx, upserts(synthetic(5))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := k.Count(ctx); err != nil || n != 0 {
+		t.Fatalf("Count in a fresh namespace = %d, %v; want 0", n, err)
+	}
+	if err := k.Apply(ctx, upserts(testSessions()[:3])); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := k.Count(ctx); err != nil || n != 3 {
+		t.Fatalf("Count = %d, %v; want 3", n, err)
+	}
+}

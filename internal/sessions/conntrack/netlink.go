@@ -39,6 +39,7 @@ const (
 	msgCTNew   = 0
 	msgCTGet   = 1
 	msgCTDel   = 2
+	msgCTStats = 5 // IPCTNL_MSG_CT_GET_STATS: the namespace's counts
 	groupNew   = 1
 	groupUpd   = 2
 	groupDel   = 3
