@@ -494,21 +494,16 @@ func (e *Engine) BecomeSubordinate(ctx context.Context, primaryID string) error 
 // nothing is lost: the primary's bulk sync installs the sessions afresh, and
 // a fresh entry learns the windows from the next packets.
 func (e *Engine) purgeForwarded(ctx context.Context) error {
-	if c, ok := e.be.(Counter); ok {
-		if n, err := c.Count(ctx); err == nil && n == 0 {
-			e.mu.Lock()
-			e.tab = newTable(e.cfg.MaxSessions)
-			e.mu.Unlock()
-			return nil
-		}
-	}
 	var changes []session.Change
-	err := e.be.Dump(ctx, func(x session.Session) error {
-		if !e.sel.isLocal(&x) {
-			changes = append(changes, session.Change{Op: session.Delete, Session: session.Session{Key: x.Key}})
-		}
-		return nil
-	})
+	var err error
+	if !e.backendEmpty(ctx) {
+		err = e.be.Dump(ctx, func(x session.Session) error {
+			if !e.sel.isLocal(&x) {
+				changes = append(changes, session.Change{Op: session.Delete, Session: session.Session{Key: x.Key}})
+			}
+			return nil
+		})
+	}
 	e.mu.Lock()
 	e.tab = newTable(e.cfg.MaxSessions)
 	e.mu.Unlock()
@@ -520,6 +515,17 @@ func (e *Engine) purgeForwarded(ctx context.Context) error {
 	}
 	e.log.Info("session pickup: removed the sessions this node had forwarded", "sessions", len(changes))
 	return e.be.Apply(ctx, changes)
+}
+
+// backendEmpty reports whether the backend says, without a dump, that it
+// holds no entry (Counter); false when it cannot say.
+func (e *Engine) backendEmpty(ctx context.Context) bool {
+	c, ok := e.be.(Counter)
+	if !ok {
+		return false
+	}
+	n, err := c.Count(ctx)
+	return err == nil && n == 0
 }
 
 // setRoleLocked sets the role and opens or closes roleSet to match.
