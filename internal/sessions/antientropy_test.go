@@ -67,7 +67,10 @@ func quiesce(t *testing.T, p *node) {
 		}
 		p.e.mu.Unlock()
 		st := p.e.Stats()
-		return folded && len(st.Peers) == 1 && st.Peers[0].Queued == 0 && st.Peers[0].Sending == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq
+		// Connected with a bulk sent: before its first connection the
+		// peer's sequence numbers are equal too (both 0).
+		return folded && len(st.Peers) == 1 && st.Peers[0].Connected && st.Peers[0].Bulks > 0 &&
+			st.Peers[0].Queued == 0 && st.Peers[0].Sending == 0 && st.Peers[0].AckedSeq == st.Peers[0].SentSeq
 	})
 }
 
