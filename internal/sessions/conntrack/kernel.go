@@ -255,12 +255,11 @@ func (k *Kernel) Count(ctx context.Context) (int, error) {
 	seq := s.nextSeq()
 	w.end(w.begin(msgCTStats, 0, seq, unix.AF_UNSPEC))
 	n := -1
+	var refused syscall.Errno // the kernel's answer, not the socket's failure
 	err = k.roundTrip(ctx, s, w.b, seq, seq, func(m nlmsg) (bool, error) {
 		if m.typ == nlmsgError {
-			if e := errnoOf(m.data); e != 0 {
-				return true, e
-			}
-			return false, nil
+			refused = errnoOf(m.data)
+			return refused != 0, nil
 		}
 		var family uint8
 		return true, parseMsg(m.data, "conntrack stats", &family, func(typ uint16, v []byte) error {
@@ -273,11 +272,13 @@ func (k *Kernel) Count(ctx context.Context) (int, error) {
 		})
 	})
 	k.put(s, err == nil)
-	if err == nil && n < 0 {
-		err = errors.New("no entry count in the answer")
-	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("conntrack count: %w", err)
+	case refused != 0:
+		return 0, fmt.Errorf("conntrack count: %w", refused)
+	case n < 0:
+		return 0, errors.New("conntrack count: no entry count in the answer")
 	}
 	return n, nil
 }
